@@ -1,0 +1,5 @@
+import sys
+
+from bzzz.cli import main
+
+sys.exit(main())

@@ -1,0 +1,179 @@
+"""The `bzzz` command. It parses arguments and hands off; the work lives in the modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bzzz import __version__
+from bzzz.config import ConfigError, load_settings, resolve_home
+from bzzz.control import ControlError, request
+from bzzz.identity import IdentityError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.handler(args)
+    except (ConfigError, IdentityError, ControlError) as exc:
+        print(f"bzzz: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bzzz", description="Peer-to-peer coordinator for AI coding agents."
+    )
+    parser.add_argument("--version", action="version", version=f"bzzz {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(
+        name: str, help_text: str, handler: object, home: bool = True
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        if home:
+            sub.add_argument("--home", help="node home directory (default: $BZZZ_HOME or ~/.bzzz)")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    init = command(
+        "init", "Create a node's configuration and identity key; print its peer ID.", _init
+    )
+    init.add_argument("--name", required=True, help="node name used in messages (node_id)")
+    init.add_argument(
+        "--listen",
+        action="append",
+        default=[],
+        metavar="MULTIADDR",
+        help="listen address (repeatable)",
+    )
+    init.add_argument(
+        "--bootstrap",
+        action="append",
+        default=[],
+        metavar="MULTIADDR",
+        help="peer to dial: .../p2p/PEER_ID (repeatable)",
+    )
+    init.add_argument(
+        "--private-network",
+        action="store_true",
+        help="create a pre-shared key (swarm.key) and use it",
+    )
+    init.add_argument(
+        "--force",
+        action="store_true",
+        help="rewrite an existing config.toml (the identity is kept)",
+    )
+
+    command("node", "Run the node (the network process) until SIGTERM or Ctrl-C.", _node)
+
+    status = command("status", "Show the running node's status and its view of the mesh.", _status)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    peers = command("peers", "List the peers the running node knows.", _peers)
+    peers.add_argument("--json", action="store_true", help="machine-readable output")
+
+    command("stop", "Ask the running node to shut down.", _stop)
+
+    psk = command("psk", "Write a new pre-shared key file for a private network.", _psk, home=False)
+    psk.add_argument("path", type=Path, help="where to write the key (must not exist)")
+
+    lab = command(
+        "lab",
+        "Run a local lab: N nodes on loopback, with their mesh forming live.",
+        _lab,
+        home=False,
+    )
+    lab.add_argument("--nodes", type=int, default=3, help="number of nodes (default 3)")
+    lab.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="stop after this many seconds (default: Ctrl-C)",
+    )
+    lab.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="directory for the nodes' homes (default: a temporary one)",
+    )
+    lab.add_argument(
+        "--keep", action="store_true", help="keep the nodes' homes and logs after stopping"
+    )
+    return parser
+
+
+def _init(args: argparse.Namespace) -> int:
+    from bzzz.home import init_home  # noqa: PLC0415 - keeps `bzzz --help` fast
+
+    home = resolve_home(args.home)
+    peer_id = init_home(
+        home,
+        args.name,
+        args.listen,
+        args.bootstrap,
+        private_network=args.private_network,
+        force=args.force,
+    )
+    print(peer_id)
+    return 0
+
+
+def _node(args: argparse.Namespace) -> int:
+    from bzzz.runner import run_node  # noqa: PLC0415
+
+    settings = load_settings(resolve_home(args.home))
+    return run_node(settings)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from bzzz.render import render_status  # noqa: PLC0415
+
+    report = _ask(args, "status")
+    print(json.dumps(report, indent=2) if args.json else render_status(report))
+    return 0
+
+
+def _peers(args: argparse.Namespace) -> int:
+    from bzzz.render import render_peers  # noqa: PLC0415
+
+    report = _ask(args, "status")
+    print(json.dumps(report["peers"], indent=2) if args.json else render_peers(report))
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    _ask(args, "stop")
+    return 0
+
+
+def _ask(args: argparse.Namespace, cmd: str) -> dict[str, object]:
+    from bzzz.config import CONTROL_SOCKET  # noqa: PLC0415
+
+    return request(resolve_home(args.home) / CONTROL_SOCKET, {"cmd": cmd})
+
+
+def _psk(args: argparse.Namespace) -> int:
+    from bzzz.network.psk import write_psk  # noqa: PLC0415
+
+    try:
+        write_psk(args.path)
+    except FileExistsError:
+        raise ConfigError(f"{args.path} exists already; refusing to overwrite a key") from None
+    print(f"wrote {args.path}; set network.psk_file to it on every node of the private network")
+    return 0
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from bzzz.lab import run_lab  # noqa: PLC0415
+
+    if args.nodes < 1:
+        raise ConfigError("--nodes must be at least 1")
+    return run_lab(args.nodes, args.duration, args.root, keep=args.keep)

@@ -1,0 +1,468 @@
+"""Settings: a commented TOML file in the node's home, overridden by environment variables.
+
+Every key `KEY` of section `[SECTION]` can be overridden by `BZZZ_SECTION_KEY`
+(lists are comma-separated). The home directory comes from `--home`, else
+`BZZZ_HOME`, else `~/.bzzz`. Loading yields frozen, typed settings or a
+ConfigError that names the key, the bad value's source and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bzzz.network.addresses import AddressError, parse_bootstrap, parse_listen, parse_peer_id
+from bzzz.network.psk import PskError, read_psk
+from bzzz.protocol import NODE_ID_PATTERN
+
+CONFIG_FILE = "config.toml"
+IDENTITY_FILE = "identity.key"
+CONTROL_SOCKET = "control.sock"
+ENV_PREFIX = "BZZZ_"
+HOME_ENV = "BZZZ_HOME"
+DEFAULT_HOME = "~/.bzzz"
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(Exception):
+    """Bad configuration: the message names the key, where it came from, and the fix."""
+
+
+def doc(text: str, **kwargs: Any) -> Any:
+    """A dataclass field with its documentation, which becomes a comment in config.toml."""
+    return field(metadata={"doc": text}, **kwargs)
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    name: str = doc("This node's name in messages (node_id): letters, digits, '.', '_', '-'.")
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    listen: tuple[str, ...] = doc(
+        "Multiaddrs to listen on (TCP; port 0 picks a free port).",
+        default=("/ip4/0.0.0.0/tcp/4001",),
+    )
+    bootstrap: tuple[str, ...] = doc(
+        "Peers to dial at start and whenever the link drops: /ip4/HOST/tcp/PORT/p2p/PEER_ID.",
+        default=(),
+    )
+    mdns: bool = doc("Find peers on the local network by mDNS.", default=True)
+    dht: bool = doc(
+        "Find peers through the Kademlia DHT (peers of peers you never dialled).", default=True
+    )
+    namespace: str = doc(
+        "Name of this mesh: peers advertise and look each other up under it in the DHT.",
+        default="bzzz",
+    )
+    psk_file: str = doc(
+        "Private network: file holding a 32-byte pre-shared key as 64 hex digits"
+        " (go-libp2p swarm.key format accepted). Empty: no private network.",
+        default="",
+    )
+    allow_peers: tuple[str, ...] = doc(
+        "Peer IDs allowed to connect; empty allows any peer that can complete the handshake.",
+        default=(),
+    )
+    reconnect_interval: float = doc(
+        "Seconds between checks that redial lost bootstrap and known peers.", default=2.0
+    )
+    dial_timeout: float = doc("Seconds before a dial attempt is abandoned.", default=5.0)
+    discovery_interval: float = doc(
+        "Seconds between DHT lookups of other peers in the namespace.", default=10.0
+    )
+
+
+@dataclass(frozen=True)
+class GossipSettings:
+    heartbeat_interval: int = doc(
+        "GossipSub heartbeat, seconds (py-libp2p's 120 s default loses messages).", default=1
+    )
+    degree: int = doc("Target number of mesh peers per topic (D).", default=6)
+    degree_low: int = doc("Graft more peers below this many (D_lo).", default=4)
+    degree_high: int = doc("Prune peers above this many (D_hi).", default=12)
+    max_message_bytes: int = doc("Messages larger than this are dropped.", default=65536)
+    max_messages_per_second: float = doc(
+        "Per peer and topic, messages per second accepted before the rest are dropped as spam;"
+        " 0 disables the limit (py-libp2p's default of 10 counts your own publishes too).",
+        default=200.0,
+    )
+    publish_queue_high_water: int = doc(
+        "Publishing waits while any peer's outbound queue (32 slots) holds more RPCs than this.",
+        default=16,
+    )
+
+
+@dataclass(frozen=True)
+class CapabilitySettings:
+    check_interval: float = doc("Seconds between capability readings.", default=5.0)
+    max_interval: float = doc(
+        "Capabilities are published when they change and at least this often, seconds.",
+        default=30.0,
+    )
+    load_change: float = doc(
+        "A change of CPU, memory or GPU load by this many percentage points counts as a change.",
+        default=10.0,
+    )
+    presence_interval: float = doc("Seconds between presence pings.", default=5.0)
+    peer_timeout: float = doc("A peer silent this many seconds is marked dead.", default=15.0)
+    ollama_host: str = doc(
+        "Ollama server whose models this node offers.", default="http://127.0.0.1:11434"
+    )
+    ollama_timeout: float = doc(
+        "Seconds to wait for the ollama server when listing models.", default=2.0
+    )
+    agent_clis: tuple[str, ...] = doc(
+        "Agent command-line tools to look for on PATH.",
+        default=("ollama", "gemini", "claude", "codex", "aider", "opencode", "goose", "qwen"),
+    )
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = doc("Log level: debug, info, warning or error.", default="info")
+    file: str = doc(
+        "Structured (JSON lines) log, relative to the home directory.", default="logs/node.log"
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    node: NodeSettings
+    network: NetworkSettings = NetworkSettings()
+    gossip: GossipSettings = GossipSettings()
+    capabilities: CapabilitySettings = CapabilitySettings()
+    log: LogSettings = LogSettings()
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / CONFIG_FILE
+
+    @property
+    def identity_path(self) -> Path:
+        return self.home / IDENTITY_FILE
+
+    @property
+    def control_socket(self) -> Path:
+        return self.home / CONTROL_SOCKET
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / self.log.file
+
+    @property
+    def psk_path(self) -> Path | None:
+        return self.home / self.network.psk_file if self.network.psk_file else None
+
+
+SECTIONS: Mapping[str, type[Any]] = {
+    "node": NodeSettings,
+    "network": NetworkSettings,
+    "gossip": GossipSettings,
+    "capabilities": CapabilitySettings,
+    "log": LogSettings,
+}
+
+
+def resolve_home(
+    home: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None
+) -> Path:
+    environ = os.environ if environ is None else environ
+    chosen = home if home is not None else environ.get(HOME_ENV) or DEFAULT_HOME
+    return Path(chosen).expanduser().resolve()
+
+
+def load_settings(home: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read HOME/config.toml, apply BZZZ_* overrides, validate everything."""
+    environ = os.environ if environ is None else environ
+    path = home / CONFIG_FILE
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no configuration at {path}. Fix: run `bzzz init --home {home} --name NODE_NAME`."
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}). Fix: correct the file.") from None
+    _reject_unknown(raw, path)
+    sections = {
+        name: _load_section(name, cls, raw.get(name, {}), environ, path)
+        for name, cls in SECTIONS.items()
+    }
+    settings = Settings(home=home, **sections)
+    _validate(settings)
+    return settings
+
+
+def _reject_unknown(raw: Mapping[str, Any], path: Path) -> None:
+    for section, values in raw.items():
+        if section not in SECTIONS:
+            raise ConfigError(
+                f"unknown section [{section}] in {path}.{_suggest(section, SECTIONS)}"
+            )
+        if not isinstance(values, dict):
+            raise ConfigError(f"{section} in {path} must be a [{section}] table.")
+        known = {f.name for f in dataclasses.fields(SECTIONS[section])}
+        for key in values:
+            if key not in known:
+                raise ConfigError(f"unknown key {section}.{key} in {path}.{_suggest(key, known)}")
+
+
+def _suggest(word: str, choices: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" Fix: did you mean `{close[0]}`?" if close else " Fix: remove it."
+
+
+def env_var(section: str, key: str) -> str:
+    return f"{ENV_PREFIX}{section}_{key}".upper()
+
+
+def _load_section(
+    section: str, cls: type[Any], values: Mapping[str, Any], environ: Mapping[str, str], path: Path
+) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        var = env_var(section, f.name)
+        if var in environ:
+            source = f"environment variable {var}"
+            value: Any = _from_env(environ[var], hints[f.name], f"{section}.{f.name}", source)
+        elif f.name in values:
+            source = str(path)
+            value = values[f.name]
+        else:
+            continue
+        kwargs[f.name] = _check_type(value, hints[f.name], f"{section}.{f.name}", source)
+    try:
+        return cls(**kwargs)
+    except TypeError:
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs]
+        raise ConfigError(
+            f"{section}.{missing[0]} is required. Fix: set it in the [{section}] table of {path}"
+            f" or in {env_var(section, missing[0])}."
+        ) from None
+
+
+def _from_env(text: str, hint: Any, key: str, source: str) -> Any:
+    if hint is bool:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key} from {source} must be true or false, not {text!r}.")
+    if hint is int or hint is float:
+        try:
+            return hint(text)
+        except ValueError:
+            raise ConfigError(f"{key} from {source} must be a number, not {text!r}.") from None
+    if typing.get_origin(hint) is tuple:
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return text
+
+
+def _check_type(value: Any, hint: Any, key: str, source: str) -> Any:
+    if hint is bool:
+        ok = isinstance(value, bool)
+        expected = "true or false"
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        expected = "an integer"
+    elif hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        expected = "a number"
+        value = float(value) if ok else value
+    elif hint is str:
+        ok = isinstance(value, str)
+        expected = "a string"
+    elif typing.get_origin(hint) is tuple:
+        ok = isinstance(value, list | tuple) and all(isinstance(item, str) for item in value)
+        expected = "a list of strings"
+        value = tuple(value) if ok else value
+    else:  # pragma: no cover - only the types above are used by the settings classes
+        raise TypeError(f"unsupported settings type {hint} for {key}")
+    if not ok:
+        raise ConfigError(f"{key} from {source} must be {expected}, not {value!r}.")
+    return value
+
+
+class _Invalid(Exception):
+    def __init__(self, key: str, problem: str, fix: str) -> None:
+        super().__init__(key)
+        self.key, self.problem, self.fix = key, problem, fix
+
+
+def _validate(settings: Settings) -> None:
+    """Checks of meaning; each failure names the key, where to change it, and the fix."""
+    try:
+        _validate_node(settings.node)
+        _validate_network(settings.network, settings.psk_path)
+        _validate_gossip(settings.gossip)
+        _validate_capabilities(settings.capabilities)
+        _validate_log(settings.log)
+    except _Invalid as bad:
+        section, name = bad.key.split(".")
+        raise ConfigError(
+            f"{bad.key} {bad.problem}. Fix: {bad.fix}"
+            f" (in {settings.config_path} or {env_var(section, name)})."
+        ) from None
+
+
+def _validate_log(log: LogSettings) -> None:
+    if log.level not in LOG_LEVELS:
+        raise _Invalid("log.level", f"is {log.level!r}", f"use one of {', '.join(LOG_LEVELS)}")
+
+
+def _positive(key: str, number: float) -> None:
+    if number <= 0:
+        raise _Invalid(key, f"is {number}", "use a number greater than 0")
+
+
+def _validate_node(node: NodeSettings) -> None:
+    if not re.fullmatch(NODE_ID_PATTERN, node.name):
+        raise _Invalid(
+            "node.name",
+            f"is {node.name!r}",
+            "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+
+
+def _validate_network(net: NetworkSettings, psk_path: Path | None) -> None:
+    if not net.listen:
+        raise _Invalid(
+            "network.listen", "is empty", 'listen on an address, e.g. "/ip4/0.0.0.0/tcp/4001"'
+        )
+    parsers: list[tuple[str, tuple[str, ...], typing.Callable[[str], object]]] = [
+        ("network.listen", net.listen, parse_listen),
+        ("network.bootstrap", net.bootstrap, parse_bootstrap),
+        ("network.allow_peers", net.allow_peers, parse_peer_id),
+    ]
+    for key, values, parse in parsers:
+        for value in values:
+            try:
+                parse(value)
+            except AddressError as exc:
+                raise _Invalid(
+                    key, f"has {value!r}: {exc}", "correct or remove that entry"
+                ) from None
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", net.namespace):
+        raise _Invalid(
+            "network.namespace",
+            f"is {net.namespace!r}",
+            "use 1-64 letters, digits, '.', '_' or '-'",
+        )
+    if psk_path is not None:
+        try:
+            read_psk(psk_path)
+        except PskError as exc:
+            raise _Invalid(
+                "network.psk_file", str(exc), 'use a key made by `bzzz psk`, or ""'
+            ) from None
+    _positive("network.reconnect_interval", net.reconnect_interval)
+    _positive("network.dial_timeout", net.dial_timeout)
+    _positive("network.discovery_interval", net.discovery_interval)
+
+
+def _validate_gossip(gossip: GossipSettings) -> None:
+    _positive("gossip.heartbeat_interval", gossip.heartbeat_interval)
+    _positive("gossip.max_message_bytes", gossip.max_message_bytes)
+    _positive("gossip.publish_queue_high_water", gossip.publish_queue_high_water)
+    if not 1 <= gossip.degree_low <= gossip.degree <= gossip.degree_high:
+        raise _Invalid(
+            "gossip.degree",
+            f"is {gossip.degree} with degree_low {gossip.degree_low}"
+            f" and degree_high {gossip.degree_high}",
+            "keep 1 <= degree_low <= degree <= degree_high",
+        )
+    if gossip.max_messages_per_second < 0:
+        raise _Invalid(
+            "gossip.max_messages_per_second",
+            f"is {gossip.max_messages_per_second}",
+            "use 0 (no limit) or more",
+        )
+    if gossip.publish_queue_high_water >= 32:
+        raise _Invalid(
+            "gossip.publish_queue_high_water",
+            f"is {gossip.publish_queue_high_water}",
+            "keep it below 32, the size of py-libp2p's per-peer queue",
+        )
+
+
+def _validate_capabilities(caps: CapabilitySettings) -> None:
+    for key in (
+        "check_interval",
+        "max_interval",
+        "presence_interval",
+        "peer_timeout",
+        "ollama_timeout",
+    ):
+        _positive(f"capabilities.{key}", getattr(caps, key))
+    if caps.peer_timeout <= caps.presence_interval:
+        raise _Invalid(
+            "capabilities.peer_timeout",
+            f"is {caps.peer_timeout}, not above presence_interval {caps.presence_interval}",
+            "make it at least twice the presence interval",
+        )
+    if not re.match(r"^https?://[^/\s]+", caps.ollama_host):
+        raise _Invalid(
+            "capabilities.ollama_host", f"is {caps.ollama_host!r}", "use http://HOST:PORT"
+        )
+
+
+# ---- writing a commented config.toml ---------------------------------------------------
+
+
+def render_config(values: Mapping[str, Mapping[str, Any]]) -> str:
+    """A commented config.toml: given keys are set, every other key is shown commented out
+    with its default, so the file documents every setting."""
+    lines = [
+        "# Bzzz node configuration.",
+        f"# Every key can be overridden by an environment variable {ENV_PREFIX}<SECTION>_<KEY>,",
+        "# e.g. BZZZ_NETWORK_LISTEN=/ip4/0.0.0.0/tcp/4001 (lists are comma-separated).",
+    ]
+    for section, cls in SECTIONS.items():
+        lines += ["", f"[{section}]"]
+        given = values.get(section, {})
+        for f in dataclasses.fields(cls):
+            lines.append(f"# {f.metadata['doc']}")
+            if f.name in given:
+                lines.append(f"{f.name} = {_toml_value(given[f.name])}")
+            elif f.default is not dataclasses.MISSING:
+                lines.append(f"# {f.name} = {_toml_value(f.default)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def field_docs() -> list[tuple[str, str, str, Any]]:
+    """(section, key, env var, default) for documentation."""
+    rows = []
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else None
+            rows.append(
+                (f"{section}.{f.name}", f.metadata["doc"], env_var(section, f.name), default)
+            )
+    return rows

@@ -1,0 +1,112 @@
+"""Periodic jobs on an APScheduler BackgroundScheduler, publishing through a trio bridge.
+
+Jobs run in scheduler threads, so blocking work (asking ollama, NVML, later the
+forge) never stalls the network. Anything that touches the node's state or the
+mesh hops into trio through the bridge.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import trio
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from bzzz.capabilities import CapabilityDetector, changed, to_message
+from bzzz.config import CapabilitySettings
+from bzzz.protocol import Capabilities, Message, PresencePing, utc_now
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class TrioBridge:
+    """Calls into the trio loop from worker threads; a no-op once trio has finished."""
+
+    def __init__(self, token: trio.lowlevel.TrioToken) -> None:
+        self._token = token
+
+    def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T | None:
+        try:
+            return trio.from_thread.run(fn, *args, trio_token=self._token)
+        except trio.RunFinishedError:
+            return None
+
+
+class PeriodicJobs:
+    def __init__(
+        self,
+        node_id: str,
+        *,
+        settings: CapabilitySettings,
+        detector: CapabilityDetector,
+        publish: Callable[[Message], None],
+        status: Callable[[], str],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._node_id = node_id
+        self._settings = settings
+        self._detector = detector
+        self._publish = publish
+        self._status = status
+        self._clock = clock
+        self._last_published: Capabilities | None = None
+        self._last_published_at = -float("inf")
+        self._scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=2)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
+            timezone=UTC,
+        )
+
+    def capabilities_job(self) -> None:
+        """Read the machine; publish on a change, and at least every max_interval."""
+        message = to_message(self._node_id, self._detector.read(), self._status(), utc_now())
+        overdue = self._clock() - self._last_published_at >= self._settings.max_interval
+        if overdue or changed(self._last_published, message, self._settings.load_change):
+            self._publish(message)
+            self._last_published = message
+            self._last_published_at = self._clock()
+
+    def presence_job(self) -> None:
+        self._publish(PresencePing(node_id=self._node_id, timestamp=utc_now()))
+
+    def start(self) -> None:
+        now = datetime.now(UTC)
+        self._scheduler.add_job(
+            self._guarded(self.capabilities_job),
+            "interval",
+            seconds=self._settings.check_interval,
+            next_run_time=now,
+            id="capabilities",
+        )
+        self._scheduler.add_job(
+            self._guarded(self.presence_job),
+            "interval",
+            seconds=self._settings.presence_interval,
+            next_run_time=now,
+            id="presence",
+        )
+        self._scheduler.start()
+
+    def shutdown(self) -> None:
+        """Blocking: waits for running jobs. Call through trio.to_thread so they can finish."""
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)
+        self._detector.close()
+
+    @staticmethod
+    def _guarded(job: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                job()
+            except Exception:
+                log.exception("periodic job %s failed", job.__name__)
+
+        run.__name__ = job.__name__
+        return run

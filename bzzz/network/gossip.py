@@ -1,0 +1,125 @@
+"""Publishing and receiving the Bzzz topics over GossipSub.
+
+Validation runs as gossipsub topic validators, so a bad message is dropped
+before it is delivered to us or forwarded to anyone else. Each drop is counted
+by reason. Subscriptions are drained by their own tasks (py-libp2p's 32-slot
+subscription channels drop on overflow) and publishing waits while any peer's
+outbound queue is filling (py-libp2p drops RPCs from a full queue).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+
+import trio
+from libp2p.peer.id import ID
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
+from trio_typing import TaskStatus
+
+from bzzz.protocol import DecodeError, DropReason, Message, Topic, decode, encode
+
+log = logging.getLogger(__name__)
+
+OnMessage = Callable[[ID, Message], None]
+SenderCheck = Callable[[ID, str], bool]
+
+BACKPRESSURE_POLL = 0.005
+BACKPRESSURE_PATIENCE = 2.0  # after this long one stuck peer no longer holds everyone back
+
+
+class Gossip:
+    def __init__(
+        self,
+        pubsub: Pubsub,
+        *,
+        max_message_bytes: int,
+        queue_high_water: int,
+        may_speak_for: SenderCheck,
+        is_allowed: Callable[[ID], bool],
+        on_message: OnMessage,
+    ) -> None:
+        self._pubsub = pubsub
+        self._max_bytes = max_message_bytes
+        self._high_water = queue_high_water
+        self._may_speak_for = may_speak_for
+        self._is_allowed = is_allowed
+        self._on_message = on_message
+        self.dropped: Counter[str] = Counter()
+        self.received: Counter[str] = Counter()
+        self.published: Counter[str] = Counter()
+
+    def _validator(self, topic: Topic) -> Callable[[ID, rpc_pb2.Message], bool]:
+        def validate(forwarder: ID, msg: rpc_pb2.Message) -> bool:
+            # py-libp2p does not catch exceptions from validators: never raise.
+            try:
+                return self._check(topic, forwarder, msg) is not None
+            except Exception:
+                log.exception("validator for %s failed", topic)
+                self.dropped[DropReason.INTERNAL] += 1
+                return False
+
+        return validate
+
+    def _check(self, topic: Topic, forwarder: ID, msg: rpc_pb2.Message) -> Message | None:
+        """Decode and vet one message; count and log a drop. Returns None if dropped."""
+        origin = ID(msg.from_id)
+        if not (self._is_allowed(origin) and self._is_allowed(forwarder)):
+            self._drop(DropReason.SPOOFED, topic, origin, "peer not in network.allow_peers")
+            return None
+        try:
+            message = decode(topic, msg.data, self._max_bytes)
+        except DecodeError as exc:
+            self._drop(exc.reason, topic, origin, exc.detail)
+            return None
+        if not self._may_speak_for(origin, message.sender):
+            self._drop(DropReason.SPOOFED, topic, origin, f"speaks for {message.sender!r}")
+            return None
+        return message
+
+    def _drop(self, reason: DropReason, topic: Topic, origin: ID, detail: str) -> None:
+        self.dropped[reason] += 1
+        log.debug("dropped %s message from %s: %s: %s", topic, origin, reason, detail[:200])
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Subscribe to every topic and drain the subscriptions until cancelled."""
+        async with trio.open_nursery() as nursery:
+            for topic in Topic:
+                self._pubsub.set_topic_validator(topic, self._validator(topic), False)
+                subscription = await self._pubsub.subscribe(topic)
+                nursery.start_soon(self._drain, topic, subscription)
+            task_status.started()
+
+    async def _drain(self, topic: Topic, subscription: object) -> None:
+        get = subscription.get  # type: ignore[attr-defined]
+        while True:
+            msg: rpc_pb2.Message = await get()
+            origin = ID(msg.from_id)
+            # Validators ran already; decoding again is cheaper than caching
+            # every validated message until it is delivered.
+            try:
+                message = decode(topic, msg.data, self._max_bytes)
+            except DecodeError:  # pragma: no cover - the validator let it through
+                continue
+            self.received[topic] += 1
+            try:
+                self._on_message(origin, message)
+            except Exception:
+                log.exception("handling %s message from %s failed", topic, origin)
+
+    async def publish(self, message: Message) -> None:
+        await self._wait_for_queue_room()
+        await self._pubsub.publish(message.topic, encode(message))
+        self.published[message.topic] += 1
+
+    async def _wait_for_queue_room(self) -> None:
+        with trio.move_on_after(BACKPRESSURE_PATIENCE):
+            while any(len(queue) > self._high_water for queue in self._pubsub.peer_queues.values()):
+                await trio.sleep(BACKPRESSURE_POLL)
+
+    def mesh_sizes(self) -> dict[str, int]:
+        router = self._pubsub.router
+        mesh = getattr(router, "mesh", {})
+        return {str(topic): len(mesh.get(topic, ())) for topic in Topic}

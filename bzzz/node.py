@@ -1,0 +1,327 @@
+"""One Bzzz peer: the network process. trio owns the main thread.
+
+The Node wires the libp2p stack (host, GossipSub, DHT), discovery, the peer
+table, the periodic jobs and the control endpoint, and shuts them down in the
+order py-libp2p needs: scheduler threads first (they call into trio), then the
+node's tasks, then the host's connections, then the pubsub services.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import trio
+from libp2p.crypto.keys import KeyPair
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from libp2p.tools.anyio_service import background_trio_service
+from trio_typing import TaskStatus
+
+from bzzz.capabilities import CapabilityDetector
+from bzzz.config import Settings
+from bzzz.control import serve
+from bzzz.identity import peer_id_of
+from bzzz.jobs import PeriodicJobs, TrioBridge
+from bzzz.network.addresses import dialable, parse_bootstrap, parse_listen, parse_peer_id
+from bzzz.network.discovery import DhtDiscovery, Dialer, MdnsDiscovery, mdns_service_type
+from bzzz.network.gate import Allowlist, ConnectionEvent, ConnectionWatcher
+from bzzz.network.gossip import Gossip
+from bzzz.network.host import build_stack
+from bzzz.protocol import Capabilities, DropReason, Message, as_json_dict
+from bzzz.state import Observation, PeerTable
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE = 10.0
+SWEEP_INTERVAL = 1.0
+
+
+class Node:
+    def __init__(
+        self,
+        settings: Settings,
+        key_pair: KeyPair,
+        psk: str | None = None,
+        detector: CapabilityDetector | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.name = settings.node.name
+        self.peer_id = peer_id_of(key_pair)
+        self._psk = psk
+        self._clock = clock
+        self._started = clock()
+        caps = settings.capabilities
+        self._detector = detector or CapabilityDetector.for_machine(
+            caps.ollama_host, caps.ollama_timeout, caps.agent_clis
+        )
+        self.stack = build_stack(key_pair, settings.network, settings.gossip, psk)
+        self.allowlist = Allowlist(
+            self.peer_id, [parse_peer_id(p) for p in settings.network.allow_peers]
+        )
+        self.peers = PeerTable(
+            str(self.peer_id),
+            self.name,
+            dead_after=caps.peer_timeout,
+            forget_after=max(600.0, 10 * caps.peer_timeout),
+        )
+        self.gossip = Gossip(
+            self.stack.pubsub,
+            max_message_bytes=settings.gossip.max_message_bytes,
+            queue_high_water=settings.gossip.publish_queue_high_water,
+            may_speak_for=lambda peer, name: self.peers.may_speak_for(
+                str(peer), name, self._clock()
+            ),
+            is_allowed=self.allowlist,
+            on_message=self._on_message,
+        )
+        self.dialer = Dialer(
+            self.stack.host, settings.network.dial_timeout, settings.network.reconnect_interval
+        )
+        self.dht_discovery = (
+            DhtDiscovery(
+                self.stack.dht,
+                self.dialer,
+                settings.network.namespace,
+                settings.network.discovery_interval,
+            )
+            if self.stack.dht is not None
+            else None
+        )
+        self.status = "idle"
+        self.own_capabilities: Capabilities | None = None
+        self.mdns_found = 0
+        self._stop = trio.Event()
+        self._events_in, self._events_out = trio.open_memory_channel[ConnectionEvent](1024)
+        self._watcher = ConnectionWatcher(self.allowlist, self.stack.pubsub, self._events_in)
+
+    # ---- running ----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        host, pubsub = self.stack.host, self.stack.pubsub
+        host.get_network().register_notifee(self._watcher)
+        listen = [parse_listen(addr) for addr in self.settings.network.listen]
+        async with AsyncExitStack() as services:
+            # Pubsub services outside host.run(): nested inside, they crash at
+            # shutdown while peers are still sending.
+            await services.enter_async_context(background_trio_service(pubsub))
+            await services.enter_async_context(background_trio_service(self.stack.gossipsub))
+            await services.enter_async_context(host.run(listen))
+            services.push_async_callback(host.close)  # host.run() alone leaves connections open
+            if self.stack.dht is not None:
+                await services.enter_async_context(background_trio_service(self.stack.dht))
+            await pubsub.wait_until_ready()
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.gossip.run)
+                nursery.start_soon(self._watch_connections, self._events_out)
+                await nursery.start(self.dialer.supervise)
+                self._dial_bootstrap(nursery)
+                if self.dht_discovery is not None:
+                    nursery.start_soon(self.dht_discovery.run)
+                mdns = await self._start_mdns(nursery) if self.settings.network.mdns else None
+                await nursery.start(serve, self.settings.control_socket, self._control)
+                nursery.start_soon(self._sweep)
+                jobs = self._start_jobs()
+                log.info("node %s up as %s on %s", self.name, self.peer_id, " ".join(self.addrs()))
+                task_status.started()
+                await self._stop.wait()
+                log.info("node %s stopping", self.name)
+                with trio.move_on_after(SHUTDOWN_GRACE):
+                    await trio.to_thread.run_sync(jobs.shutdown)
+                    if mdns is not None:
+                        await trio.to_thread.run_sync(mdns.stop)
+                nursery.cancel_scope.cancel()
+        log.info("node %s stopped", self.name)
+
+    def _dial_bootstrap(self, nursery: trio.Nursery) -> None:
+        for text in self.settings.network.bootstrap:
+            peer = parse_bootstrap(text)
+            if self.dialer.add(peer, "bootstrap", bootstrap=True):
+                nursery.start_soon(self.dialer.dial, peer.peer_id)
+
+    async def _start_mdns(self, nursery: trio.Nursery) -> MdnsDiscovery:
+        token = trio.lowlevel.current_trio_token()
+        found_in, found_out = trio.open_memory_channel[PeerInfo](256)
+
+        def found(peer: PeerInfo) -> None:  # on a zeroconf thread
+            def deliver() -> None:
+                try:
+                    found_in.send_nowait(peer)
+                except trio.WouldBlock:
+                    log.debug("mDNS discovery of %s dropped: queue full", peer.peer_id)
+
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(deliver)
+
+        addrs = [
+            addr
+            for addr in dialable(self.stack.host.get_transport_addrs())
+            if not _is_loopback(addr)
+        ]
+        mdns = MdnsDiscovery(self.peer_id, addrs, mdns_service_type(self._psk), found)
+        await trio.to_thread.run_sync(mdns.start)
+        nursery.start_soon(self._dial_mdns_peers, found_out)
+        return mdns
+
+    async def _dial_mdns_peers(self, found: trio.MemoryReceiveChannel[PeerInfo]) -> None:
+        async for peer in found:
+            if self.dialer.add(peer, "mdns"):
+                self.mdns_found += 1
+                log.info("found %s by mDNS", peer.peer_id)
+            if not self.dialer.is_connected(peer.peer_id):
+                await self.dialer.dial(peer.peer_id)
+
+    def _start_jobs(self) -> PeriodicJobs:
+        bridge = TrioBridge(trio.lowlevel.current_trio_token())
+
+        def publish(message: Message) -> None:
+            bridge.run(self.publish, message)
+
+        jobs = PeriodicJobs(
+            self.name,
+            settings=self.settings.capabilities,
+            detector=self._detector,
+            publish=publish,
+            status=lambda: self.status,
+        )
+        jobs.start()
+        return jobs
+
+    async def publish(self, message: Message) -> None:
+        if isinstance(message, Capabilities):
+            self.own_capabilities = message
+        await self.gossip.publish(message)
+
+    async def _watch_connections(self, events: trio.MemoryReceiveChannel[ConnectionEvent]) -> None:
+        network = self.stack.host.get_network()
+        async for event in events:
+            if not event.allowed:
+                if event.connected:
+                    try:
+                        await network.close_peer(event.peer_id)
+                    except Exception:
+                        log.debug("closing refused peer %s failed", event.peer_id, exc_info=True)
+            elif event.connected and self.dht_discovery is not None:
+                await self.dht_discovery.add_peer(event.peer_id)
+
+    async def _sweep(self) -> None:
+        while True:
+            await trio.sleep(SWEEP_INTERVAL)
+            sweep = self.peers.sweep(self._clock())
+            for view in sweep.died:
+                log.info(
+                    "peer %s (%s) is dead: silent for %.0f s",
+                    view.node_id,
+                    view.peer_id,
+                    view.silence,
+                )
+            for view in sweep.forgotten:
+                log.info("forgot peer %s (%s)", view.node_id, view.peer_id)
+
+    # ---- messages ---------------------------------------------------------------------
+
+    def _on_message(self, origin: ID, message: Message) -> None:
+        outcome = self.peers.observe(str(origin), message, self._clock())
+        if outcome is Observation.SPOOFED:
+            self.gossip.dropped[DropReason.SPOOFED] += 1
+        elif outcome in (Observation.NEW, Observation.REVIVED):
+            log.info(
+                "peer %s (%s) is %s",
+                message.sender,
+                origin,
+                "alive" if outcome is Observation.NEW else "alive again",
+            )
+
+    # ---- control ----------------------------------------------------------------------
+
+    async def _control(self, command: dict[str, Any]) -> dict[str, Any]:
+        match command.get("cmd"):
+            case "status":
+                return self.status_report()
+            case "stop":
+                self.stop()
+                return {"stopping": True}
+            case other:
+                return {"error": f"unknown command {other!r}; known: status, stop"}
+
+    def addrs(self) -> list[str]:
+        return [
+            f"{addr}/p2p/{self.peer_id}" for addr in dialable(self.stack.host.get_transport_addrs())
+        ]
+
+    def status_report(self) -> dict[str, Any]:
+        now = self._clock()
+        wall = datetime.now(UTC)
+        peers = []
+        for view in self.peers.views(now):
+            peer_id = ID.from_base58(view.peer_id)
+            peers.append(
+                {
+                    "peer_id": view.peer_id,
+                    "node_id": view.node_id,
+                    "alive": view.alive,
+                    "last_seen": (wall - timedelta(seconds=view.silence)).isoformat(
+                        timespec="milliseconds"
+                    ),
+                    "connected": self.dialer.is_connected(peer_id),
+                    "capabilities": as_json_dict(view.capabilities) if view.capabilities else None,
+                }
+            )
+        return {
+            "peer_id": str(self.peer_id),
+            "node_id": self.name,
+            "addrs": self.addrs(),
+            "status": self.status,
+            "uptime_s": round(now - self._started, 1),
+            "capabilities": as_json_dict(self.own_capabilities) if self.own_capabilities else None,
+            "peers": peers,
+            "connections": len(self.stack.host.get_connected_peers()),
+            "mesh": self.gossip.mesh_sizes(),
+            "messages": {
+                "received": dict(self.gossip.received),
+                "published": dict(self.gossip.published),
+                "dropped": dict(self.gossip.dropped),
+            },
+            "discovery": {
+                "known": len(self.dialer.known()),
+                "dials": self.dialer.dials,
+                "dial_failures": self.dialer.dial_failures,
+                "dht_found": self.dht_discovery.found if self.dht_discovery else None,
+                "mdns_found": self.mdns_found if self.settings.network.mdns else None,
+                "refused": self._watcher.refused,
+            },
+        }
+
+
+def _is_loopback(addr: object) -> bool:
+    text = str(addr)
+    return text.startswith(("/ip4/127.", "/ip6/::1/"))
+
+
+async def run_until_signalled(node: Node) -> None:
+    """Run `node` until SIGTERM or SIGINT; a second signal stops at once."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                count = 0
+                async for signum in signals:
+                    count += 1
+                    log.info("received %s", signal.Signals(signum).name)
+                    node.stop()
+                    if count > 1:
+                        nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch)
+            await node.run()
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,245 @@
+"""The wire contract: one typed model per pubsub topic of the project brief.
+
+Topic names, JSON field names and field types are exactly the brief's. Receivers
+tolerate unknown extra fields (newer peers may add some) and reject a message
+whose required fields are missing or ill-typed. Everything here is pure: bytes
+in, models out, and back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_serializer,
+)
+from pydantic_core import ErrorDetails
+
+
+class Topic(StrEnum):
+    CAPABILITIES = "capabilities"
+    TASK_BROADCAST = "task_broadcast"
+    TASK_CLAIM = "task_claim"
+    TASK_RESULT = "task_result"
+    PRESENCE_PING = "presence_ping"
+    TASK_HELP_REQUEST = "task_help_request"
+    TASK_HELP_RESPONSE = "task_help_response"
+
+
+class DropReason(StrEnum):
+    """Why a received message was dropped; each has its own counter."""
+
+    OVERSIZED = "oversized"
+    NON_UTF8 = "non_utf8"
+    MALFORMED = "malformed"  # not JSON at all
+    INVALID = "invalid"  # JSON, but not this topic's message
+    UNKNOWN_TOPIC = "unknown_topic"
+    SPOOFED = "spoofed"  # names a node that another peer speaks for
+    INTERNAL = "internal"  # our validator failed; never expected, always counted
+
+
+NODE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
+
+NodeId = Annotated[str, StringConstraints(pattern=NODE_ID_PATTERN)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Url = Annotated[str, StringConstraints(max_length=2048)]
+Text = Annotated[str, StringConstraints(max_length=DEFAULT_MAX_MESSAGE_BYTES)]
+RepoName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
+]
+Percent = Annotated[float, Field(ge=0.0, le=100.0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(strict=True, frozen=True, extra="allow", allow_inf_nan=False)
+
+
+class Message(_Model):
+    """Fields and behaviour common to every topic's message."""
+
+    topic: ClassVar[Topic]
+    sender_field: ClassVar[str] = "node_id"
+
+    timestamp: AwareDatetime
+
+    @field_serializer("timestamp")
+    def _timestamp_as_utc_z(self, value: datetime) -> str:
+        # Millisecond precision in the brief's "2025-07-12T01:23:45Z" form.
+        utc = value.astimezone(UTC)
+        millis = utc.microsecond // 1000
+        return utc.strftime("%Y-%m-%dT%H:%M:%S") + (f".{millis:03d}Z" if millis else "Z")
+
+    @property
+    def sender(self) -> str:
+        """The node this message speaks for (`node_id` or `from_node`)."""
+        return str(getattr(self, self.sender_field))
+
+
+class GpuDevice(_Model):
+    index: NonNegativeInt
+    name: Name
+    utilization: Percent
+    memory_used_mb: NonNegativeInt
+    memory_total_mb: NonNegativeInt
+
+
+class Capabilities(Message):
+    topic = Topic.CAPABILITIES
+
+    type: Literal["capabilities"] = "capabilities"
+    node_id: NodeId
+    cpu: Percent
+    gpu: Percent
+    models: Annotated[list[Name], Field(max_length=1024)]
+    installed: Annotated[list[Name], Field(max_length=256)]
+    status: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    # Additions to the brief; optional so that brief-only peers stay valid.
+    memory: Percent | None = None
+    gpus: Annotated[list[GpuDevice], Field(max_length=64)] = []
+
+
+class TaskParams(_Model):
+    branch_prefix: Name
+
+
+class TaskBroadcast(Message):
+    topic = Topic.TASK_BROADCAST
+
+    type: Literal["task"] = "task"
+    task_id: Name
+    repo: RepoName
+    issue_url: Url
+    model: Name
+    input: Text
+    params: TaskParams
+
+
+class TaskClaim(Message):
+    topic = Topic.TASK_CLAIM
+
+    type: Literal["task_claim"] = "task_claim"
+    task_id: Name
+    node_id: NodeId
+
+
+class TaskResult(Message):
+    topic = Topic.TASK_RESULT
+
+    type: Literal["task_result"] = "task_result"
+    task_id: Name
+    node_id: NodeId
+    result_type: Literal["pull_request", "issue", "failure"]
+    result_url: Url
+    duration_ms: NonNegativeInt
+
+
+class PresencePing(Message):
+    topic = Topic.PRESENCE_PING
+
+    type: Literal["presence_ping"] = "presence_ping"
+    node_id: NodeId
+
+
+class TaskHelpRequest(Message):
+    topic = Topic.TASK_HELP_REQUEST
+    sender_field = "from_node"
+
+    type: Literal["task_help_request"] = "task_help_request"
+    task_id: Name
+    from_node: NodeId
+    reason: Text
+    requested_capability: Name
+
+
+class TaskHelpResponse(Message):
+    topic = Topic.TASK_HELP_RESPONSE
+    sender_field = "from_node"
+
+    type: Literal["task_help_response"] = "task_help_response"
+    task_id: Name
+    from_node: NodeId
+    can_help: bool
+    capabilities: Annotated[list[Name], Field(max_length=256)]
+    eta_seconds: NonNegativeInt
+
+
+MODELS: Mapping[Topic, type[Message]] = {
+    model.topic: model
+    for model in (
+        Capabilities,
+        TaskBroadcast,
+        TaskClaim,
+        TaskResult,
+        PresencePing,
+        TaskHelpRequest,
+        TaskHelpResponse,
+    )
+}
+
+
+class DecodeError(ValueError):
+    """A received payload is not a valid message of its topic."""
+
+    def __init__(self, reason: DropReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def decode(topic: str, data: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Message:
+    """Parse and validate one payload received on `topic`.
+
+    Raises DecodeError (and nothing else) for any bad input.
+    """
+    if len(data) > max_bytes:
+        raise DecodeError(DropReason.OVERSIZED, f"{len(data)} bytes > {max_bytes}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(DropReason.NON_UTF8, str(exc)) from None
+    try:
+        model = MODELS[Topic(topic)]
+    except ValueError:
+        raise DecodeError(DropReason.UNKNOWN_TOPIC, repr(topic[:64])) from None
+    try:
+        message = model.model_validate_json(text)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        reason = DropReason.MALFORMED if errors[0]["type"] == "json_invalid" else DropReason.INVALID
+        raise DecodeError(reason, _summarize(errors)) from None
+    if "type" not in message.model_fields_set:
+        raise DecodeError(DropReason.INVALID, "type: field required")
+    return message
+
+
+def encode(message: Message) -> bytes:
+    return message.model_dump_json(exclude_none=True).encode("utf-8")
+
+
+def as_json_dict(message: Message) -> dict[str, object]:
+    """The message as it travels, for status output."""
+    return message.model_dump(mode="json", exclude_none=True)
+
+
+def _summarize(errors: list[ErrorDetails]) -> str:
+    parts = []
+    for error in errors[:3]:
+        location = ".".join(str(part) for part in error["loc"]) or "message"
+        parts.append(f"{location}: {error['msg']}")
+    more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+    return "; ".join(parts) + more

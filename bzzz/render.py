@@ -1,0 +1,108 @@
+"""Plain-text tables of a node's status report (the JSON of `bzzz status --json`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(h) for h in headers], *[[_cell(value) for value in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    if isinstance(value, list | tuple):
+        return ",".join(str(item) for item in value) or "-"
+    return str(value)
+
+
+def age(iso: str | None, now: datetime | None = None) -> str:
+    if not iso:
+        return "-"
+    seconds = ((now or datetime.now(UTC)) - datetime.fromisoformat(iso)).total_seconds()
+    if seconds < 90:
+        return f"{max(0.0, seconds):.0f}s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.1f}h ago"
+
+
+def peer_rows(report: dict[str, Any]) -> list[list[object]]:
+    rows: list[list[object]] = []
+    for peer in report["peers"]:
+        caps = peer.get("capabilities") or {}
+        rows.append(
+            [
+                peer["node_id"],
+                _short(peer["peer_id"]),
+                "alive" if peer["alive"] else "dead",
+                age(peer.get("last_seen")),
+                peer.get("connected"),
+                caps.get("status"),
+                caps.get("cpu"),
+                caps.get("gpu"),
+                caps.get("models"),
+                caps.get("installed"),
+            ]
+        )
+    return rows
+
+
+PEER_HEADERS = (
+    "NODE",
+    "PEER",
+    "STATE",
+    "LAST SEEN",
+    "LINK",
+    "STATUS",
+    "CPU%",
+    "GPU%",
+    "MODELS",
+    "AGENT CLIS",
+)
+
+
+def render_peers(report: dict[str, Any]) -> str:
+    if not report["peers"]:
+        return "no peers heard from yet"
+    return table(PEER_HEADERS, peer_rows(report))
+
+
+def render_status(report: dict[str, Any]) -> str:
+    messages = report.get("messages", {})
+    dropped = messages.get("dropped") or {}
+    alive = sum(1 for peer in report["peers"] if peer["alive"])
+    lines = [
+        f"node     {report['node_id']}  ({report['status']}, up {report['uptime_s']:.0f}s)",
+        f"peer id  {report['peer_id']}",
+        *[f"addr     {addr}" for addr in report["addrs"]],
+        f"peers    {alive} alive of {len(report['peers'])} known,"
+        f" {report['connections']} connected",
+        f"mesh     {_mesh(report.get('mesh', {}))}",
+        f"dropped  {', '.join(f'{k}={v}' for k, v in sorted(dropped.items())) or 'none'}",
+        "",
+        render_peers(report),
+    ]
+    return "\n".join(lines)
+
+
+def _mesh(mesh: dict[str, int]) -> str:
+    return " ".join(f"{topic}={count}" for topic, count in mesh.items()) or "-"
+
+
+def _short(peer_id: str) -> str:
+    return f"{peer_id[:8]}…{peer_id[-6:]}" if len(peer_id) > 16 else peer_id
