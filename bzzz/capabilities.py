@@ -254,7 +254,7 @@ def changed(previous: Capabilities | None, current: Capabilities, load_change: f
         current.status,
     ):
         return True
-    if [g.name for g in previous.gpus] != [g.name for g in current.gpus]:
+    if [g.name for g in previous.gpus or ()] != [g.name for g in current.gpus or ()]:
         return True
     loads = [(previous.cpu, current.cpu), (previous.gpu, current.gpu)]
     if previous.memory is not None and current.memory is not None:

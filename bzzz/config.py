@@ -88,9 +88,13 @@ class GossipSettings:
     heartbeat_interval: int = doc(
         "GossipSub heartbeat, seconds (py-libp2p's 120 s default loses messages).", default=1
     )
-    degree: int = doc("Target number of mesh peers per topic (D).", default=6)
-    degree_low: int = doc("Graft more peers below this many (D_lo).", default=4)
-    degree_high: int = doc("Prune peers above this many (D_hi).", default=12)
+    degree: int = doc(
+        "Target number of mesh peers per topic (D). Each message reaches a node about D times"
+        " (py-libp2p spends milliseconds on each), so a lab-sized mesh wants it small.",
+        default=4,
+    )
+    degree_low: int = doc("Graft more peers below this many (D_lo).", default=3)
+    degree_high: int = doc("Prune peers above this many (D_hi).", default=6)
     max_message_bytes: int = doc("Messages larger than this are dropped.", default=65536)
     max_messages_per_second: float = doc(
         "Per peer and topic, messages per second accepted before the rest are dropped as spam;"
@@ -112,10 +116,21 @@ class CapabilitySettings:
     )
     load_change: float = doc(
         "A change of CPU, memory or GPU load by this many percentage points counts as a change.",
-        default=10.0,
+        default=25.0,
     )
-    presence_interval: float = doc("Seconds between presence pings.", default=5.0)
-    peer_timeout: float = doc("A peer silent this many seconds is marked dead.", default=15.0)
+    presence_interval: float = doc(
+        "Seconds between presence pings in a small mesh (the shortest interval).", default=5.0
+    )
+    presence_per_peer: float = doc(
+        "The presence interval grows to this many seconds per live peer, so that the pings"
+        " a node hears per second stay bounded however large the mesh grows.",
+        default=1.5,
+    )
+    peer_timeout: float = doc(
+        "A peer silent this many seconds is marked dead (at least: a peer that pings less"
+        " often gets three of its own intervals).",
+        default=15.0,
+    )
     ollama_host: str = doc(
         "Ollama server whose models this node offers.", default="http://127.0.0.1:11434"
     )
@@ -228,6 +243,12 @@ def env_var(section: str, key: str) -> str:
     return f"{ENV_PREFIX}{section}_{key}".upper()
 
 
+class _WrongType(Exception):
+    def __init__(self, expected: str, shown: str) -> None:
+        super().__init__(expected)
+        self.expected, self.shown = expected, shown
+
+
 def _load_section(
     section: str, cls: type[Any], values: Mapping[str, Any], environ: Mapping[str, str], path: Path
 ) -> Any:
@@ -235,15 +256,25 @@ def _load_section(
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         var = env_var(section, f.name)
-        if var in environ:
-            source = f"environment variable {var}"
-            value: Any = _from_env(environ[var], hints[f.name], f"{section}.{f.name}", source)
-        elif f.name in values:
-            source = str(path)
-            value = values[f.name]
-        else:
+        from_env = var in environ
+        if not from_env and f.name not in values:
             continue
-        kwargs[f.name] = _check_type(value, hints[f.name], f"{section}.{f.name}", source)
+        hint = hints[f.name]
+        try:
+            raw = _from_env(environ[var], hint) if from_env else values[f.name]
+            kwargs[f.name] = _check_type(raw, hint)
+        except _WrongType as wrong:
+            example = (
+                f.default if f.default is not dataclasses.MISSING else _PLACEHOLDERS[_kind(hint)]
+            )
+            if from_env:
+                source, fix = f"environment variable {var}", f"set {var}={_env_value(example)}"
+            else:
+                source, fix = str(path), f"write `{f.name} = {_toml_value(example)}` in [{section}]"
+            raise ConfigError(
+                f"{section}.{f.name} from {source} must be {wrong.expected},"
+                f" not {wrong.shown}. Fix: {fix}."
+            ) from None
     try:
         return cls(**kwargs)
     except TypeError:
@@ -254,46 +285,73 @@ def _load_section(
         ) from None
 
 
-def _from_env(text: str, hint: Any, key: str, source: str) -> Any:
-    if hint is bool:
+_PLACEHOLDERS: Mapping[str, Any] = {
+    "bool": True,
+    "int": 1,
+    "float": 1.0,
+    "str": "...",
+    "list": ("...",),
+}
+_EXPECTED: Mapping[str, str] = {
+    "bool": "true or false",
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "list": "a list of strings",
+}
+
+
+def _kind(hint: Any) -> str:
+    if typing.get_origin(hint) is tuple:
+        return "list"
+    if hint in (bool, int, float, str):
+        return str(hint.__name__)
+    raise TypeError(f"unsupported settings type {hint}")  # only the kinds above are used
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def _from_env(text: str, hint: Any) -> Any:
+    kind = _kind(hint)
+    if kind == "bool":
         lowered = text.strip().lower()
         if lowered in ("1", "true", "yes", "on"):
             return True
         if lowered in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"{key} from {source} must be true or false, not {text!r}.")
-    if hint is int or hint is float:
+        raise _WrongType(_EXPECTED[kind], repr(text))
+    if kind in ("int", "float"):
         try:
             return hint(text)
         except ValueError:
-            raise ConfigError(f"{key} from {source} must be a number, not {text!r}.") from None
-    if typing.get_origin(hint) is tuple:
+            raise _WrongType(_EXPECTED[kind], repr(text)) from None
+    if kind == "list":
         return [item.strip() for item in text.split(",") if item.strip()]
     return text
 
 
-def _check_type(value: Any, hint: Any, key: str, source: str) -> Any:
-    if hint is bool:
+def _check_type(value: Any, hint: Any) -> Any:
+    kind = _kind(hint)
+    if kind == "bool":
         ok = isinstance(value, bool)
-        expected = "true or false"
-    elif hint is int:
+    elif kind == "int":
         ok = isinstance(value, int) and not isinstance(value, bool)
-        expected = "an integer"
-    elif hint is float:
+    elif kind == "float":
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        expected = "a number"
         value = float(value) if ok else value
-    elif hint is str:
+    elif kind == "str":
         ok = isinstance(value, str)
-        expected = "a string"
-    elif typing.get_origin(hint) is tuple:
+    else:
         ok = isinstance(value, list | tuple) and all(isinstance(item, str) for item in value)
-        expected = "a list of strings"
         value = tuple(value) if ok else value
-    else:  # pragma: no cover - only the types above are used by the settings classes
-        raise TypeError(f"unsupported settings type {hint} for {key}")
     if not ok:
-        raise ConfigError(f"{key} from {source} must be {expected}, not {value!r}.")
+        raise _WrongType(_EXPECTED[kind], repr(value))
     return value
 
 
@@ -404,6 +462,7 @@ def _validate_capabilities(caps: CapabilitySettings) -> None:
         "check_interval",
         "max_interval",
         "presence_interval",
+        "presence_per_peer",
         "peer_timeout",
         "ollama_timeout",
     ):
@@ -456,13 +515,35 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
-def field_docs() -> list[tuple[str, str, str, Any]]:
-    """(section, key, env var, default) for documentation."""
-    rows = []
+def render_config_docs() -> str:
+    """docs/configuration.md, from the settings classes themselves (a test keeps it current)."""
+    lines = [
+        "# Configuration",
+        "",
+        "`bzzz init` writes `config.toml` in the node's home (`--home`, else `$BZZZ_HOME`,"
+        " else `~/.bzzz`) with every key below, commented out at its default unless given.",
+        "Each key can be overridden by its environment variable (lists comma-separated).",
+        "A bad value stops the node at start with the key, where it came from, and the fix.",
+        "",
+        "This page is generated from `bzzz/config.py` by `python -m bzzz.config`.",
+    ]
     for section, cls in SECTIONS.items():
+        lines += [
+            "",
+            f"## [{section}]",
+            "",
+            "| key | default | environment | meaning |",
+            "|---|---|---|---|",
+        ]
         for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else None
-            rows.append(
-                (f"{section}.{f.name}", f.metadata["doc"], env_var(section, f.name), default)
+            default = (
+                "(required)" if f.default is dataclasses.MISSING else f"`{_toml_value(f.default)}`"
             )
-    return rows
+            lines.append(
+                f"| `{f.name}` | {default} | `{env_var(section, f.name)}` | {f.metadata['doc']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_config_docs(), end="")

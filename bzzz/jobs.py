@@ -48,6 +48,7 @@ class PeriodicJobs:
         detector: CapabilityDetector,
         publish: Callable[[Message], None],
         status: Callable[[], str],
+        live_peers: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._node_id = node_id
@@ -55,7 +56,9 @@ class PeriodicJobs:
         self._detector = detector
         self._publish = publish
         self._status = status
+        self._live_peers = live_peers
         self._clock = clock
+        self._last_ping_at = -float("inf")
         self._last_published: Capabilities | None = None
         self._last_published_at = -float("inf")
         self._scheduler = BackgroundScheduler(
@@ -73,8 +76,20 @@ class PeriodicJobs:
             self._last_published = message
             self._last_published_at = self._clock()
 
+    def presence_interval(self) -> float:
+        """Pings slow down as the mesh grows: each node then hears about
+        1/presence_per_peer pings per second, whatever the number of peers."""
+        settings = self._settings
+        return max(settings.presence_interval, settings.presence_per_peer * self._live_peers())
+
     def presence_job(self) -> None:
-        self._publish(PresencePing(node_id=self._node_id, timestamp=utc_now()))
+        """Runs every presence_interval; pings when the current (mesh-sized) interval is up."""
+        interval = self.presence_interval()
+        # Half a tick of slack: the scheduler's ticks are not exact.
+        if self._clock() - self._last_ping_at < interval - self._settings.presence_interval / 2:
+            return
+        self._last_ping_at = self._clock()
+        self._publish(PresencePing(node_id=self._node_id, interval_s=interval, timestamp=utc_now()))
 
     def start(self) -> None:
         now = datetime.now(UTC)

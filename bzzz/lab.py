@@ -107,18 +107,25 @@ class NodeProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int | None:
-        """Signal the node and wait for it; SIGKILL if it does not exit in time."""
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
+    def send_signal(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
+
+    def wait(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """Wait for the process to exit; SIGKILL it if it does not in time."""
+        if self.process is None:
+            return None
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
         return self.process.returncode
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int | None:
+        """Signal the node and wait for it; SIGKILL if it does not exit in time."""
+        self.send_signal(sig)
+        return self.wait(timeout)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -166,10 +173,8 @@ class Lab:
 
     def stop(self) -> list[int | None]:
         for node in self.nodes:
-            if node.running():
-                with contextlib.suppress(ProcessLookupError):
-                    node.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
-        return [node.stop() for node in self.nodes]
+            node.send_signal(signal.SIGTERM)
+        return [node.wait() for node in self.nodes]
 
     def reports(self) -> list[dict[str, Any] | None]:
         return [node.status() for node in self.nodes]

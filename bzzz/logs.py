@@ -12,9 +12,10 @@ from pathlib import Path
 
 REDACTED = "[redacted]"
 
-# Libraries that log routine events at INFO or chatty WARNINGs.
+# Libraries that log routine events at INFO, or routine failures (a dial that
+# crossed another) as ERRORs; Bzzz logs what matters of those itself.
 QUIET_LOGGERS = {
-    "libp2p": logging.ERROR,
+    "libp2p": logging.CRITICAL,
     "apscheduler": logging.WARNING,
     "zeroconf": logging.WARNING,
     "httpx": logging.WARNING,
@@ -86,5 +87,10 @@ def setup(level: str, path: Path | None, secrets: Iterable[str] = (), label: str
         to_file.setFormatter(JsonFormatter())
         to_file.addFilter(redact)
         root.addHandler(to_file)
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("libp2p."):  # py-libp2p sets levels on some of its module loggers
+            logging.getLogger(name).setLevel(logging.NOTSET)
     for name, quiet_level in QUIET_LOGGERS.items():
-        logging.getLogger(name).setLevel(max(quiet_level, root.level))
+        library = logging.getLogger(name)
+        library.setLevel(logging.WARNING if level == "debug" else quiet_level)
+        library.propagate = True  # py-libp2p turns propagation off and falls back to bare prints

@@ -22,25 +22,34 @@ from libp2p.crypto.keys import KeyPair
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.tools.anyio_service import background_trio_service
+from multiaddr import Multiaddr
 from trio_typing import TaskStatus
 
 from bzzz.capabilities import CapabilityDetector
-from bzzz.config import Settings
+from bzzz.config import ConfigError, Settings
 from bzzz.control import serve
 from bzzz.identity import peer_id_of
 from bzzz.jobs import PeriodicJobs, TrioBridge
-from bzzz.network.addresses import dialable, parse_bootstrap, parse_listen, parse_peer_id
+from bzzz.network.addresses import (
+    AddressError,
+    check_bindable,
+    dialable,
+    parse_bootstrap,
+    parse_listen,
+    parse_peer_id,
+)
 from bzzz.network.discovery import DhtDiscovery, Dialer, MdnsDiscovery, mdns_service_type
 from bzzz.network.gate import Allowlist, ConnectionEvent, ConnectionWatcher
 from bzzz.network.gossip import Gossip
 from bzzz.network.host import build_stack
-from bzzz.protocol import Capabilities, DropReason, Message, as_json_dict
+from bzzz.protocol import Capabilities, DropReason, Message, as_json_dict, utc_now
 from bzzz.state import Observation, PeerTable
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 10.0
 SWEEP_INTERVAL = 1.0
+ANNOUNCE_DEBOUNCE = 0.5
 
 
 class Node:
@@ -96,9 +105,13 @@ class Node:
             else None
         )
         self.status = "idle"
+        # Called on the trio thread with every accepted message from another peer.
+        self.listeners: list[Callable[[ID, Message], None]] = []
         self.own_capabilities: Capabilities | None = None
         self.mdns_found = 0
+        self.live_peers = 0  # kept by the sweep; read by the jobs' threads
         self._stop = trio.Event()
+        self._newcomer = trio.Event()
         self._events_in, self._events_out = trio.open_memory_channel[ConnectionEvent](1024)
         self._watcher = ConnectionWatcher(self.allowlist, self.stack.pubsub, self._events_in)
 
@@ -118,6 +131,7 @@ class Node:
             await services.enter_async_context(background_trio_service(self.stack.gossipsub))
             await services.enter_async_context(host.run(listen))
             services.push_async_callback(host.close)  # host.run() alone leaves connections open
+            self._check_listening(listen)
             if self.stack.dht is not None:
                 await services.enter_async_context(background_trio_service(self.stack.dht))
             await pubsub.wait_until_ready()
@@ -128,20 +142,41 @@ class Node:
                 self._dial_bootstrap(nursery)
                 if self.dht_discovery is not None:
                     nursery.start_soon(self.dht_discovery.run)
-                mdns = await self._start_mdns(nursery) if self.settings.network.mdns else None
+                if self.settings.network.mdns:
+                    nursery.start_soon(self._run_mdns)
                 await nursery.start(serve, self.settings.control_socket, self._control)
                 nursery.start_soon(self._sweep)
+                nursery.start_soon(self._greet_newcomers)
                 jobs = self._start_jobs()
-                log.info("node %s up as %s on %s", self.name, self.peer_id, " ".join(self.addrs()))
-                task_status.started()
-                await self._stop.wait()
-                log.info("node %s stopping", self.name)
-                with trio.move_on_after(SHUTDOWN_GRACE):
-                    await trio.to_thread.run_sync(jobs.shutdown)
-                    if mdns is not None:
-                        await trio.to_thread.run_sync(mdns.stop)
+                try:
+                    log.info(
+                        "node %s up as %s on %s", self.name, self.peer_id, " ".join(self.addrs())
+                    )
+                    task_status.started()
+                    await self._stop.wait()
+                    log.info("node %s stopping", self.name)
+                finally:
+                    # The jobs call into trio: they end before the tasks they call.
+                    with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_GRACE):
+                        await trio.to_thread.run_sync(jobs.shutdown, abandon_on_cancel=True)  # type: ignore[call-arg]
                 nursery.cancel_scope.cancel()
         log.info("node %s stopped", self.name)
+
+    def _check_listening(self, listen: list[Multiaddr]) -> None:
+        bound = self.stack.host.get_transport_addrs()
+        if len(bound) < len(listen):
+            for addr in listen:
+                try:
+                    check_bindable(addr)
+                except AddressError as exc:
+                    problem = str(exc)
+                    break
+            else:
+                problem = f"listening on {len(bound)} of {len(listen)} addresses"
+            raise ConfigError(
+                f"network.listen: {problem}. Fix: stop what holds the address or choose"
+                f" another (in {self.settings.config_path} or BZZZ_NETWORK_LISTEN)."
+            )
 
     def _dial_bootstrap(self, nursery: trio.Nursery) -> None:
         for text in self.settings.network.bootstrap:
@@ -149,7 +184,8 @@ class Node:
             if self.dialer.add(peer, "bootstrap", bootstrap=True):
                 nursery.start_soon(self.dialer.dial, peer.peer_id)
 
-    async def _start_mdns(self, nursery: trio.Nursery) -> MdnsDiscovery:
+    async def _run_mdns(self) -> None:
+        """Advertise and browse by mDNS until cancelled, then say goodbye."""
         token = trio.lowlevel.current_trio_token()
         found_in, found_out = trio.open_memory_channel[PeerInfo](256)
 
@@ -169,9 +205,17 @@ class Node:
             if not _is_loopback(addr)
         ]
         mdns = MdnsDiscovery(self.peer_id, addrs, mdns_service_type(self._psk), found)
-        await trio.to_thread.run_sync(mdns.start)
-        nursery.start_soon(self._dial_mdns_peers, found_out)
-        return mdns
+        try:
+            try:
+                await trio.to_thread.run_sync(mdns.start)  # zeroconf probes its name: ~2 s
+            except OSError as exc:  # no multicast-capable interface, port 5353 unusable...
+                log.warning("mDNS discovery is off: %s", exc)
+                return
+            await self._dial_mdns_peers(found_out)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_GRACE):
+                # trio-typing's stale stubs predate abandon_on_cancel (trio >= 0.23).
+                await trio.to_thread.run_sync(mdns.stop, abandon_on_cancel=True)  # type: ignore[call-arg]
 
     async def _dial_mdns_peers(self, found: trio.MemoryReceiveChannel[PeerInfo]) -> None:
         async for peer in found:
@@ -193,6 +237,7 @@ class Node:
             detector=self._detector,
             publish=publish,
             status=lambda: self.status,
+            live_peers=lambda: self.live_peers,
         )
         jobs.start()
         return jobs
@@ -217,7 +262,9 @@ class Node:
     async def _sweep(self) -> None:
         while True:
             await trio.sleep(SWEEP_INTERVAL)
-            sweep = self.peers.sweep(self._clock())
+            now = self._clock()
+            sweep = self.peers.sweep(now)
+            self.live_peers = len(self.peers.live_peer_ids(now))
             for view in sweep.died:
                 log.info(
                     "peer %s (%s) is dead: silent for %.0f s",
@@ -228,13 +275,31 @@ class Node:
             for view in sweep.forgotten:
                 log.info("forgot peer %s (%s)", view.node_id, view.peer_id)
 
+    async def _greet_newcomers(self) -> None:
+        """Re-announce our capabilities when a peer appears, so it need not wait for the
+        next periodic publish to know us."""
+        while True:
+            await self._newcomer.wait()
+            await trio.sleep(ANNOUNCE_DEBOUNCE)  # one announcement for a burst of newcomers
+            self._newcomer = trio.Event()
+            if self.own_capabilities is not None:
+                await self.publish(
+                    self.own_capabilities.model_copy(update={"timestamp": utc_now()})
+                )
+
     # ---- messages ---------------------------------------------------------------------
 
     def _on_message(self, origin: ID, message: Message) -> None:
         outcome = self.peers.observe(str(origin), message, self._clock())
+        if outcome is Observation.OWN:
+            return
         if outcome is Observation.SPOOFED:
             self.gossip.dropped[DropReason.SPOOFED] += 1
-        elif outcome in (Observation.NEW, Observation.REVIVED):
+            return
+        for listener in self.listeners:
+            listener(origin, message)
+        if outcome in (Observation.NEW, Observation.REVIVED):
+            self._newcomer.set()
             log.info(
                 "peer %s (%s) is %s",
                 message.sender,

@@ -73,7 +73,8 @@ class Message(_Model):
     """Fields and behaviour common to every topic's message."""
 
     topic: ClassVar[Topic]
-    sender_field: ClassVar[str] = "node_id"
+    # The field naming the node that speaks; task_broadcast has none (it relays a forge issue).
+    sender_field: ClassVar[str | None] = "node_id"
 
     timestamp: AwareDatetime
 
@@ -85,9 +86,9 @@ class Message(_Model):
         return utc.strftime("%Y-%m-%dT%H:%M:%S") + (f".{millis:03d}Z" if millis else "Z")
 
     @property
-    def sender(self) -> str:
-        """The node this message speaks for (`node_id` or `from_node`)."""
-        return str(getattr(self, self.sender_field))
+    def sender(self) -> str | None:
+        """The node this message speaks for (`node_id` or `from_node`), if it names one."""
+        return None if self.sender_field is None else str(getattr(self, self.sender_field))
 
 
 class GpuDevice(_Model):
@@ -110,7 +111,7 @@ class Capabilities(Message):
     status: Annotated[str, StringConstraints(min_length=1, max_length=32)]
     # Additions to the brief; optional so that brief-only peers stay valid.
     memory: Percent | None = None
-    gpus: Annotated[list[GpuDevice], Field(max_length=64)] = []
+    gpus: Annotated[list[GpuDevice], Field(max_length=64)] | None = None
 
 
 class TaskParams(_Model):
@@ -119,6 +120,7 @@ class TaskParams(_Model):
 
 class TaskBroadcast(Message):
     topic = Topic.TASK_BROADCAST
+    sender_field = None
 
     type: Literal["task"] = "task"
     task_id: Name
@@ -153,6 +155,9 @@ class PresencePing(Message):
 
     type: Literal["presence_ping"] = "presence_ping"
     node_id: NodeId
+    # Addition to the brief: the sender's current ping interval, so that receivers
+    # know how long a silence means it is dead (it grows with the mesh).
+    interval_s: Annotated[float, Field(gt=0.0)] | None = None
 
 
 class TaskHelpRequest(Message):
@@ -228,12 +233,27 @@ def decode(topic: str, data: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) 
 
 
 def encode(message: Message) -> bytes:
-    return message.model_dump_json(exclude_none=True).encode("utf-8")
+    return message.model_dump_json(exclude=_unset_optionals(message)).encode("utf-8")
 
 
 def as_json_dict(message: Message) -> dict[str, object]:
     """The message as it travels, for status output."""
-    return message.model_dump(mode="json", exclude_none=True)
+    return message.model_dump(mode="json", exclude=_unset_optionals(message))
+
+
+def _unset_optionals(message: Message) -> set[str]:
+    """Our optional additions to the brief that are None are left out of the wire form
+    (extra fields from other peers are kept as they came, nulls included)."""
+    optional = _OPTIONAL_FIELDS.get(type(message))
+    if optional is None:
+        fields = type(message).model_fields
+        optional = _OPTIONAL_FIELDS[type(message)] = frozenset(
+            n for n, f in fields.items() if f.default is None
+        )
+    return {name for name in optional if getattr(message, name) is None}
+
+
+_OPTIONAL_FIELDS: dict[type[Message], frozenset[str]] = {}
 
 
 def _summarize(errors: list[ErrorDetails]) -> str:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import signal
 
 import trio
 
 from bzzz import logs
-from bzzz.config import Settings
+from bzzz.config import ConfigError, Settings
 from bzzz.identity import load_identity
 from bzzz.network.psk import read_psk
 from bzzz.node import Node, run_until_signalled
@@ -25,5 +26,17 @@ def run_node(settings: Settings) -> int:
         label=settings.node.name,
     )
     node = Node(settings, key_pair, psk)
-    trio.run(run_until_signalled, node)
+    try:
+        trio.run(run_until_signalled, node)
+    except* ConfigError as group:  # found only at start, e.g. a listen address in use
+        raise _first(group) from None
+    # Shut down already: a late SIGTERM must not turn a clean exit into "killed".
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     return 0
+
+
+def _first(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error

@@ -5,6 +5,11 @@ peer to use a name holds it while it is alive; another peer using that name is
 refused (one node cannot speak for another). A name whose holder has died can
 be taken by a new peer (a reinstalled machine with a new key).
 
+A peer is dead after `dead_after` seconds of silence, or after three of its own
+presence intervals if it announces a longer one (pings slow down as a mesh grows),
+but never later than MAX_DEAD_AFTER: a peer cannot keep itself alive by claiming
+a huge interval.
+
 Times are monotonic seconds supplied by the caller.
 """
 
@@ -13,7 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from bzzz.protocol import Capabilities, Message
+from bzzz.protocol import Capabilities, Message, PresencePing
+
+MISSED_PINGS = 3
+MAX_DEAD_AFTER = 300.0
 
 
 class Observation(Enum):
@@ -22,6 +30,7 @@ class Observation(Enum):
     UPDATED = "updated"
     SPOOFED = "spoofed"  # the name belongs to another live peer; message ignored
     OWN = "own"  # our own message echoed back by pubsub
+    ANONYMOUS = "anonymous"  # names no node, from a peer not yet known by name
 
 
 @dataclass
@@ -30,6 +39,7 @@ class PeerRecord:
     node_id: str
     first_seen: float
     last_seen: float
+    dead_after: float
     capabilities: Capabilities | None = None
 
 
@@ -75,11 +85,18 @@ class PeerTable:
         if peer_id == self.own_peer_id:
             return Observation.OWN
         name = message.sender
+        record = self._peers.get(peer_id)
+        if name is None:  # a message that names no node still shows its peer is alive
+            if record is None:
+                return Observation.ANONYMOUS
+            outcome = Observation.UPDATED if self.is_alive(peer_id, now) else Observation.REVIVED
+            record.last_seen = max(record.last_seen, now)
+            self._reported_dead.discard(peer_id)
+            return outcome
         if not self.may_speak_for(peer_id, name, now):
             return Observation.SPOOFED
-        record = self._peers.get(peer_id)
         if record is None:
-            record = self._peers[peer_id] = PeerRecord(peer_id, name, now, now)
+            record = self._peers[peer_id] = PeerRecord(peer_id, name, now, now, self.dead_after)
             outcome = Observation.NEW
         else:
             outcome = Observation.UPDATED if self.is_alive(peer_id, now) else Observation.REVIVED
@@ -95,12 +112,15 @@ class PeerTable:
         record.last_seen = max(record.last_seen, now)
         if isinstance(message, Capabilities):
             record.capabilities = message
+        elif isinstance(message, PresencePing) and message.interval_s is not None:
+            announced = min(MAX_DEAD_AFTER, MISSED_PINGS * message.interval_s)
+            record.dead_after = max(self.dead_after, announced)
         self._reported_dead.discard(peer_id)
         return outcome
 
     def is_alive(self, peer_id: str, now: float) -> bool:
         record = self._peers.get(peer_id)
-        return record is not None and now - record.last_seen <= self.dead_after
+        return record is not None and now - record.last_seen <= record.dead_after
 
     def get(self, peer_id: str) -> PeerRecord | None:
         return self._peers.get(peer_id)
@@ -123,13 +143,13 @@ class PeerTable:
         forgotten: list[PeerView] = []
         for peer_id, record in list(self._peers.items()):
             silence = now - record.last_seen
-            if silence > self.forget_after:
+            if silence > max(self.forget_after, record.dead_after):
                 forgotten.append(self._view(record, now))
                 del self._peers[peer_id]
                 if self._holder.get(record.node_id) == peer_id:
                     del self._holder[record.node_id]
                 self._reported_dead.discard(peer_id)
-            elif silence > self.dead_after and peer_id not in self._reported_dead:
+            elif silence > record.dead_after and peer_id not in self._reported_dead:
                 self._reported_dead.add(peer_id)
                 died.append(self._view(record, now))
         return Sweep(died, forgotten)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 import psutil
 from libp2p.peer.id import ID
@@ -49,13 +50,31 @@ def parse_bootstrap(text: str) -> PeerInfo:
 
 
 def parse_peer_id(text: str) -> ID:
+    """A base58 peer ID: a multihash, identity-hashed (12D3KooW...) or SHA-256 (Qm...)."""
     try:
         peer_id = ID.from_base58(text)
     except Exception:
         raise AddressError("not a base58 peer ID") from None
-    if peer_id.to_base58() != text:
-        raise AddressError("not a canonical base58 peer ID")
+    raw = peer_id.to_bytes()
+    identity = len(raw) > 2 and raw[0] == 0x00 and raw[1] == len(raw) - 2
+    sha256 = len(raw) == 34 and raw[:2] == b"\x12\x20"
+    if not (identity or sha256) or peer_id.to_base58() != text:
+        raise AddressError("not a peer ID (expected 12D3KooW... or Qm...)")
     return peer_id
+
+
+def check_bindable(addr: Multiaddr) -> None:
+    """Bind a TCP socket as the listener would, to report why a listen address is unusable
+    (py-libp2p itself carries on silently without the listener)."""
+    family = socket.AF_INET6 if _protocol_names(addr)[0] == "ip6" else socket.AF_INET
+    host = addr.value_for_protocol("ip6" if family == socket.AF_INET6 else "ip4")
+    port = int(addr.value_for_protocol("tcp"))
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise AddressError(f"cannot listen on {addr}: {exc.strerror or exc}") from None
 
 
 def dialable(addrs: list[Multiaddr]) -> list[Multiaddr]:

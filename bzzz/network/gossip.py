@@ -74,7 +74,7 @@ class Gossip:
         except DecodeError as exc:
             self._drop(exc.reason, topic, origin, exc.detail)
             return None
-        if not self._may_speak_for(origin, message.sender):
+        if message.sender is not None and not self._may_speak_for(origin, message.sender):
             self._drop(DropReason.SPOOFED, topic, origin, f"speaks for {message.sender!r}")
             return None
         return message
@@ -94,9 +94,12 @@ class Gossip:
 
     async def _drain(self, topic: Topic, subscription: object) -> None:
         get = subscription.get  # type: ignore[attr-defined]
+        own_id = self._pubsub.my_id
         while True:
             msg: rpc_pb2.Message = await get()
             origin = ID(msg.from_id)
+            if origin == own_id:  # pubsub delivers our own publishes to us too
+                continue
             # Validators ran already; decoding again is cheaper than caching
             # every validated message until it is delivered.
             try:

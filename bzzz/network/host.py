@@ -7,6 +7,7 @@ here on purpose.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from libp2p import new_host
@@ -16,7 +17,7 @@ from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.network.config import ConnectionConfig, RetryConfig
-from libp2p.pubsub.gossipsub import PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
@@ -25,6 +26,15 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from bzzz.config import GossipSettings, NetworkSettings
 from bzzz.protocol import Topic
+
+# py-libp2p's yamux answers every read with a WINDOW_UPDATE frame (one more encrypted
+# write per message received); "0" batches updates at half the window, as go-yamux
+# does. py-libp2p reads this tuning from the environment.
+os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
+
+
+async def _never() -> None:
+    return None
 
 
 @dataclass
@@ -58,10 +68,17 @@ def build_stack(
         # through identify are ephemeral outbound ports, useless to dial.
         disable_identify_address_discovery=True,
     )
-    # One quick try per dial: the reconnect supervisor owns retrying.
-    host.get_network().retry_config = RetryConfig(max_retries=0)  # type: ignore[attr-defined]
+    swarm = host.get_network()
+    # Bzzz's Dialer owns dialling. One quick try per dial: it retries itself. And
+    # py-libp2p's AutoConnector would dial every address in the peerstore (DHT
+    # results included, refused peers too) until it holds 150 connections.
+    swarm.retry_config = RetryConfig(max_retries=0)  # type: ignore[attr-defined]
+    swarm.auto_connector.maybe_connect = _never  # type: ignore[attr-defined]
     gossipsub = GossipSub(
-        protocols=[PROTOCOL_ID_V12],
+        # GossipSub v1.1: v1.2 adds an IDONTWANT control message to every mesh peer
+        # for every message received, a bandwidth saving for large messages that
+        # costs small ones (all of Bzzz's) more CPU than it saves.
+        protocols=[PROTOCOL_ID_V11],
         degree=gossip.degree,
         degree_low=gossip.degree_low,
         degree_high=gossip.degree_high,

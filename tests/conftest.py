@@ -1,0 +1,93 @@
+"""Shared fixtures: real `bzzz node` processes on loopback, always cleaned up."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bzzz.lab import NodeProcess, free_port, wait_for
+
+# Fast liveness for tests: pings every second, dead after three silent seconds.
+FAST: dict[str, dict[str, Any]] = {
+    "capabilities": {
+        "check_interval": 1.0,
+        "presence_interval": 1.0,
+        "presence_per_peer": 0.2,
+        "peer_timeout": 3.0,
+    },
+    "network": {"reconnect_interval": 0.5, "discovery_interval": 2.0, "dial_timeout": 3.0},
+}
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A short temporary directory: unix socket paths are limited to 107 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="bzzz-t-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+NodeFactory = Callable[..., NodeProcess]
+
+
+@pytest.fixture
+def make_node(short_tmp: Path, request: pytest.FixtureRequest) -> Iterator[NodeFactory]:
+    """Create (not start) nodes; every one is killed at the end of the test, pass or fail."""
+    nodes: list[NodeProcess] = []
+
+    def factory(
+        name: str,
+        bootstrap: list[str] | tuple[str, ...] = (),
+        port: int | None = None,
+        **sections: dict[str, Any],
+    ) -> NodeProcess:
+        node = NodeProcess(short_tmp / name, name, port or free_port())
+        merged = {section: dict(values) for section, values in FAST.items()}
+        for section, values in sections.items():
+            merged.setdefault(section, {}).update(values)
+        node.init(list(bootstrap), **merged)
+        nodes.append(node)
+        return node
+
+    yield factory
+    failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else False
+    for node in nodes:
+        node.stop(timeout=10)
+        if failed:
+            print(f"----- {node.name} output -----\n{node.output()[-4000:]}")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+def alive_names(node: NodeProcess) -> set[str]:
+    report = node.status()
+    return set() if report is None else {p["node_id"] for p in report["peers"] if p["alive"]}
+
+
+def wait_alive(node: NodeProcess, names: set[str], timeout: float = 20.0) -> None:
+    wait_for(lambda: names <= alive_names(node), timeout, f"{node.name} to hear {sorted(names)}")
+
+
+def start_all(*nodes: NodeProcess) -> None:
+    for node in nodes:
+        node.start(wait=False)
+    for node in nodes:
+        node.wait_ready()
+
+
+def start_all_in(nodes: list[NodeProcess], namespaces: list[str]) -> None:
+    """Start each node inside its network namespace."""
+    for node, namespace in zip(nodes, namespaces, strict=True):
+        node.start(wait=False, command_prefix=["ip", "netns", "exec", namespace])
+    for node in nodes:
+        node.wait_ready()

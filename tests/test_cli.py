@@ -1,0 +1,60 @@
+"""The CLI against running nodes: status, peers, stop, and the lab."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from bzzz.lab import wait_for
+from tests.conftest import NodeFactory, start_all, wait_alive
+
+
+def bzzz(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bzzz", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        check=False,
+    )
+
+
+def test_status_peers_and_stop(make_node: NodeFactory) -> None:
+    a = make_node("alpha")
+    b = make_node("beta", bootstrap=[a.addr])
+    start_all(a, b)
+    wait_alive(a, {"beta"})
+
+    result = bzzz("status", "--home", str(a.home), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report) >= {"peer_id", "node_id", "addrs", "peers"}
+    assert all(addr.endswith(f"/p2p/{a.peer_id}") for addr in report["addrs"])
+    (peer,) = report["peers"]
+    assert set(peer) >= {"peer_id", "node_id", "alive", "last_seen", "capabilities"}
+    assert (peer["peer_id"], peer["node_id"], peer["alive"]) == (b.peer_id, "beta", True)
+
+    text = bzzz("status", "--home", str(a.home)).stdout
+    assert "alpha" in text
+    assert a.addr in text
+    assert "beta" in text
+    assert "alive" in text
+
+    peers = json.loads(bzzz("peers", "--home", str(a.home), "--json").stdout)
+    assert [p["node_id"] for p in peers] == ["beta"]
+    assert "alpha" in bzzz("peers", "--home", str(b.home)).stdout
+
+    assert bzzz("stop", "--home", str(b.home)).returncode == 0
+    wait_for(lambda: not b.running(), 15, "beta to exit after `bzzz stop`")
+    assert b.process is not None
+    assert b.process.returncode == 0
+
+
+def test_lab_forms_a_mesh_and_stops_cleanly() -> None:
+    result = bzzz("lab", "--nodes", "3", "--duration", "15", timeout=90)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "mesh formed" in result.stdout
+    assert "3/3 nodes exited cleanly" in result.stdout
