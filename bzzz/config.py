@@ -79,7 +79,8 @@ class NetworkSettings:
     )
     dial_timeout: float = doc("Seconds before a dial attempt is abandoned.", default=5.0)
     discovery_interval: float = doc(
-        "Seconds between DHT lookups of other peers in the namespace.", default=10.0
+        "Seconds between DHT lookups of other peers in the namespace (quicker while joining).",
+        default=30.0,
     )
 
 
@@ -124,7 +125,7 @@ class CapabilitySettings:
     presence_per_peer: float = doc(
         "The presence interval grows to this many seconds per live peer, so that the pings"
         " a node hears per second stay bounded however large the mesh grows.",
-        default=1.5,
+        default=2.0,
     )
     peer_timeout: float = doc(
         "A peer silent this many seconds is marked dead (at least: a peer that pings less"

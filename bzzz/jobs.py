@@ -59,6 +59,7 @@ class PeriodicJobs:
         self._live_peers = live_peers
         self._clock = clock
         self._last_ping_at = -float("inf")
+        self._announced = settings.presence_interval  # the interval our last ping promised
         self._last_published: Capabilities | None = None
         self._last_published_at = -float("inf")
         self._scheduler = BackgroundScheduler(
@@ -78,9 +79,14 @@ class PeriodicJobs:
 
     def presence_interval(self) -> float:
         """Pings slow down as the mesh grows: each node then hears about
-        1/presence_per_peer pings per second, whatever the number of peers."""
+        1/presence_per_peer pings per second, whatever the number of peers.
+
+        The interval at most doubles from one ping to the next: each ping promises the
+        gap to the next, and receivers wait three promised gaps before calling us dead.
+        """
         settings = self._settings
-        return max(settings.presence_interval, settings.presence_per_peer * self._live_peers())
+        wanted = max(settings.presence_interval, settings.presence_per_peer * self._live_peers())
+        return min(wanted, 2 * self._announced)
 
     def presence_job(self) -> None:
         """Runs every presence_interval; pings when the current (mesh-sized) interval is up."""
@@ -89,6 +95,7 @@ class PeriodicJobs:
         if self._clock() - self._last_ping_at < interval - self._settings.presence_interval / 2:
             return
         self._last_ping_at = self._clock()
+        self._announced = interval
         self._publish(PresencePing(node_id=self._node_id, interval_s=interval, timestamp=utc_now()))
 
     def start(self) -> None:

@@ -32,6 +32,14 @@ def short_tmp() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def fast(sections: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """`sections` on top of the FAST test settings."""
+    merged = {section: dict(values) for section, values in FAST.items()}
+    for section, values in sections.items():
+        merged.setdefault(section, {}).update(values)
+    return merged
+
+
 NodeFactory = Callable[..., NodeProcess]
 
 
@@ -47,10 +55,7 @@ def make_node(short_tmp: Path, request: pytest.FixtureRequest) -> Iterator[NodeF
         **sections: dict[str, Any],
     ) -> NodeProcess:
         node = NodeProcess(short_tmp / name, name, port or free_port())
-        merged = {section: dict(values) for section, values in FAST.items()}
-        for section, values in sections.items():
-            merged.setdefault(section, {}).update(values)
-        node.init(list(bootstrap), **merged)
+        node.init(list(bootstrap), **fast(sections))
         nodes.append(node)
         return node
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import shutil
 import time
+from typing import Any
 
 from bzzz.lab import NodeProcess, wait_for
-from bzzz.network.psk import write_psk
-from tests.conftest import FAST, NodeFactory, alive_names, start_all, wait_alive
+from bzzz.network.psk import read_psk, write_psk
+from tests.conftest import NodeFactory, alive_names, fast, start_all, wait_alive
 
 PSK = {"network": {"psk_file": "swarm.key"}}
 
@@ -26,13 +27,9 @@ def with_key(
     return node
 
 
-def reinit(
-    node: NodeProcess, bootstrap: tuple[str, ...] = (), **sections: dict[str, object]
-) -> None:
-    merged = {section: dict(values) for section, values in FAST.items()}
-    for section, values in sections.items():
-        merged.setdefault(section, {}).update(values)
-    node.init(list(bootstrap), **merged)
+def reinit(node: NodeProcess, bootstrap: tuple[str, ...] = (), **sections: dict[str, Any]) -> None:
+    """Rewrite a node's config (its identity stays)."""
+    node.init(list(bootstrap), **fast(sections))
 
 
 def test_private_network_admits_only_nodes_with_its_key(make_node: NodeFactory) -> None:
@@ -62,6 +59,11 @@ def test_private_network_admits_only_nodes_with_its_key(make_node: NodeFactory) 
         assert report["connections"] == 0
     assert alive_names(a) == {"b"}
     assert (a.home / "swarm.key").stat().st_mode & 0o777 == 0o600
+    secret = read_psk(a.home / "swarm.key")
+    for node in (a, b):
+        node.stop()
+        assert secret not in node.output()
+        assert secret not in (node.home / "logs" / "node.log").read_text()
 
 
 def test_allowlist_refuses_unlisted_peers(make_node: NodeFactory) -> None:

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import trio
+from libp2p.abc import ISubscriptionAPI
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
@@ -92,11 +93,9 @@ class Gossip:
                 nursery.start_soon(self._drain, topic, subscription)
             task_status.started()
 
-    async def _drain(self, topic: Topic, subscription: object) -> None:
-        get = subscription.get  # type: ignore[attr-defined]
+    async def _drain(self, topic: Topic, subscription: ISubscriptionAPI) -> None:
         own_id = self._pubsub.my_id
-        while True:
-            msg: rpc_pb2.Message = await get()
+        async for msg in subscription:
             origin = ID(msg.from_id)
             if origin == own_id:  # pubsub delivers our own publishes to us too
                 continue
