@@ -32,7 +32,8 @@ from bzzz.lab import free_port
 RATES = (25, 50, 100, 200, 400, 800)
 LATENCY_RATE = 10
 LATENCY_COUNT = 200
-IDLE_SECONDS = 20.0
+IDLE_SECONDS = 30.0
+IDLE_AFTER = 30.0  # past the start-up work: joining the DHT, first announcements
 SETTLE_SECONDS = 5.0
 
 
@@ -177,7 +178,7 @@ def bench(mode: str, count: int, root: Path) -> Result:
     try:
         wait_formed(nodes)
         formed = time.monotonic() - started
-        time.sleep(10.0)  # past the start-up work (first DHT lookups, first announcements)
+        time.sleep(IDLE_AFTER)
         cpu, rss = measure_idle(nodes)
         latencies, lost = burst(nodes, "latency", LATENCY_COUNT, LATENCY_RATE)
         lossless = 0
@@ -208,7 +209,7 @@ settings as Bzzz ships them (v1.1, D=4, heartbeat 1 s) with the spam limit off.
 `raw` is py-libp2p with the same host and GossipSub settings and a bare subscription;
 `bzzz` is a whole Bzzz node: topic validator, JSON decoding, peer table, liveness,
 DHT discovery and the periodic jobs (capabilities, presence pings). Formed: start to
-every node hearing every other. Idle: median per node over {idle:.0f} s, starting 10 s
+every node hearing every other. Idle: median per node over {idle:.0f} s, starting {after:.0f} s
 after the mesh formed. Latency: one publisher at {rate} msg/s, {count} messages, over
 all receivers. Lossless rate: the highest of {rates} msg/s with nothing lost."""
 
@@ -217,7 +218,11 @@ def render(results: list[Result]) -> str:
     by_key = {(r.mode, r.nodes): r for r in results}
     machine = f"{os.cpu_count()} cores, Python {platform.python_version()}, py-libp2p 0.8.1"
     method = METHOD.format(
-        idle=IDLE_SECONDS, rate=LATENCY_RATE, count=LATENCY_COUNT, rates=", ".join(map(str, RATES))
+        idle=IDLE_SECONDS,
+        after=IDLE_AFTER,
+        rate=LATENCY_RATE,
+        count=LATENCY_COUNT,
+        rates=", ".join(map(str, RATES)),
     )
     lines = [
         "## Gossip (`bench/gossip.py`)",

@@ -42,7 +42,7 @@ from bzzz.network.discovery import DhtDiscovery, Dialer, MdnsDiscovery, mdns_ser
 from bzzz.network.gate import Allowlist, ConnectionEvent, ConnectionWatcher
 from bzzz.network.gossip import Gossip
 from bzzz.network.host import build_stack
-from bzzz.protocol import Capabilities, DropReason, Message, as_json_dict, utc_now
+from bzzz.protocol import Capabilities, DropReason, Message, Topic, as_json_dict, utc_now
 from bzzz.state import Observation, PeerTable
 
 log = logging.getLogger(__name__)
@@ -249,15 +249,26 @@ class Node:
 
     async def _watch_connections(self, events: trio.MemoryReceiveChannel[ConnectionEvent]) -> None:
         network = self.stack.host.get_network()
-        async for event in events:
-            if not event.allowed:
-                if event.connected:
-                    try:
-                        await network.close_peer(event.peer_id)
-                    except Exception:
-                        log.debug("closing refused peer %s failed", event.peer_id, exc_info=True)
-            elif event.connected and self.dht_discovery is not None:
-                await self.dht_discovery.add_peer(event.peer_id)
+        async with trio.open_nursery() as nursery:
+            async for event in events:
+                if not event.allowed:
+                    if event.connected:
+                        try:
+                            await network.close_peer(event.peer_id)
+                        except Exception:
+                            log.debug(
+                                "closing refused peer %s failed", event.peer_id, exc_info=True
+                            )
+                elif event.connected:
+                    nursery.start_soon(self._on_connected, event.peer_id)
+
+    async def _on_connected(self, peer_id: ID) -> None:
+        if self.dht_discovery is not None:
+            await self.dht_discovery.add_peer(peer_id)
+        # Greet a new neighbour as soon as it can hear us (its subscriptions arrived).
+        with contextlib.suppress(trio.TooSlowError):
+            await self.stack.pubsub.wait_for_subscription(peer_id, Topic.CAPABILITIES, timeout=10.0)
+            self._newcomer.set()
 
     async def _sweep(self) -> None:
         while True:

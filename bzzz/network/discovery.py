@@ -135,9 +135,16 @@ class Dialer:
 
 
 class DhtDiscovery:
-    """Peers of one namespace find each other as providers of the namespace's key."""
+    """Peers of one namespace find each other as providers of the namespace's key.
 
-    PROVIDE_EVERY = 60.0
+    Once this node has a first peer in its routing table it announces itself (and again
+    every PROVIDE_EVERY seconds) and looks the key up: quickly while joining (0.5 s,
+    doubling), then every `interval`. Either side finding the other is enough.
+    """
+
+    PROVIDE_EVERY = 300.0
+    JOIN_POLL = 0.25
+    FIRST_LOOKUP_DELAY = 0.5
 
     def __init__(self, dht: KadDHT, dialer: Dialer, namespace: str, interval: float) -> None:
         self._dht = dht
@@ -154,29 +161,35 @@ class DhtDiscovery:
             log.debug("routing table refused %s", peer_id, exc_info=True)
 
     async def run(self) -> None:
-        delay = 0.25  # look quickly while joining, then settle at the configured pace
-        last_provided = -math.inf
+        while self._dht.get_routing_table_size() == 0:
+            await trio.sleep(self.JOIN_POLL)
+        delay = self.FIRST_LOOKUP_DELAY
+        provided_at = -math.inf
         while True:
+            if trio.current_time() - provided_at >= self.PROVIDE_EVERY:
+                provided_at = trio.current_time()
+                await self._provide()
+            await self._look_up()
             await trio.sleep(delay)
             delay = min(self._interval, delay * 2)
-            if self._dht.get_routing_table_size() == 0:
-                continue
-            try:
-                if (
-                    trio.current_time() - last_provided > self.PROVIDE_EVERY
-                    or delay < self._interval
-                ):
-                    await self._dht.provide(self._key)
-                    last_provided = trio.current_time()
-                providers = await self._dht.find_providers(self._key, count=100)
-            except Exception as exc:
-                log.debug("DHT lookup failed: %s", exc)
-                continue
-            for provider in providers:
-                if provider.peer_id != self._own_id and self._dialer.add(provider, "dht"):
-                    self.found += 1
-                    log.info("found %s through the DHT", provider.peer_id)
-                    await self._dialer.dial(provider.peer_id)
+
+    async def _provide(self) -> None:
+        try:
+            await self._dht.provide(self._key)
+        except Exception as exc:  # the DHT raises many types; the next round retries
+            log.debug("announcing in the DHT failed: %s", exc)
+
+    async def _look_up(self) -> None:
+        try:
+            providers = await self._dht.find_providers(self._key, count=100)
+        except Exception as exc:
+            log.debug("DHT lookup failed: %s", exc)
+            return
+        for provider in providers:
+            if provider.peer_id != self._own_id and self._dialer.add(provider, "dht"):
+                self.found += 1
+                log.info("found %s through the DHT", provider.peer_id)
+                await self._dialer.dial(provider.peer_id)
 
 
 def parse_txt_addresses(properties: dict[bytes, bytes | None]) -> PeerInfo | None:
