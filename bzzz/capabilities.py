@@ -228,7 +228,13 @@ class CapabilityDetector:
         self._close()
 
 
-def to_message(node_id: str, reading: Reading, status: str, timestamp: datetime) -> Capabilities:
+def to_message(
+    node_id: str,
+    reading: Reading,
+    status: str,
+    timestamp: datetime,
+    polls: tuple[str, ...] = (),
+) -> Capabilities:
     gpus = [GpuDevice(**vars(gpu)) for gpu in reading.gpus]
     mean_gpu = sum(gpu.utilization for gpu in reading.gpus) / len(gpus) if gpus else 0.0
     return Capabilities(
@@ -240,6 +246,7 @@ def to_message(node_id: str, reading: Reading, status: str, timestamp: datetime)
         status=status,
         memory=None if reading.memory is None else round(reading.memory, 1),
         gpus=gpus,
+        polls=list(polls),
         timestamp=timestamp,
     )
 
@@ -255,6 +262,8 @@ def changed(previous: Capabilities | None, current: Capabilities, load_change: f
     ):
         return True
     if [g.name for g in previous.gpus or ()] != [g.name for g in current.gpus or ()]:
+        return True
+    if (previous.polls or []) != (current.polls or []):
         return True
     loads = [(previous.cpu, current.cpu), (previous.gpu, current.gpu)]
     if previous.memory is not None and current.memory is not None:

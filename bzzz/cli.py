@@ -80,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     peers = command("peers", "List the peers the running node knows.", _peers)
     peers.add_argument("--json", action="store_true", help="machine-readable output")
 
+    tasks = command("tasks", "List the tasks the running node knows.", _tasks)
+    tasks.add_argument("--json", action="store_true", help="machine-readable output")
+
     command("stop", "Ask the running node to shut down.", _stop)
 
     psk = command("psk", "Write a new pre-shared key file for a private network.", _psk, home=False)
@@ -107,7 +110,42 @@ def _parser() -> argparse.ArgumentParser:
     lab.add_argument(
         "--keep", action="store_true", help="keep the nodes' homes and logs after stopping"
     )
+    _forge_parser(commands)
     return parser
+
+
+def _forge_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    help_text = "Bzzz's local GitHub-compatible forge (REST API and git over HTTP)."
+    forge = commands.add_parser("forge", help=help_text, description=help_text)
+    actions = forge.add_subparsers(required=True, metavar="ACTION")
+    serve = actions.add_parser(
+        "serve",
+        help="serve a forge from a directory until SIGTERM or Ctrl-C",
+        description="Serve a forge from DIR until SIGTERM or Ctrl-C. The admin endpoints "
+        "(/_forge/...) need the token in $BZZZ_FORGE_ADMIN_TOKEN; without it they are off.",
+    )
+    serve.set_defaults(handler=_forge_serve)
+    serve.add_argument("--root", type=Path, required=True, metavar="DIR", help="state directory")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=0, help="port (default: a free one, printed)")
+    serve.add_argument(
+        "--rate-limit", type=int, default=5000, help="requests per window per token (5000)"
+    )
+    serve.add_argument(
+        "--anonymous-rate-limit", type=int, default=60, help="per client IP without token (60)"
+    )
+    serve.add_argument(
+        "--rate-window", type=float, default=3600.0, help="rate-limit window in seconds (3600)"
+    )
+    seed = actions.add_parser(
+        "seed",
+        help="create users, repositories and issues from a JSON file",
+        description="Create users, repositories, labels and issues in DIR from FILE "
+        "(format: bzzz/forge/server/seed.py); print what was made, tokens included.",
+    )
+    seed.set_defaults(handler=_forge_seed)
+    seed.add_argument("--root", type=Path, required=True, metavar="DIR", help="state directory")
+    seed.add_argument("file", type=Path, metavar="FILE.json", help="what to create")
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -149,6 +187,14 @@ def _peers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tasks(args: argparse.Namespace) -> int:
+    from bzzz.render import render_tasks  # noqa: PLC0415
+
+    report = _ask(args, "status")
+    print(json.dumps(report.get("tasks", []), indent=2) if args.json else render_tasks(report))
+    return 0
+
+
 def _stop(args: argparse.Namespace) -> int:
     _ask(args, "stop")
     return 0
@@ -177,3 +223,56 @@ def _lab(args: argparse.Namespace) -> int:
     if args.nodes < 1:
         raise ConfigError("--nodes must be at least 1")
     return run_lab(args.nodes, args.duration, args.root, keep=args.keep)
+
+
+def _forge_serve(args: argparse.Namespace) -> int:
+    import os  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from bzzz.forge.server import LocalForge  # noqa: PLC0415
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        forge = LocalForge(
+            args.root,
+            args.host,
+            args.port,
+            admin_token=os.environ.get("BZZZ_FORGE_ADMIN_TOKEN") or None,
+            rate_limit=args.rate_limit,
+            anonymous_rate_limit=args.anonymous_rate_limit,
+            rate_window=args.rate_window,
+        ).start()
+    except OSError as exc:
+        print(f"bzzz: error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    print(f"forge serving {forge.root} at {forge.url} (API base {forge.api_url})", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        forge.stop()
+    return 0
+
+
+def _forge_seed(args: argparse.Namespace) -> int:
+    from bzzz.forge.server import LocalForge, SeedError  # noqa: PLC0415
+
+    try:
+        spec = json.loads(args.file.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"bzzz: error: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(spec, dict):
+        print(f"bzzz: error: {args.file} must hold a JSON object", file=sys.stderr)
+        return 2
+    try:
+        made = LocalForge(args.root).seed(spec)
+    except SeedError as exc:
+        print(f"bzzz: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(made, indent=2))
+    return 0

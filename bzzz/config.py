@@ -21,7 +21,7 @@ from typing import Any
 
 from bzzz.network.addresses import AddressError, parse_bootstrap, parse_listen, parse_peer_id
 from bzzz.network.psk import PskError, read_psk
-from bzzz.protocol import NODE_ID_PATTERN
+from bzzz.protocol import NODE_ID_PATTERN, REPO_PATTERN
 
 CONFIG_FILE = "config.toml"
 IDENTITY_FILE = "identity.key"
@@ -145,6 +145,52 @@ class CapabilitySettings:
 
 
 @dataclass(frozen=True)
+class ForgeSettings:
+    api_url: str = doc(
+        "The forge's REST API: https://api.github.com, http(s)://HOST/api/v3 for GitHub"
+        " Enterprise or Bzzz's local forge.",
+        default="https://api.github.com",
+    )
+    token_file: str = doc(
+        "File holding this node's forge token (mode 0600), relative to the home directory."
+        " Empty: the token comes from BZZZ_FORGE_TOKEN, else systemd's credential forge-token.",
+        default="",
+    )
+    timeout: float = doc("Seconds before a forge request is abandoned.", default=15.0)
+    seconds_between_writes: float = doc(
+        "Pause between writes (comments, labels, pull requests), as GitHub asks; 0 for none.",
+        default=1.0,
+    )
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    repositories: tuple[str, ...] = doc(
+        "Repositories (owner/name) whose labelled issues are tasks.", default=()
+    )
+    label: str = doc("Issues carrying this label are tasks.", default="bzzz-task")
+    poll_interval: float = doc(
+        "Seconds between polls of one repository. One live peer polls each repository, and"
+        " an unchanged listing costs no API quota.",
+        default=30.0,
+    )
+    trusted_associations: tuple[str, ...] = doc(
+        "Issues opened by authors with these GitHub associations become tasks.",
+        default=("OWNER", "MEMBER", "COLLABORATOR"),
+    )
+    trusted_authors: tuple[str, ...] = doc(
+        "Logins whose issues become tasks whatever their association.", default=()
+    )
+    default_model: str = doc(
+        "Model asked for when the issue names none (with a label model:NAME).", default="ollama"
+    )
+    branch_prefix: str = doc(
+        "Prefix of the working branch of a task; {number} is the issue number.",
+        default="bzzz/task-{number}-",
+    )
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = doc("Log level: debug, info, warning or error.", default="info")
     file: str = doc(
@@ -159,6 +205,8 @@ class Settings:
     network: NetworkSettings = NetworkSettings()
     gossip: GossipSettings = GossipSettings()
     capabilities: CapabilitySettings = CapabilitySettings()
+    forge: ForgeSettings = ForgeSettings()
+    tasks: TaskSettings = TaskSettings()
     log: LogSettings = LogSettings()
 
     @property
@@ -181,12 +229,22 @@ class Settings:
     def psk_path(self) -> Path | None:
         return self.home / self.network.psk_file if self.network.psk_file else None
 
+    @property
+    def token_path(self) -> Path | None:
+        return self.home / self.forge.token_file if self.forge.token_file else None
+
+    @property
+    def tasks_path(self) -> Path:
+        return self.home / "tasks.json"
+
 
 SECTIONS: Mapping[str, type[Any]] = {
     "node": NodeSettings,
     "network": NetworkSettings,
     "gossip": GossipSettings,
     "capabilities": CapabilitySettings,
+    "forge": ForgeSettings,
+    "tasks": TaskSettings,
     "log": LogSettings,
 }
 
@@ -369,6 +427,8 @@ def _validate(settings: Settings) -> None:
         _validate_network(settings.network, settings.psk_path)
         _validate_gossip(settings.gossip)
         _validate_capabilities(settings.capabilities)
+        _validate_forge(settings.forge)
+        _validate_tasks(settings.tasks)
         _validate_log(settings.log)
     except _Invalid as bad:
         section, name = bad.key.split(".")
@@ -376,6 +436,62 @@ def _validate(settings: Settings) -> None:
             f"{bad.key} {bad.problem}. Fix: {bad.fix}"
             f" (in {settings.config_path} or {env_var(section, name)})."
         ) from None
+
+
+GITHUB_ASSOCIATIONS = (
+    "OWNER",
+    "MEMBER",
+    "COLLABORATOR",
+    "CONTRIBUTOR",
+    "FIRST_TIME_CONTRIBUTOR",
+    "FIRST_TIMER",
+    "MANNEQUIN",
+    "NONE",
+)
+
+
+def _validate_forge(forge: ForgeSettings) -> None:
+    if not re.match(r"^https?://[^/\s]+", forge.api_url):
+        raise _Invalid(
+            "forge.api_url",
+            f"is {forge.api_url!r}",
+            "use https://api.github.com or http(s)://HOST/api/v3",
+        )
+    _positive("forge.timeout", forge.timeout)
+    if forge.seconds_between_writes < 0:
+        raise _Invalid(
+            "forge.seconds_between_writes", f"is {forge.seconds_between_writes}", "use 0 or more"
+        )
+
+
+def _validate_tasks(tasks: TaskSettings) -> None:
+    for repo in tasks.repositories:
+        if not re.fullmatch(REPO_PATTERN, repo):
+            raise _Invalid("tasks.repositories", f"has {repo!r}", "write each as owner/name")
+    if not tasks.label.strip():
+        raise _Invalid("tasks.label", "is empty", 'name the label, e.g. "bzzz-task"')
+    if tasks.poll_interval < 1:
+        raise _Invalid(
+            "tasks.poll_interval", f"is {tasks.poll_interval}", "poll at most once a second"
+        )
+    for association in tasks.trusted_associations:
+        if association not in GITHUB_ASSOCIATIONS:
+            raise _Invalid(
+                "tasks.trusted_associations",
+                f"has {association!r}",
+                f"use some of {', '.join(GITHUB_ASSOCIATIONS)}",
+            )
+    if not tasks.default_model.strip():
+        raise _Invalid("tasks.default_model", "is empty", 'name a model, e.g. "ollama"')
+    prefix = tasks.branch_prefix.replace("{number}", "1")
+    if (
+        not re.fullmatch(r"[A-Za-z0-9._/-]+", prefix)
+        or ".." in prefix
+        or prefix.startswith(("/", "-"))
+    ):
+        raise _Invalid(
+            "tasks.branch_prefix", f"is {tasks.branch_prefix!r}", 'use e.g. "bzzz/task-{number}-"'
+        )
 
 
 def _validate_log(log: LogSettings) -> None:

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+POLL_TICK = 1.0
+
 
 class TrioBridge:
     """Calls into the trio loop from worker threads; a no-op once trio has finished."""
@@ -49,6 +51,8 @@ class PeriodicJobs:
         publish: Callable[[Message], None],
         status: Callable[[], str],
         live_peers: Callable[[], int] = lambda: 0,
+        polls: Callable[[], tuple[str, ...]] = tuple,
+        poll_tick: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._node_id = node_id
@@ -57,6 +61,8 @@ class PeriodicJobs:
         self._publish = publish
         self._status = status
         self._live_peers = live_peers
+        self._polls = polls
+        self._poll_tick = poll_tick
         self._clock = clock
         self._last_ping_at = -float("inf")
         self._announced = settings.presence_interval  # the interval our last ping promised
@@ -70,7 +76,8 @@ class PeriodicJobs:
 
     def capabilities_job(self) -> None:
         """Read the machine; publish on a change, and at least every max_interval."""
-        message = to_message(self._node_id, self._detector.read(), self._status(), utc_now())
+        reading = self._detector.read()
+        message = to_message(self._node_id, reading, self._status(), utc_now(), self._polls())
         overdue = self._clock() - self._last_published_at >= self._settings.max_interval
         if overdue or changed(self._last_published, message, self._settings.load_change):
             self._publish(message)
@@ -114,6 +121,15 @@ class PeriodicJobs:
             next_run_time=now,
             id="presence",
         )
+        if self._poll_tick is not None:
+            # Each tick polls only the repositories that are this node's and due.
+            self._scheduler.add_job(
+                self._guarded(self._poll_tick),
+                "interval",
+                seconds=POLL_TICK,
+                next_run_time=now,
+                id="poll",
+            )
         self._scheduler.start()
 
     def shutdown(self) -> None:

@@ -14,6 +14,7 @@ import signal
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +29,7 @@ from trio_typing import TaskStatus
 from bzzz.capabilities import CapabilityDetector
 from bzzz.config import ConfigError, Settings
 from bzzz.control import serve
+from bzzz.forge.api import Forge
 from bzzz.identity import peer_id_of
 from bzzz.jobs import PeriodicJobs, TrioBridge
 from bzzz.network.addresses import (
@@ -42,8 +44,21 @@ from bzzz.network.discovery import DhtDiscovery, Dialer, MdnsDiscovery, mdns_ser
 from bzzz.network.gate import Allowlist, ConnectionEvent, ConnectionWatcher
 from bzzz.network.gossip import Gossip
 from bzzz.network.host import build_stack
-from bzzz.protocol import Capabilities, DropReason, Message, Topic, as_json_dict, utc_now
+from bzzz.protocol import (
+    Capabilities,
+    DropReason,
+    Message,
+    TaskBroadcast,
+    Topic,
+    as_json_dict,
+    utc_now,
+)
 from bzzz.state import Observation, PeerTable
+from bzzz.tasks.intake import poller_for
+from bzzz.tasks.poller import Poller
+from bzzz.tasks.sources import StaticRepositories
+from bzzz.tasks.table import load as load_tasks
+from bzzz.tasks.table import save as save_tasks
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +72,10 @@ class Node:
         self,
         settings: Settings,
         key_pair: KeyPair,
+        *,
         psk: str | None = None,
         detector: CapabilityDetector | None = None,
+        forge: Forge | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -110,6 +127,12 @@ class Node:
         self.own_capabilities: Capabilities | None = None
         self.mdns_found = 0
         self.live_peers = 0  # kept by the sweep; read by the jobs' threads
+        self.tasks = load_tasks(settings.tasks_path)
+        self._tasks_changed = trio.Event()
+        self._forge = forge
+        self.poller: Poller | None = None  # made when the node runs: it needs the trio bridge
+        self.pollers: dict[str, str] = {}  # repository -> peer ID of its poller
+        self.assigned_repos: frozenset[str] = frozenset()  # read by the poll job's thread
         self._stop = trio.Event()
         self._newcomer = trio.Event()
         self._events_in, self._events_out = trio.open_memory_channel[ConnectionEvent](1024)
@@ -147,6 +170,7 @@ class Node:
                 await nursery.start(serve, self.settings.control_socket, self._control)
                 nursery.start_soon(self._sweep)
                 nursery.start_soon(self._greet_newcomers)
+                nursery.start_soon(self._save_tasks)
                 jobs = self._start_jobs()
                 try:
                     log.info(
@@ -231,6 +255,18 @@ class Node:
         def publish(message: Message) -> None:
             bridge.run(self.publish, message)
 
+        def announce(task: TaskBroadcast) -> None:
+            bridge.run(self.announce_task, task)
+
+        if self._forge is not None:
+            self.poller = Poller(
+                self._forge,
+                settings=self.settings.tasks,
+                source=StaticRepositories(self.settings.tasks.repositories),
+                announce=announce,
+                assigned=lambda: self.assigned_repos,
+            )
+        poller = self.poller
         jobs = PeriodicJobs(
             self.name,
             settings=self.settings.capabilities,
@@ -238,9 +274,28 @@ class Node:
             publish=publish,
             status=lambda: self.status,
             live_peers=lambda: self.live_peers,
+            polls=poller.repositories if poller is not None else tuple,
+            poll_tick=poller.tick if poller is not None else None,
         )
         jobs.start()
         return jobs
+
+    async def announce_task(self, task: TaskBroadcast) -> None:
+        """Announce a task found on the forge, unless the mesh knows it already."""
+        if task.task_id in self.tasks:
+            return
+        self.tasks.add(task, announced_by=self.name)
+        self._tasks_changed.set()
+        log.info("announcing task %s (%s)", task.task_id, task.issue_url)
+        await self.publish(task)
+
+    async def _save_tasks(self) -> None:
+        while True:
+            await self._tasks_changed.wait()
+            self._tasks_changed = trio.Event()
+            text = self.tasks.to_json()
+            with trio.CancelScope(shield=True):  # a save once begun is finished
+                await trio.to_thread.run_sync(save_tasks, text, self.settings.tasks_path)
 
     async def publish(self, message: Message) -> None:
         if isinstance(message, Capabilities):
@@ -276,6 +331,7 @@ class Node:
             now = self._clock()
             sweep = self.peers.sweep(now)
             self.live_peers = len(self.peers.live_peer_ids(now))
+            self._assign_pollers(now)
             for view in sweep.died:
                 log.info(
                     "peer %s (%s) is dead: silent for %.0f s",
@@ -285,6 +341,31 @@ class Node:
                 )
             for view in sweep.forgotten:
                 log.info("forgot peer %s (%s)", view.node_id, view.peer_id)
+
+    def _assign_pollers(self, now: float) -> None:
+        """Who polls each repository: rendezvous hashing over the live peers that can.
+
+        A node polls nothing until it has been up for one peer timeout: by then it has
+        heard every live peer, so it does not poll what another peer already polls.
+        """
+        if self.poller is None or now - self._started < self.settings.capabilities.peer_timeout:
+            return
+        own = str(self.peer_id)
+        mine = set(self.poller.repositories())
+        offers: dict[str, list[str]] = {repo: [own] for repo in mine}
+        for peer_id in self.peers.live_peer_ids(now):
+            record = self.peers.get(peer_id)
+            polls = record.capabilities.polls if record and record.capabilities else None
+            for repo in polls or ():
+                offers.setdefault(repo, []).append(peer_id)
+        pollers = {repo: poller_for(repo, peers) or "" for repo, peers in offers.items()}
+        assigned = frozenset(repo for repo, peer in pollers.items() if peer == own)
+        for repo in sorted(assigned - self.assigned_repos):
+            log.info("polling %s from now on", repo)
+        for repo in sorted(self.assigned_repos - assigned):
+            log.info("%s is polled by %s from now on", repo, pollers.get(repo) or "nobody")
+        self.pollers = pollers
+        self.assigned_repos = assigned
 
     async def _greet_newcomers(self) -> None:
         """Re-announce our capabilities when a peer appears, so it need not wait for the
@@ -307,6 +388,8 @@ class Node:
         if outcome is Observation.SPOOFED:
             self.gossip.dropped[DropReason.SPOOFED] += 1
             return
+        if isinstance(message, TaskBroadcast):
+            self._learn_task(origin, message)
         for listener in self.listeners:
             listener(origin, message)
         if outcome in (Observation.NEW, Observation.REVIVED):
@@ -317,6 +400,13 @@ class Node:
                 origin,
                 "alive" if outcome is Observation.NEW else "alive again",
             )
+
+    def _learn_task(self, origin: ID, task: TaskBroadcast) -> None:
+        record = self.peers.get(str(origin))
+        announced_by = record.node_id if record is not None else str(origin)
+        if self.tasks.add(task, announced_by=announced_by):
+            self._tasks_changed.set()
+            log.info("task %s announced by %s", task.task_id, announced_by)
 
     # ---- control ----------------------------------------------------------------------
 
@@ -368,6 +458,8 @@ class Node:
                 "published": dict(self.gossip.published),
                 "dropped": dict(self.gossip.dropped),
             },
+            "tasks": [asdict(record) for record in self.tasks.records()],
+            "polling": self._polling_report(),
             "discovery": {
                 "known": len(self.dialer.known()),
                 "dials": self.dialer.dials,
@@ -377,6 +469,28 @@ class Node:
                 "refused": self._watcher.refused,
             },
         }
+
+    def _polling_report(self) -> dict[str, Any]:
+        views = {view.repo: view for view in self.poller.views()} if self.poller else {}
+        report: dict[str, Any] = {}
+        for repo, peer_id in sorted(self.pollers.items()):
+            record = self.peers.get(peer_id)
+            entry: dict[str, Any] = {
+                "poller": self.name
+                if peer_id == str(self.peer_id)
+                else (record.node_id if record else peer_id),
+                "peer_id": peer_id,
+            }
+            view = views.get(repo)
+            if peer_id == str(self.peer_id) and view is not None:
+                entry.update(
+                    polls=view.polls,
+                    not_modified=view.not_modified,
+                    next_in_s=round(view.next_in_s, 1),
+                    error=view.error,
+                )
+            report[repo] = entry
+        return report
 
 
 def _is_loopback(addr: object) -> bool:

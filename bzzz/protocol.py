@@ -54,9 +54,8 @@ NodeId = Annotated[str, StringConstraints(pattern=NODE_ID_PATTERN)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Url = Annotated[str, StringConstraints(max_length=2048)]
 Text = Annotated[str, StringConstraints(max_length=DEFAULT_MAX_MESSAGE_BYTES)]
-RepoName = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
-]
+REPO_PATTERN = r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$"
+RepoName = Annotated[str, StringConstraints(pattern=REPO_PATTERN)]
 Percent = Annotated[float, Field(ge=0.0, le=100.0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 
@@ -112,6 +111,8 @@ class Capabilities(Message):
     # Additions to the brief; optional so that brief-only peers stay valid.
     memory: Percent | None = None
     gpus: Annotated[list[GpuDevice], Field(max_length=64)] | None = None
+    # Repositories this node can poll for tasks (configured, with a working token).
+    polls: Annotated[list[RepoName], Field(max_length=1024)] | None = None
 
 
 class TaskParams(_Model):

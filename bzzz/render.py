@@ -82,6 +82,32 @@ def render_peers(report: dict[str, Any]) -> str:
     return table(PEER_HEADERS, peer_rows(report))
 
 
+TASK_HEADERS = ("TASK", "MODEL", "STATE", "ANNOUNCED BY", "SEEN", "TITLE")
+
+
+def render_tasks(report: dict[str, Any]) -> str:
+    tasks = report.get("tasks") or []
+    if not tasks:
+        return "no tasks known yet"
+    rows = [
+        [
+            t["task_id"],
+            t["model"],
+            t["state"],
+            t["announced_by"],
+            age(t["announced_at"]),
+            t["title"][:60],
+        ]
+        for t in tasks
+    ]
+    return table(TASK_HEADERS, rows)
+
+
+def _polling(report: dict[str, Any]) -> str:
+    polling = report.get("polling") or {}
+    return ", ".join(f"{repo} by {entry['poller']}" for repo, entry in polling.items()) or "-"
+
+
 def render_status(report: dict[str, Any]) -> str:
     messages = report.get("messages", {})
     dropped = messages.get("dropped") or {}
@@ -94,6 +120,7 @@ def render_status(report: dict[str, Any]) -> str:
         f" {report['connections']} connected",
         f"mesh     {_mesh(report.get('mesh', {}))}",
         f"dropped  {', '.join(f'{k}={v}' for k, v in sorted(dropped.items())) or 'none'}",
+        f"tasks    {len(report.get('tasks') or [])} known; polled: {_polling(report)}",
         "",
         render_peers(report),
     ]

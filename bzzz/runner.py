@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 
 import trio
 
 from bzzz import logs
 from bzzz.config import ConfigError, Settings
+from bzzz.forge.github import GitHubForge
+from bzzz.forge.token import TOKEN_ENV, TokenError, load_token
 from bzzz.identity import load_identity
 from bzzz.network.psk import read_psk
 from bzzz.node import Node, run_until_signalled
@@ -19,13 +22,30 @@ log = logging.getLogger(__name__)
 def run_node(settings: Settings) -> int:
     key_pair = load_identity(settings.identity_path)
     psk = read_psk(settings.psk_path) if settings.psk_path is not None else None
-    logs.setup(
-        settings.log.level,
-        settings.log_path,
-        secrets=[psk] if psk else [],
-        label=settings.node.name,
-    )
-    node = Node(settings, key_pair, psk)
+    try:
+        token = load_token(settings.token_path)
+    except TokenError as exc:
+        raise ConfigError(
+            f"{exc}. Fix: correct forge.token_file or set BZZZ_FORGE_TOKEN."
+        ) from None
+    # Nothing this process starts (later: sandboxes) inherits the token.
+    os.environ.pop(TOKEN_ENV, None)
+    secrets = [secret for secret in (psk, token.reveal() if token else None) if secret]
+    logs.setup(settings.log.level, settings.log_path, secrets=secrets, label=settings.node.name)
+    forge = None
+    if settings.tasks.repositories:
+        if token is None:
+            log.warning(
+                "no forge token: polling %s anonymously (60 requests an hour on github.com)",
+                settings.forge.api_url,
+            )
+        forge = GitHubForge(
+            settings.forge.api_url,
+            token,
+            timeout=settings.forge.timeout,
+            seconds_between_writes=settings.forge.seconds_between_writes,
+        )
+    node = Node(settings, key_pair, psk=psk, forge=forge)
     try:
         trio.run(run_until_signalled, node)
     except* ConfigError as group:  # found only at start, e.g. a listen address in use

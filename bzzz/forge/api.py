@@ -1,0 +1,124 @@
+"""What Bzzz needs of a forge, as plain data and one small interface.
+
+Everything here is pure: the GitHub implementation (`github.py`) turns HTTP into
+these types and every failure into a ForgeError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+
+class ErrorKind(StrEnum):
+    AUTH = "auth"  # bad or missing token (401)
+    FORBIDDEN = "forbidden"  # no permission (403 that is not a rate limit)
+    NOT_FOUND = "not_found"  # no such repository or issue (404)
+    RATE_LIMITED = "rate_limited"  # primary or secondary limit (403/429)
+    INVALID = "invalid"  # the forge refused the request's content (422)
+    UNAVAILABLE = "unavailable"  # 5xx, timeout, connection refused
+
+
+class ForgeError(Exception):
+    """A forge request failed. The message names the repository and the cause; the
+    original exception is kept as __cause__. No token ever appears in it."""
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        repo: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        reset_at: float | None = None,
+    ) -> None:
+        super().__init__(f"{repo}: {message}")
+        self.kind = kind
+        self.repo = repo
+        self.status = status
+        self.retry_after = retry_after  # seconds the forge asked us to wait (Retry-After)
+        self.reset_at = reset_at  # epoch seconds when an exhausted quota refills
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    limit: int | None
+    remaining: int | None
+    reset_at: float | None  # epoch seconds
+
+
+@dataclass(frozen=True)
+class Issue:
+    repo: str
+    number: int
+    title: str
+    body: str
+    state: str  # open / closed
+    labels: tuple[str, ...]
+    author: str
+    author_association: str  # OWNER, MEMBER, COLLABORATOR, CONTRIBUTOR, NONE, ...
+    html_url: str
+    is_pull_request: bool
+    locked: bool = False
+
+
+@dataclass(frozen=True)
+class IssuePage:
+    """The result of a conditional listing: `issues` is None when nothing changed (304)."""
+
+    issues: tuple[Issue, ...] | None
+    etag: str | None
+    rate: RateLimit
+    requests: int  # HTTP requests it took (pages)
+
+
+@dataclass(frozen=True)
+class Comment:
+    id: int
+    author: str
+    body: str
+    html_url: str
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    html_url: str
+    head: str  # "owner:branch"
+    base: str
+    state: str
+    draft: bool
+
+
+class Forge(Protocol):
+    """A forge account: what one Bzzz node may read and write."""
+
+    def login(self) -> str:
+        """The account's login (checks the token)."""
+        ...
+
+    def list_open_issues(self, repo: str, label: str, etag: str | None = None) -> IssuePage: ...
+
+    def get_issue(self, repo: str, number: int) -> Issue: ...
+
+    def get_comments(self, repo: str, number: int) -> list[Comment]: ...
+
+    def comment(self, repo: str, number: int, body: str) -> Comment: ...
+
+    def add_labels(self, repo: str, number: int, labels: list[str]) -> None: ...
+
+    def remove_label(self, repo: str, number: int, label: str) -> None: ...
+
+    def create_issue(self, repo: str, title: str, body: str, labels: list[str]) -> Issue: ...
+
+    def fork(self, repo: str) -> str:
+        """Fork `repo` to this account (once); returns the fork's full name."""
+        ...
+
+    def find_pull_request(self, repo: str, head: str, base: str) -> PullRequest | None: ...
+
+    def create_pull_request(
+        self, repo: str, *, title: str, body: str, head: str, base: str, draft: bool
+    ) -> PullRequest: ...

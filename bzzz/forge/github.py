@@ -1,0 +1,284 @@
+"""The Forge interface on PyGithub: github.com, GitHub Enterprise, or Bzzz's local forge.
+
+Deliberate settings (PyGithub's defaults are wrong for us, see
+../shared/notes/github-pygithub-pygit2.md):
+- No automatic retries: a POST retried after a lost reply posts twice, and a
+  secondary rate limit without Retry-After would block a scheduler thread for a
+  minute. Callers decide: the poller backs off, writers look before writing again.
+- No throttle on reads (the poller paces itself); `seconds_between_writes` between
+  mutations, as GitHub asks, configurable for labs and tests.
+- Issue listings are conditional (If-None-Match) through the raw requester: a 304 costs
+  no quota, and PyGithub's PaginatedList would read a 304 as "no issues".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import urllib.parse
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import requests
+from github import Auth, Github, GithubException
+
+from bzzz.forge.api import Comment, ErrorKind, ForgeError, Issue, IssuePage, PullRequest, RateLimit
+from bzzz.forge.token import Token
+
+T = TypeVar("T")
+
+GITHUB_API = "https://api.github.com"
+PER_PAGE = 100
+MAX_PAGES = 20  # 2,000 open task issues per repository is more than any lab has
+
+
+class GitHubForge:
+    def __init__(
+        self,
+        api_url: str = GITHUB_API,
+        token: Token | None = None,
+        timeout: float = 15.0,
+        seconds_between_writes: float = 1.0,
+        per_page: int = PER_PAGE,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self._per_page = per_page
+        self._github = Github(
+            base_url=self.api_url,
+            auth=Auth.Token(token.reveal()) if token is not None else None,
+            timeout=int(max(1, timeout)),
+            retry=None,
+            seconds_between_requests=None,
+            seconds_between_writes=seconds_between_writes or None,
+            per_page=per_page,
+        )
+        self._requester = self._github.requester
+
+    # ---- reading ----------------------------------------------------------------------
+
+    def login(self) -> str:
+        with _mapped("(account)"):
+            return str(self._github.get_user().login)
+
+    def list_open_issues(self, repo: str, label: str, etag: str | None = None) -> IssuePage:
+        """Open issues (pull requests included, as GitHub lists them) carrying `label`.
+
+        With `etag`, an unchanged listing answers 304: `issues` is None and no quota is used.
+        """
+        query = urllib.parse.urlencode(
+            {
+                "state": "open",
+                "labels": label,
+                "per_page": self._per_page,
+                "sort": "created",
+                "direction": "asc",
+            }
+        )
+        url: str | None = f"{self.api_url}/repos/{repo}/issues?{query}"
+        headers = {"If-None-Match": etag} if etag else {}
+        issues: list[Issue] = []
+        first_etag: str | None = None
+        rate = RateLimit(None, None, None)
+        pages = 0
+        while url is not None and pages < MAX_PAGES:
+            status, response_headers, body = self._get(repo, url, headers)
+            pages += 1
+            rate = _rate(response_headers)
+            if status == 304:
+                return IssuePage(issues=None, etag=etag, rate=rate, requests=pages)
+            if status >= 400:
+                raise _error(repo, status, response_headers, _json(body))
+            data = _json(body)
+            if not isinstance(data, list):
+                raise ForgeError(
+                    ErrorKind.UNAVAILABLE, repo, "the forge answered an issue listing with no list"
+                )
+            issues.extend(_issue(repo, raw) for raw in data if isinstance(raw, dict))
+            if first_etag is None:
+                first_etag = response_headers.get("etag")
+            url = _next_link(response_headers.get("link", ""))
+            headers = {}
+        return IssuePage(issues=tuple(issues), etag=first_etag, rate=rate, requests=pages)
+
+    def get_issue(self, repo: str, number: int) -> Issue:
+        with _mapped(repo):
+            return _issue(repo, self._repo(repo).get_issue(number).raw_data)
+
+    def get_comments(self, repo: str, number: int) -> list[Comment]:
+        with _mapped(repo):
+            return [_comment(c.raw_data) for c in self._repo(repo).get_issue(number).get_comments()]
+
+    def find_pull_request(self, repo: str, head: str, base: str) -> PullRequest | None:
+        with _mapped(repo):
+            for pull in self._repo(repo).get_pulls(state="open", head=head, base=base):
+                return _pull(pull.raw_data)
+            return None
+
+    # ---- writing ----------------------------------------------------------------------
+
+    def comment(self, repo: str, number: int, body: str) -> Comment:
+        with _mapped(repo):
+            issue = self._repo(repo).get_issue(number)
+            return _comment(issue.create_comment(body).raw_data)
+
+    def add_labels(self, repo: str, number: int, labels: list[str]) -> None:
+        with _mapped(repo):
+            self._repo(repo).get_issue(number).add_to_labels(*labels)
+
+    def remove_label(self, repo: str, number: int, label: str) -> None:
+        with _mapped(repo):
+            self._repo(repo).get_issue(number).remove_from_labels(label)
+
+    def create_issue(self, repo: str, title: str, body: str, labels: list[str]) -> Issue:
+        with _mapped(repo):
+            return _issue(
+                repo, self._repo(repo).create_issue(title=title, body=body, labels=labels).raw_data
+            )
+
+    def fork(self, repo: str) -> str:
+        with _mapped(repo):
+            return str(self._repo(repo).create_fork().full_name)
+
+    def create_pull_request(
+        self, repo: str, *, title: str, body: str, head: str, base: str, draft: bool
+    ) -> PullRequest:
+        with _mapped(repo):
+            pull = self._repo(repo).create_pull(
+                base=base, head=head, title=title, body=body, draft=draft
+            )
+            return _pull(pull.raw_data)
+
+    # ---- plumbing ---------------------------------------------------------------------
+
+    def _repo(self, repo: str) -> Any:
+        return self._github.get_repo(repo, lazy=True)
+
+    def _get(self, repo: str, url: str, headers: dict[str, str]) -> tuple[int, dict[str, Any], str]:
+        try:
+            return self._requester.requestJson("GET", url, headers=headers)
+        except requests.RequestException as exc:
+            raise ForgeError(
+                ErrorKind.UNAVAILABLE, repo, f"forge unreachable ({type(exc).__name__})"
+            ) from exc
+
+
+@contextlib.contextmanager
+def _mapped(repo: str) -> Iterator[None]:
+    """Turn PyGithub's and requests' exceptions into ForgeError, keeping the cause."""
+    try:
+        yield
+    except GithubException as exc:
+        raise _error(repo, exc.status, exc.headers or {}, exc.data) from exc
+    except requests.RequestException as exc:
+        raise ForgeError(
+            ErrorKind.UNAVAILABLE, repo, f"forge unreachable ({type(exc).__name__})"
+        ) from exc
+
+
+def _error(repo: str, status: int, headers: dict[str, Any], data: Any) -> ForgeError:
+    message = data.get("message") if isinstance(data, dict) else None
+    text = str(message or "no message")[:300]
+    retry_after = _float(headers.get("retry-after"))
+    reset_at = None
+    lowered = text.lower()
+    if status == 401:
+        kind = ErrorKind.AUTH
+    elif status == 429 or (status == 403 and ("rate limit" in lowered or retry_after is not None)):
+        kind = ErrorKind.RATE_LIMITED
+        if headers.get("x-ratelimit-remaining") == "0":
+            reset_at = _float(headers.get("x-ratelimit-reset"))
+    elif status == 403:
+        kind = ErrorKind.FORBIDDEN
+    elif status == 404:
+        kind = ErrorKind.NOT_FOUND
+    elif status == 422:
+        kind = ErrorKind.INVALID
+    else:
+        kind = ErrorKind.UNAVAILABLE
+    return ForgeError(
+        kind,
+        repo,
+        f"HTTP {status}: {text}",
+        status=status,
+        retry_after=retry_after,
+        reset_at=reset_at,
+    )
+
+
+def _rate(headers: dict[str, Any]) -> RateLimit:
+    return RateLimit(
+        limit=_int(headers.get("x-ratelimit-limit")),
+        remaining=_int(headers.get("x-ratelimit-remaining")),
+        reset_at=_float(headers.get("x-ratelimit-reset")),
+    )
+
+
+def _next_link(link: str) -> str | None:
+    for part in link.split(","):
+        target, _, rel = part.partition(";")
+        if 'rel="next"' in rel:
+            return target.strip().strip("<>")
+    return None
+
+
+def _issue(repo: str, raw: dict[str, Any]) -> Issue:
+    return Issue(
+        repo=repo,
+        number=int(raw["number"]),
+        title=str(raw.get("title") or ""),
+        body=str(raw.get("body") or ""),
+        state=str(raw.get("state") or ""),
+        labels=tuple(
+            str(label["name"]) for label in raw.get("labels") or () if isinstance(label, dict)
+        ),
+        author=str((raw.get("user") or {}).get("login") or ""),
+        author_association=str(raw.get("author_association") or "NONE"),
+        html_url=str(raw.get("html_url") or ""),
+        is_pull_request="pull_request" in raw,
+        locked=bool(raw.get("locked")),
+    )
+
+
+def _comment(raw: dict[str, Any]) -> Comment:
+    return Comment(
+        id=int(raw["id"]),
+        author=str((raw.get("user") or {}).get("login") or ""),
+        body=str(raw.get("body") or ""),
+        html_url=str(raw.get("html_url") or ""),
+    )
+
+
+def _pull(raw: dict[str, Any]) -> PullRequest:
+    head, base = raw.get("head") or {}, raw.get("base") or {}
+    return PullRequest(
+        number=int(raw["number"]),
+        html_url=str(raw.get("html_url") or ""),
+        head=str(head.get("label") or head.get("ref") or ""),
+        base=str(base.get("ref") or ""),
+        state=str(raw.get("state") or ""),
+        draft=bool(raw.get("draft")),
+    )
+
+
+def _json(body: str) -> Any:
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
+
+
+def _int(value: object) -> int | None:
+    return _convert(value, int)
+
+
+def _float(value: object) -> float | None:
+    return _convert(value, float)
+
+
+def _convert(value: object, kind: Callable[[str], T]) -> T | None:
+    if value is None:
+        return None
+    try:
+        return kind(str(value))
+    except ValueError:
+        return None

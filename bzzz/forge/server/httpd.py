@@ -1,0 +1,201 @@
+"""The HTTP transport: `ThreadingHTTPServer`, one thread per connection, HTTP/1.1 keep-alive.
+
+It reads bodies (by Content-Length or chunked, as git sends large pushes), writes replies
+with a length or chunked (CGI output of unknown length), and can drop a connection without
+a reply. `ForgeApp` decides what to answer. Stopping the server also closes connections
+still open, so no old thread serves a kept-alive client after `stop()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+CHUNK = 64 * 1024
+IDLE_TIMEOUT = 60.0
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class App(Protocol):
+    def handle(self, exchange: Exchange) -> None: ...
+
+    def connection_closed(self) -> None: ...
+
+
+class ForgeHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], app: App) -> None:
+        self.app = app
+        self._open: set[socket.socket] = set()
+        self._workers: set[threading.Thread] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, Exchange)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        me = threading.current_thread()
+        with self._open_lock:
+            self._workers.add(me)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._open_lock:
+                self._workers.discard(me)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """End every open connection; their threads see EOF and finish."""
+        with self._open_lock:
+            open_now = list(self._open)
+        for sock in open_now:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def join_workers(self, timeout: float) -> bool:
+        """Wait for the connection threads to end; whether they all did in time."""
+        deadline = time.monotonic() + timeout
+        with self._open_lock:
+            workers = list(self._workers)
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        return not any(worker.is_alive() for worker in workers)
+
+
+class Exchange(BaseHTTPRequestHandler):
+    """One connection's requests, in turn. The app sees one request at a time through it."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "bzzz-forge"
+    sys_version = ""
+    timeout = IDLE_TIMEOUT
+    server: ForgeHTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        self._body_done = True
+        self.log_seq = 0  # the request log's number for the request being answered
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def _dispatch(self) -> None:
+        self._body_done = not self._has_body()
+        self.server.app.handle(self)
+        if not self._body_done:
+            self.close_connection = True  # unread body bytes would poison the next request
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.app.connection_closed()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+    @property
+    def client_ip(self) -> str:
+        return str(self.client_address[0])
+
+    def _has_body(self) -> bool:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return True
+        return int(self.headers.get("Content-Length") or 0) > 0
+
+    @property
+    def chunked_body(self) -> bool:
+        return "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+
+    def body_chunks(self) -> Iterator[bytes]:
+        """The request body as it arrives; reading it to the end marks it consumed."""
+        if self.chunked_body:
+            while True:
+                size_line = self.rfile.readline(1024)
+                if not size_line:
+                    return
+                size = int(size_line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    break
+                left = size
+                while left:
+                    data = self.rfile.read(min(left, CHUNK))
+                    if not data:
+                        return
+                    left -= len(data)
+                    yield data
+                self.rfile.readline(1024)
+        else:
+            left = int(self.headers.get("Content-Length") or 0)
+            while left > 0:
+                data = self.rfile.read(min(left, CHUNK))
+                if not data:
+                    return
+                left -= len(data)
+                yield data
+        self._body_done = True
+
+    def read_body(self, limit: int) -> bytes:
+        body = bytearray()
+        for data in self.body_chunks():
+            body += data
+            if len(body) > limit:
+                raise BodyTooLarge
+        return bytes(body)
+
+    def reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        if status != 304 and status >= 200 and status != 204:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD" and status not in (204, 304):
+            self.wfile.write(body)
+        self.wfile.flush()
+
+    def start_chunked(self, status: int, headers: list[tuple[str, str]]) -> None:
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+    def write_chunk(self, data: bytes) -> None:
+        if data:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def end_chunked(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def drop(self) -> None:
+        """Close the connection without any reply, as a lost reply looks to the client."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)

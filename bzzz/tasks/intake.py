@@ -1,0 +1,135 @@
+"""Task intake, pure: which issues are tasks, who polls which repository, when to poll.
+
+No I/O and no clock reads: times are passed in (`now` monotonic seconds, `wall` epoch
+seconds for the forge's rate-limit reset times).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from bzzz.config import TaskSettings
+from bzzz.forge.api import ErrorKind, ForgeError, Issue, IssuePage
+from bzzz.protocol import TaskBroadcast, TaskParams
+
+MAX_INPUT_CHARS = 32_000  # keeps a broadcast well under the 64 KiB message limit
+MODEL_LABEL = "model:"
+
+QUOTA_RESERVE = 10  # requests left for writes when a poller stops polling until the reset
+SECONDARY_LIMIT_WAIT = 60.0  # GitHub: without Retry-After, wait at least a minute
+MAX_BACKOFF = 900.0
+BROKEN_WAIT = 600.0  # bad token, no such repository, no access: look again in 10 minutes
+
+
+def task_id(repo: str, number: int) -> str:
+    return f"{repo}#{number}"
+
+
+def is_task(issue: Issue, settings: TaskSettings) -> bool:
+    """Open, labelled, not a pull request, not locked, by a trusted author.
+
+    Issue text is untrusted input: who opened the issue decides, not what it says.
+    """
+    return (
+        issue.state == "open"
+        and settings.label in issue.labels
+        and not issue.is_pull_request
+        and not issue.locked
+        and (
+            issue.author_association in settings.trusted_associations
+            or issue.author in settings.trusted_authors
+        )
+    )
+
+
+def requested_model(issue: Issue, default: str) -> str:
+    for label in issue.labels:
+        if label.startswith(MODEL_LABEL) and label[len(MODEL_LABEL) :].strip():
+            return label[len(MODEL_LABEL) :].strip()
+    return default
+
+
+def to_broadcast(issue: Issue, settings: TaskSettings, timestamp: datetime) -> TaskBroadcast:
+    text = issue.title if not issue.body else f"{issue.title}\n\n{issue.body}"
+    return TaskBroadcast(
+        task_id=task_id(issue.repo, issue.number),
+        repo=issue.repo,
+        issue_url=issue.html_url,
+        model=requested_model(issue, settings.default_model),
+        input=text[:MAX_INPUT_CHARS],
+        params=TaskParams(
+            branch_prefix=settings.branch_prefix.replace("{number}", str(issue.number))
+        ),
+        timestamp=timestamp,
+    )
+
+
+def poller_for(repo: str, candidates: Iterable[str]) -> str | None:
+    """The peer that polls `repo`: rendezvous (highest random weight) hashing.
+
+    Every peer computes the same answer from the same set of candidates, and when the
+    chosen peer leaves only its repositories move to other peers.
+    """
+
+    def weight(peer_id: str) -> bytes:
+        return hashlib.sha256(f"{repo}\x00{peer_id}".encode()).digest()
+
+    return max(candidates, key=weight, default=None)
+
+
+@dataclass
+class RepoPoll:
+    """When one repository may be polled next, and the conditional-request state."""
+
+    repo: str
+    etag: str | None = None
+    next_at: float = 0.0
+    failures: int = 0
+    error: str | None = None  # the current problem, to log once rather than every poll
+    polls: int = 0
+    not_modified: int = 0
+
+    def due(self, now: float) -> bool:
+        return now >= self.next_at
+
+    def succeeded(self, page: IssuePage, now: float, wall: float, interval: float) -> None:
+        self.polls += page.requests
+        self.failures = 0
+        self.error = None
+        if page.issues is None:
+            self.not_modified += 1
+        else:
+            self.etag = page.etag
+        wait = interval
+        rate = page.rate
+        if (
+            rate.remaining is not None
+            and rate.remaining <= QUOTA_RESERVE
+            and rate.reset_at is not None
+        ):
+            wait = max(wait, rate.reset_at - wall)  # keep the last requests for writes
+        self.next_at = now + wait
+
+    def failed(self, error: ForgeError, now: float, wall: float, interval: float) -> float:
+        """Record a failed poll; returns how long polling this repository now waits."""
+        self.polls += 1
+        self.failures += 1
+        self.error = str(error)
+        backoff = min(MAX_BACKOFF, interval * 2 ** min(self.failures - 1, 10))
+        if error.kind is ErrorKind.RATE_LIMITED:
+            if error.retry_after is not None:
+                wait = error.retry_after
+            elif error.reset_at is not None:
+                wait = error.reset_at - wall
+            else:
+                wait = SECONDARY_LIMIT_WAIT * 2 ** min(self.failures - 1, 4)
+            wait = max(wait, 1.0)
+        elif error.kind is ErrorKind.UNAVAILABLE:
+            wait = backoff
+        else:  # auth, forbidden, not found, invalid: nothing changes soon
+            wait = BROKEN_WAIT
+        self.next_at = now + wait
+        return wait

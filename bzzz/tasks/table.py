@@ -1,0 +1,97 @@
+"""The tasks a node knows of: every task_broadcast it heard or sent, once each.
+
+Pure; `load` and `save` move it to and from a JSON file in the node's home, so a
+restarted node does not announce known tasks again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from bzzz.protocol import TaskBroadcast, as_json_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    task_id: str
+    repo: str
+    issue_url: str
+    model: str
+    title: str
+    branch_prefix: str
+    announced_by: str  # node name, or peer ID of a peer not yet known by name
+    announced_at: str  # the broadcast's timestamp
+    state: str = "seen"
+
+
+class TaskTable:
+    def __init__(self, records: dict[str, TaskRecord] | None = None) -> None:
+        self._records = dict(records or {})
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._records
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def add(self, broadcast: TaskBroadcast, announced_by: str) -> bool:
+        """Record a task; False if it was known already (the first announcement stands)."""
+        if broadcast.task_id in self._records:
+            return False
+        wire = as_json_dict(broadcast)
+        self._records[broadcast.task_id] = TaskRecord(
+            task_id=broadcast.task_id,
+            repo=broadcast.repo,
+            issue_url=broadcast.issue_url,
+            model=broadcast.model,
+            title=broadcast.input.split("\n", 1)[0][:200],
+            branch_prefix=broadcast.params.branch_prefix,
+            announced_by=announced_by,
+            announced_at=str(wire["timestamp"]),
+        )
+        return True
+
+    def records(self) -> list[TaskRecord]:
+        return sorted(self._records.values(), key=lambda r: (r.repo, _number(r.task_id), r.task_id))
+
+    def to_json(self) -> str:
+        return json.dumps({"tasks": [asdict(r) for r in self.records()]}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> TaskTable:
+        data = json.loads(text)
+        records = {raw["task_id"]: TaskRecord(**raw) for raw in data.get("tasks", [])}
+        return cls(records)
+
+
+def load(path: Path) -> TaskTable:
+    """The saved table; an unreadable file is set aside (and logged), not fatal."""
+    try:
+        return TaskTable.from_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return TaskTable()
+    except (ValueError, KeyError, TypeError) as exc:
+        aside = path.with_suffix(".corrupt")
+        os.replace(path, aside)
+        log.warning(
+            "%s was unreadable (%s); moved it to %s and start with no tasks", path, exc, aside
+        )
+        return TaskTable()
+
+
+def save(table_json: str, path: Path) -> None:
+    """Write atomically: a crash leaves the old file or the new one, never half of one."""
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(table_json, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _number(task_id: str) -> int:
+    _, _, number = task_id.rpartition("#")
+    return int(number) if number.isdigit() else 0
