@@ -110,6 +110,11 @@ def _parser() -> argparse.ArgumentParser:
     lab.add_argument(
         "--keep", action="store_true", help="keep the nodes' homes and logs after stopping"
     )
+    lab.add_argument(
+        "--until-ready",
+        action="store_true",
+        help="stop once the mesh has formed and every node knows the sample tasks",
+    )
     _forge_parser(commands)
     return parser
 
@@ -222,7 +227,9 @@ def _lab(args: argparse.Namespace) -> int:
 
     if args.nodes < 1:
         raise ConfigError("--nodes must be at least 1")
-    return run_lab(args.nodes, args.duration, args.root, keep=args.keep)
+    return run_lab(
+        args.nodes, args.duration, args.root, keep=args.keep, until_ready=args.until_ready
+    )
 
 
 def _forge_serve(args: argparse.Namespace) -> int:

@@ -3,7 +3,8 @@
 Each node gets a home under the lab root, listens on a free loopback port and
 bootstraps to the node before it (a chain); the DHT fills in the rest of the
 mesh. mDNS is off: on loopback it would advertise on the machine's real network.
-The same NodeProcess class runs the nodes of the multi-process tests.
+A local forge, seeded with a sample repository, gives each node an account and
+the nodes their tasks. The same NodeProcess class runs the nodes of the tests.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from typing import Any
 
 from bzzz.config import CONTROL_SOCKET
 from bzzz.control import ControlError, request
+from bzzz.forge.server import LocalForge
 from bzzz.home import init_home
 from bzzz.render import table
+from bzzz.sample import EXPECTED_TASKS, SAMPLE_REPO, sample_world
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
@@ -154,17 +157,38 @@ def wait_for(
 
 
 class Lab:
-    def __init__(self, root: Path, count: int) -> None:
+    """N nodes, and a local forge seeded with a sample repository whose issues they take."""
+
+    def __init__(self, root: Path, count: int, poll_interval: float = 5.0) -> None:
         self.root = root
+        self.poll_interval = poll_interval
         self.nodes = [
             NodeProcess(root / f"node-{i}", f"lab-node-{i}", free_port())
             for i in range(1, count + 1)
         ]
+        self.forge = LocalForge(root / "forge")
 
     def init(self) -> None:
+        """Seed the forge (one account per node) and write every node's home."""
+        made = self.forge.seed(sample_world([node.name for node in self.nodes]))
+        tokens = {user["login"]: user["token"] for user in made["users"]}
+        self.forge.start()
         previous: list[str] = []
         for node in self.nodes:
-            node.init(bootstrap=previous[-1:])
+            node.home.mkdir(parents=True, exist_ok=True)
+            token_file = node.home / "forge.token"
+            fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(tokens[node.name])
+            node.init(
+                bootstrap=previous[-1:],
+                forge={
+                    "api_url": self.forge.api_url,
+                    "token_file": "forge.token",
+                    "seconds_between_writes": 0.0,
+                },
+                tasks={"repositories": [SAMPLE_REPO], "poll_interval": self.poll_interval},
+            )
             previous.append(node.addr)
 
     def start(self) -> None:
@@ -174,7 +198,9 @@ class Lab:
     def stop(self) -> list[int | None]:
         for node in self.nodes:
             node.send_signal(signal.SIGTERM)
-        return [node.wait() for node in self.nodes]
+        codes = [node.wait() for node in self.nodes]
+        self.forge.stop()
+        return codes
 
     def reports(self) -> list[dict[str, Any] | None]:
         return [node.status() for node in self.nodes]
@@ -183,9 +209,14 @@ class Lab:
         want = len(self.nodes) - 1
         return all(r is not None and sum(p["alive"] for p in r["peers"]) == want for r in reports)
 
+    def tasks_known(self, reports: list[dict[str, Any] | None]) -> bool:
+        return all(
+            r is not None and {t["task_id"] for t in r["tasks"]} >= EXPECTED_TASKS for r in reports
+        )
+
 
 def render_lab(lab: Lab, reports: list[dict[str, Any] | None], elapsed: float) -> str:
-    rows = []
+    rows: list[list[object]] = []
     for node, report in zip(lab.nodes, reports, strict=True):
         if report is None:
             state = (
@@ -193,7 +224,7 @@ def render_lab(lab: Lab, reports: list[dict[str, Any] | None], elapsed: float) -
                 if node.running()
                 else f"exited {node.process.returncode if node.process else '-'}"
             )
-            rows.append([node.name, node.peer_id[-8:], state, "-", "-", "-", "-", "-"])
+            rows.append([node.name, node.peer_id[-8:], state, "-", "-", "-", "-", "-", "-"])
             continue
         alive = [p["node_id"] for p in report["peers"] if p["alive"]]
         dropped = sum((report["messages"].get("dropped") or {}).values())
@@ -207,41 +238,47 @@ def render_lab(lab: Lab, reports: list[dict[str, Any] | None], elapsed: float) -
                 report["connections"],
                 report["mesh"].get("capabilities", 0),
                 f"{caps.get('cpu', '-')}",
+                len(report.get("tasks") or []),
                 dropped,
             ]
         )
-    headers = ("NODE", "PEER", "STATE", "PEERS ALIVE", "LINKS", "MESH", "CPU%", "DROPPED")
-    return f"Bzzz lab: {len(lab.nodes)} nodes on loopback, {elapsed:.0f}s\n\n" + table(
-        headers, rows
-    )
+    headers = ("NODE", "PEER", "STATE", "PEERS ALIVE", "LINKS", "MESH", "CPU%", "TASKS", "DROPPED")
+    view = f"Bzzz lab: {len(lab.nodes)} nodes on loopback, forge {lab.forge.url}, {elapsed:.0f}s"
+    lines = [view, "", table(headers, rows)]
+    known = next((r for r in reports if r is not None and r.get("tasks")), None)
+    if known is not None:
+        polling = known.get("polling", {}).get(SAMPLE_REPO, {})
+        lines += ["", f"tasks from {SAMPLE_REPO} (polled by {polling.get('poller', '-')}):"]
+        lines += [f"  {t['task_id']:<14} {t['model']:<8} {t['title']}" for t in known["tasks"]]
+    return "\n".join(lines)
 
 
-def run_lab(count: int, duration: float | None, root: Path | None, keep: bool = False) -> int:
+def run_lab(
+    count: int,
+    duration: float | None,
+    root: Path | None,
+    *,
+    keep: bool = False,
+    until_ready: bool = False,
+) -> int:
+    """Run the lab until Ctrl-C or `duration`; with `until_ready`, stop as soon as the mesh
+    has formed and every node knows the sample tasks. 0 when both happened and every node
+    exited cleanly."""
     made_root = root is None
     lab_root = Path(tempfile.mkdtemp(prefix="bzzz-lab-")) if root is None else root
     lab = Lab(lab_root, count)
-    interactive = sys.stdout.isatty()
     print(f"lab homes in {lab_root}")
     lab.init()
-    started = time.monotonic()
+    progress = Progress(time.monotonic())
     lab.start()
-    formed_at: float | None = None
     codes: list[int | None] = []
     try:
-        while duration is None or time.monotonic() - started < duration:
+        while duration is None or progress.elapsed() < duration:
             reports = lab.reports()
-            elapsed = time.monotonic() - started
-            if formed_at is None and lab.mesh_complete(reports):
-                formed_at = elapsed
-            view = render_lab(lab, reports, elapsed)
-            if formed_at is not None:
-                view += (
-                    f"\n\nmesh formed: every node hears every other, {formed_at:.1f}s after start"
-                )
-            if interactive:
-                print("\x1b[2J\x1b[H" + view + "\n\nCtrl-C stops the lab.", flush=True)
-            elif int(elapsed) % 5 == 0:
-                print(view + "\n", flush=True)
+            progress.update(lab, reports)
+            if until_ready and progress.ready():
+                break
+            progress.show()
             time.sleep(1.0)
     except KeyboardInterrupt:
         print("\nstopping the lab…")
@@ -249,8 +286,59 @@ def run_lab(count: int, duration: float | None, root: Path | None, keep: bool = 
         codes = lab.stop()
         if made_root and not keep:
             shutil.rmtree(lab_root, ignore_errors=True)
-    clean = all(code == 0 for code in codes)
+    print("\n\n".join([progress.last_view, *progress.status_lines()]))
     print(f"lab stopped: {sum(code == 0 for code in codes)}/{count} nodes exited cleanly")
-    if formed_at is None:
-        print("the mesh did not form; node logs are in each home's node.out (use --keep)")
-    return 0 if clean and formed_at is not None else 1
+    clean = all(code == 0 for code in codes)
+    return 0 if clean and progress.ready() else 1
+
+
+class Progress:
+    """What the lab has reached so far, and when; shows the live view."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.formed_at: float | None = None
+        self.tasks_at: float | None = None
+        self.last_view = ""
+        self._interactive = sys.stdout.isatty()
+        self._printed_at = -1
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def update(self, lab: Lab, reports: list[dict[str, Any] | None]) -> None:
+        if self.formed_at is None and lab.mesh_complete(reports):
+            self.formed_at = self.elapsed()
+        if self.tasks_at is None and lab.tasks_known(reports):
+            self.tasks_at = self.elapsed()
+        self.last_view = render_lab(lab, reports, self.elapsed())
+
+    def ready(self) -> bool:
+        return self.formed_at is not None and self.tasks_at is not None
+
+    def show(self) -> None:
+        text = "\n\n".join([self.last_view, *self.status_lines()])
+        if self._interactive:
+            print("\x1b[2J\x1b[H" + text + "\n\nCtrl-C stops the lab.", flush=True)
+        elif int(self.elapsed()) // 5 != self._printed_at:  # a snapshot every 5 s in a log
+            self._printed_at = int(self.elapsed()) // 5
+            print(text + "\n", flush=True)
+
+    def status_lines(self) -> list[str]:
+        lines = []
+        if self.formed_at is None:
+            lines.append(
+                "the mesh has not formed (node logs: each home's node.out; keep them with --keep)"
+            )
+        else:
+            lines.append(
+                f"mesh formed: every node hears every other, {self.formed_at:.1f}s after start"
+            )
+        if self.tasks_at is None:
+            lines.append("not every node knows the sample tasks yet")
+        else:
+            lines.append(
+                f"tasks announced: every node knows the {len(EXPECTED_TASKS)} tasks,"
+                f" {self.tasks_at:.1f}s after start"
+            )
+        return lines

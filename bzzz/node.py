@@ -345,10 +345,12 @@ class Node:
     def _assign_pollers(self, now: float) -> None:
         """Who polls each repository: rendezvous hashing over the live peers that can.
 
-        A node polls nothing until it has been up for one peer timeout: by then it has
-        heard every live peer, so it does not poll what another peer already polls.
+        A node polls nothing until it has been up for two presence intervals: by then its
+        neighbours have greeted it with their capabilities, so it does not poll what
+        another peer already polls.
         """
-        if self.poller is None or now - self._started < self.settings.capabilities.peer_timeout:
+        settle = 2 * self.settings.capabilities.presence_interval
+        if self.poller is None or now - self._started < settle:
             return
         own = str(self.peer_id)
         mine = set(self.poller.repositories())

@@ -52,9 +52,10 @@ def make_node(short_tmp: Path, request: pytest.FixtureRequest) -> Iterator[NodeF
         name: str,
         bootstrap: list[str] | tuple[str, ...] = (),
         port: int | None = None,
+        env: dict[str, str] | None = None,
         **sections: dict[str, Any],
     ) -> NodeProcess:
-        node = NodeProcess(short_tmp / name, name, port or free_port())
+        node = NodeProcess(short_tmp / name, name, port or free_port(), env=env)
         node.init(list(bootstrap), **fast(sections))
         nodes.append(node)
         return node

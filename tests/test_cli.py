@@ -53,8 +53,13 @@ def test_status_peers_and_stop(make_node: NodeFactory) -> None:
     assert b.process.returncode == 0
 
 
-def test_lab_forms_a_mesh_and_stops_cleanly() -> None:
-    result = bzzz("lab", "--nodes", "3", "--duration", "15", timeout=90)
+def test_lab_forms_a_mesh_takes_the_sample_tasks_and_stops_cleanly() -> None:
+    result = bzzz("lab", "--nodes", "3", "--until-ready", "--duration", "60", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "mesh formed" in result.stdout
+    assert "tasks announced: every node knows the 3 tasks" in result.stdout
+    for number in (1, 2, 3):
+        assert f"lab/hello#{number}" in result.stdout
+    assert "lab/hello#4" not in result.stdout  # no label
+    assert "lab/hello#5" not in result.stdout  # untrusted author
     assert "3/3 nodes exited cleanly" in result.stdout

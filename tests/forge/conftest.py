@@ -105,9 +105,10 @@ def headers(login: str | None) -> dict[str, str]:
 class Pushes(pygit2.RemoteCallbacks):
     """Credentials for one user, refusing to retry them, and the server's verdict per ref."""
 
-    def __init__(self, login: str | None) -> None:
+    def __init__(self, login: str | None, token: str | None = None) -> None:
         super().__init__()
         self.login = login
+        self.token = token
         self.asked = 0
         self.results: dict[str, str | None] = {}
 
@@ -115,7 +116,7 @@ class Pushes(pygit2.RemoteCallbacks):
         self.asked += 1
         if self.login is None or self.asked > 1:
             raise pygit2.GitError("refusing to send credentials again")
-        return pygit2.UserPass(self.login, TOKENS[self.login])
+        return pygit2.UserPass(self.login, self.token or TOKENS[self.login])
 
     def push_update_reference(self, refname: str, message: str | None) -> None:
         self.results[refname] = message
@@ -143,8 +144,14 @@ def commit_file(repo: pygit2.Repository, branch: str, path: str, text: str) -> s
     return str(oid)
 
 
-def push(repo: pygit2.Repository, login: str | None, branch: str, url: str | None = None) -> Pushes:
-    callbacks = Pushes(login)
+def push(
+    repo: pygit2.Repository,
+    login: str | None,
+    branch: str,
+    url: str | None = None,
+    token: str | None = None,
+) -> Pushes:
+    callbacks = Pushes(login, token)
     remote = repo.remotes.create_anonymous(url) if url else repo.remotes["origin"]
     remote.push([f"refs/heads/{branch}:refs/heads/{branch}"], callbacks=callbacks)
     return callbacks
