@@ -284,7 +284,7 @@ class Node:
         """Announce a task found on the forge, unless the mesh knows it already."""
         if task.task_id in self.tasks:
             return
-        self.tasks.add(task, announced_by=self.name)
+        self.tasks.add(task, announced_by=self.name, seen_at=utc_now())
         self._tasks_changed.set()
         log.info("announcing task %s (%s)", task.task_id, task.issue_url)
         await self.publish(task)
@@ -406,7 +406,7 @@ class Node:
     def _learn_task(self, origin: ID, task: TaskBroadcast) -> None:
         record = self.peers.get(str(origin))
         announced_by = record.node_id if record is not None else str(origin)
-        if self.tasks.add(task, announced_by=announced_by):
+        if self.tasks.add(task, announced_by=announced_by, seen_at=utc_now()):
             self._tasks_changed.set()
             log.info("task %s announced by %s", task.task_id, announced_by)
 

@@ -167,8 +167,8 @@ def test_failures_back_off_as_the_forge_asks(
 def test_task_table_keeps_the_first_announcement_and_survives_a_restart(tmp_path: Path) -> None:
     table = TaskTable()
     task = to_broadcast(ISSUE, SETTINGS, T0)
-    assert table.add(task, announced_by="n1")
-    assert not table.add(task, announced_by="n2")
+    assert table.add(task, announced_by="n1", seen_at=T0)
+    assert not table.add(task, announced_by="n2", seen_at=T0)
     assert "org/app#42" in table
     (record,) = table.records()
     assert (record.announced_by, record.title, record.branch_prefix) == (
@@ -176,6 +176,7 @@ def test_task_table_keeps_the_first_announcement_and_survives_a_restart(tmp_path
         ISSUE.title,
         "bzzz/task-42-",
     )
+    assert record.seen_at == "2026-01-01T00:00:00.000+00:00"
     save(table.to_json(), tmp_path / "tasks.json")
     assert load(tmp_path / "tasks.json").records() == table.records()
 

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 
 from bzzz.protocol import TaskBroadcast, as_json_dict
@@ -27,6 +28,7 @@ class TaskRecord:
     branch_prefix: str
     announced_by: str  # node name, or peer ID of a peer not yet known by name
     announced_at: str  # the broadcast's timestamp
+    seen_at: str  # when this node learnt of the task (UTC, ISO 8601)
     state: str = "seen"
 
 
@@ -40,7 +42,7 @@ class TaskTable:
     def __len__(self) -> int:
         return len(self._records)
 
-    def add(self, broadcast: TaskBroadcast, announced_by: str) -> bool:
+    def add(self, broadcast: TaskBroadcast, announced_by: str, seen_at: datetime) -> bool:
         """Record a task; False if it was known already (the first announcement stands)."""
         if broadcast.task_id in self._records:
             return False
@@ -54,6 +56,7 @@ class TaskTable:
             branch_prefix=broadcast.params.branch_prefix,
             announced_by=announced_by,
             announced_at=str(wire["timestamp"]),
+            seen_at=seen_at.isoformat(timespec="milliseconds"),
         )
         return True
 
