@@ -89,10 +89,11 @@ class IssueOpener:
             self.opened[f"{repo}#{issue.number}"] = opened
 
 
-def api_cost(forge: LocalForge, since_seq: int, window: float) -> tuple[float, float, float]:
+def api_cost(forge: LocalForge, since_seq: int, since: float) -> tuple[float, float, float]:
+    """Issue listings since `since_seq` (made at `since`, epoch): per repository and hour."""
     paths = {f"/api/v3/repos/{repo}/issues" for repo in REPOS}
     polls = [r for r in forge.requests(since_seq) if r.path in paths and r.method == "GET"]
-    per_hour = 3600 / window / len(REPOS)
+    per_hour = 3600 / (time.time() - since) / len(REPOS)
     not_modified = sum(r.status == 304 for r in polls) / max(1, len(polls))
     return len(polls) * per_hour, not_modified, sum(r.counted for r in polls) * per_hour
 
@@ -121,7 +122,7 @@ def bench_bzzz(count: int, root: Path, interval: float, window: float, issues: i
             node.wait_ready()
         wait_for(lambda: all(len(known(n)) >= len(REPOS) for n in nodes), 120, "the first tasks")
         opener = IssueOpener(forge, tokens["lab"], seed=count)
-        mark = forge.requests()[-1].seq
+        mark, since = forge.requests()[-1].seq, time.time()
         opener.run(window, issues)
         wait_for(
             lambda: all(set(opener.opened) <= set(known(n)) for n in nodes), 60, "the new tasks"
@@ -129,7 +130,8 @@ def bench_bzzz(count: int, root: Path, interval: float, window: float, issues: i
         latencies = [
             max(known(n)[task] for n in nodes) - opened for task, opened in opener.opened.items()
         ]
-        requests, not_modified, quota = api_cost(forge, mark, window)
+        time.sleep(max(0.0, since + window - time.time()))  # measure the whole window
+        requests, not_modified, quota = api_cost(forge, mark, since)
     finally:
         for node in nodes:
             node.stop()
@@ -166,24 +168,25 @@ def bench_naive(count: int, root: Path, interval: float, window: float, issues: 
                 seconds_between_requests=0,
                 retry=None,
             )
-            repos = [gh.get_repo(repo, lazy=True) for repo in REPOS]
-            stop.wait(random.Random(index).uniform(0, interval))  # each node its own phase
-            while not stop.is_set():
+            repos = [gh.get_repo(repo) for repo in REPOS]
+            next_poll = time.monotonic() + random.Random(index).uniform(0, interval)  # own phase
+            while not stop.wait(max(0.0, next_poll - time.monotonic())):
+                next_poll += interval
                 for repo in repos:
                     for issue in repo.get_issues(state="open", labels=[LABEL]):
                         seen[index].setdefault(f"{repo.full_name}#{issue.number}", time.time())
-                stop.wait(interval)
 
         threads = [threading.Thread(target=poll, args=(i,), daemon=True) for i in range(count)]
         for thread in threads:
             thread.start()
         wait_for(lambda: all(len(s) >= len(REPOS) for s in seen), 60, "the first issues")
         opener = IssueOpener(forge, tokens["lab"], seed=count)
-        mark = forge.requests()[-1].seq
+        mark, since = forge.requests()[-1].seq, time.time()
         opener.run(window, issues)
         wait_for(lambda: all(set(opener.opened) <= set(s) for s in seen), 60, "the new issues")
         latencies = [max(s[task] for s in seen) - opened for task, opened in opener.opened.items()]
-        requests, not_modified, quota = api_cost(forge, mark, window)
+        time.sleep(max(0.0, since + window - time.time()))  # measure the whole window
+        requests, not_modified, quota = api_cost(forge, mark, since)
     finally:
         stop.set()
         forge.stop()

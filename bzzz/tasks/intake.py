@@ -92,8 +92,9 @@ class RepoPoll:
     polls: int = 0
     not_modified: int = 0
 
-    def due(self, now: float) -> bool:
-        return now >= self.next_at
+    def due(self, now: float, slack: float = 0.0) -> bool:
+        """Whether to poll now; `slack` lets a ticking scheduler poll on time, not a tick late."""
+        return now >= self.next_at - slack
 
     def succeeded(self, page: IssuePage, now: float, wall: float, interval: float) -> None:
         self.polls += page.requests

@@ -20,6 +20,8 @@ from bzzz.tasks.sources import RepositorySource
 
 log = logging.getLogger(__name__)
 
+TICK_SLACK = 0.5  # half the poll job's 1 s tick
+
 
 @dataclass(frozen=True)
 class PollView:
@@ -63,7 +65,7 @@ class Poller:
         mine = self._assigned()
         for repo in self._source.repositories():
             poll = self._polls.setdefault(repo, RepoPoll(repo))
-            if repo in mine and poll.due(self._clock()):
+            if repo in mine and poll.due(self._clock(), slack=TICK_SLACK):
                 self._poll(poll)
 
     def _recheck_credentials(self) -> None:
