@@ -146,6 +146,12 @@ def test_three_nodes_announce_exactly_the_right_tasks_once(
     assert published == 2  # one announcement per task in the whole mesh
     assert sorted(received) == [0, 2, 2]  # the poller hears none back; the others each hear two
     (poller,) = pollers(forge)  # exactly one node polled
+    for node, report in zip(nodes, reports, strict=True):
+        token = TOKENS[node.name]
+        assert token not in json.dumps(report)
+        assert token not in node.output()
+        assert token not in (node.home / "logs" / "node.log").read_text()
+        assert token not in (node.home / "config.toml").read_text()
     for report in reports:
         by_id = {t["task_id"]: t for t in report["tasks"]}  # type: ignore[index]
         assert by_id[f"{REPO}#4"]["model"] == "qwen2.5-coder:7b"
