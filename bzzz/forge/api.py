@@ -7,6 +7,7 @@ these types and every failure into a ForgeError.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
@@ -76,10 +77,13 @@ class IssuePage:
 
 @dataclass(frozen=True)
 class Comment:
-    id: int
+    id: int  # ids only grow: a later comment has a larger id
     author: str
     body: str
     html_url: str
+    created_at: datetime  # the forge's clock, UTC
+    updated_at: datetime
+    author_association: str = "NONE"
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,10 @@ class Forge(Protocol):
     def get_comments(self, repo: str, number: int) -> list[Comment]: ...
 
     def comment(self, repo: str, number: int, body: str) -> Comment: ...
+
+    def edit_comment(self, repo: str, comment_id: int, body: str) -> Comment: ...
+
+    def delete_comment(self, repo: str, comment_id: int) -> None: ...
 
     def add_labels(self, repo: str, number: int, labels: list[str]) -> None: ...
 

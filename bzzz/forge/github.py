@@ -17,6 +17,7 @@ import contextlib
 import json
 import urllib.parse
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import requests
@@ -120,6 +121,19 @@ class GitHubForge:
         with _mapped(repo):
             issue = self._repo(repo).get_issue(number)
             return _comment(issue.create_comment(body).raw_data)
+
+    def edit_comment(self, repo: str, comment_id: int, body: str) -> Comment:
+        with _mapped(repo):
+            _, data = self._requester.requestJsonAndCheck(
+                "PATCH", f"/repos/{repo}/issues/comments/{comment_id}", input={"body": body}
+            )
+            return _comment(data)
+
+    def delete_comment(self, repo: str, comment_id: int) -> None:
+        with _mapped(repo):
+            self._requester.requestJsonAndCheck(
+                "DELETE", f"/repos/{repo}/issues/comments/{comment_id}"
+            )
 
     def add_labels(self, repo: str, number: int, labels: list[str]) -> None:
         with _mapped(repo):
@@ -245,7 +259,19 @@ def _comment(raw: dict[str, Any]) -> Comment:
         author=str((raw.get("user") or {}).get("login") or ""),
         body=str(raw.get("body") or ""),
         html_url=str(raw.get("html_url") or ""),
+        created_at=_time(raw.get("created_at")),
+        updated_at=_time(raw.get("updated_at") or raw.get("created_at")),
+        author_association=str(raw.get("author_association") or "NONE"),
     )
+
+
+def _time(value: object) -> datetime:
+    """GitHub's ISO 8601 UTC time ('2026-11-21T10:00:00Z'); PyGithub may give a datetime."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"not a forge time: {value!r}")
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def _pull(raw: dict[str, Any]) -> PullRequest:

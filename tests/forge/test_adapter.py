@@ -102,6 +102,18 @@ def test_reading_and_writing_an_issue(forge: LocalForge) -> None:
     comment = bob.comment("alice/demo", 2, "bzzz: claimed by node-b")
     assert comment.author == "bob"
     assert [c.body for c in bob.get_comments("alice/demo", 2)] == ["bzzz: claimed by node-b"]
+    assert comment.author_association == "COLLABORATOR"
+    assert comment.created_at == comment.updated_at
+    assert comment.created_at.tzinfo is not None
+    edited = bob.edit_comment("alice/demo", comment.id, "bzzz: released by node-b")
+    assert (edited.id, edited.body, edited.created_at) == (
+        comment.id,
+        "bzzz: released by node-b",
+        comment.created_at,
+    )
+    assert edited.updated_at >= comment.updated_at
+    bob.delete_comment("alice/demo", comment.id)
+    assert bob.get_comments("alice/demo", 2) == []
     bob.add_labels("alice/demo", 2, ["bzzz-claimed"])
     bob.remove_label("alice/demo", 2, "bug")
     assert set(bob.get_issue("alice/demo", 2).labels) == {"bzzz-task", "bzzz-claimed"}
