@@ -1,0 +1,158 @@
+"""Claims recorded on the forge: the arbiter of who holds a task. Pure.
+
+A node claims a task by commenting on its issue. The comment carries a marker with
+the claim's state and lease; the node renews the lease by editing the comment (the
+forge stamps `updated_at`), and finishes by editing it once more (done, failed or
+released). Every node reading the issue's comments reaches the same verdict:
+
+- the task is done if a claim says so;
+- otherwise its holder is the earliest *live* claim: state `claim`, lease not
+  expired (`updated_at + lease_s`, judged with an allowance for clock skew and the
+  forge's whole-second times);
+- attempts are the distinct nodes whose claim failed or expired unfinished.
+
+Comments are untrusted input: only claims by trusted accounts count (the same
+author associations and logins that may open tasks), and a marker that does not
+parse is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from bzzz.forge.api import Comment
+
+MARKER = re.compile(r"<!-- bzzz-claim (\{.*?\}) -->")
+MAX_MARKER_CHARS = 2_000
+
+
+class ClaimState(StrEnum):
+    CLAIM = "claim"  # holds the task while its lease lasts
+    RELEASED = "released"  # let go without running it to the end (lost the race, lease lost)
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ClaimNote:
+    comment_id: int
+    author: str
+    node: str
+    peer: str
+    state: ClaimState
+    lease_s: float
+    created_at: datetime
+    updated_at: datetime
+    attempt: int = 1
+    takes_over: str = ""  # the node whose expired claim this one follows
+    result_url: str = ""
+    reason: str = ""
+
+    def expires_at(self) -> datetime:
+        return self.updated_at + timedelta(seconds=self.lease_s)
+
+    def is_live(self, now: datetime, skew: float) -> bool:
+        """Whether it may still hold the task: judged late, so a live claim is never
+        thought dead early."""
+        return self.state is ClaimState.CLAIM and now < self.expires_at() + timedelta(seconds=skew)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    holder: ClaimNote | None  # the earliest live claim
+    done: ClaimNote | None
+    attempts: frozenset[str]  # nodes on which the task failed or whose lease expired
+    expired: tuple[ClaimNote, ...]  # claims that ran out without being finished
+
+    @property
+    def is_free(self) -> bool:
+        return self.holder is None and self.done is None
+
+
+def render(note: ClaimNote, summary: str) -> str:
+    """A claim comment: a line for people, then the marker for nodes."""
+    fields = {
+        "node": note.node,
+        "peer": note.peer,
+        "state": note.state.value,
+        "lease_s": note.lease_s,
+        "attempt": note.attempt,
+        "takes_over": note.takes_over,
+        "result_url": note.result_url,
+        "reason": note.reason[:500],
+    }
+    return f"{summary}\n\n<!-- bzzz-claim {json.dumps(fields, separators=(',', ':'))} -->\n"
+
+
+def parse(comment: Comment) -> ClaimNote | None:
+    """The claim a comment records, or None if it records none (or a malformed one)."""
+    match = MARKER.search(comment.body)
+    if match is None or len(match.group(1)) > MAX_MARKER_CHARS:
+        return None
+    try:
+        fields = json.loads(match.group(1))
+        note = ClaimNote(
+            comment_id=comment.id,
+            author=comment.author,
+            node=_text(fields["node"]),
+            peer=_text(fields["peer"]),
+            state=ClaimState(fields["state"]),
+            lease_s=float(fields["lease_s"]),
+            created_at=comment.created_at,
+            updated_at=comment.updated_at,
+            attempt=int(fields.get("attempt", 1)),
+            takes_over=_text(fields.get("takes_over", ""), empty=True),
+            result_url=_text(fields.get("result_url", ""), empty=True),
+            reason=_text(fields.get("reason", ""), empty=True),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not 0 < note.lease_s <= 86_400:
+        return None
+    return note
+
+
+def claims(
+    comments: Iterable[Comment],
+    trusted_associations: Collection[str],
+    trusted_authors: Collection[str],
+) -> list[ClaimNote]:
+    """The trusted claims among an issue's comments, oldest first."""
+    notes = []
+    for comment in comments:
+        if (
+            comment.author_association not in trusted_associations
+            and comment.author not in trusted_authors
+        ):
+            continue
+        note = parse(comment)
+        if note is not None:
+            notes.append(note)
+    return sorted(notes, key=lambda n: n.comment_id)
+
+
+def verdict(notes: Iterable[ClaimNote], now: datetime, skew: float) -> Verdict:
+    ordered = sorted(notes, key=lambda n: n.comment_id)
+    done = next((n for n in ordered if n.state is ClaimState.DONE), None)
+    holder = None
+    if done is None:
+        holder = next((n for n in ordered if n.is_live(now, skew)), None)
+    expired = tuple(n for n in ordered if n.state is ClaimState.CLAIM and not n.is_live(now, skew))
+    failed = {n.node for n in ordered if n.state is ClaimState.FAILED}
+    return Verdict(
+        holder=holder,
+        done=done,
+        attempts=frozenset(failed | {n.node for n in expired}),
+        expired=expired,
+    )
+
+
+def _text(value: object, *, empty: bool = False) -> str:
+    if not isinstance(value, str) or (not value and not empty) or len(value) > 500:
+        raise ValueError("not a short string")
+    return value

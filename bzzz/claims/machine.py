@@ -1,0 +1,387 @@
+"""Who takes which task, as one node sees it: a state machine with no I/O. Time is passed in.
+
+The node feeds it what it learns (tasks, gossip claims and results, the forge's
+verdicts, its workers' events, clock ticks) and carries out the actions it returns
+(post or edit a claim comment, enqueue, publish). The forge is the arbiter: a claim
+counts only once the forge's comments say this node's claim is the earliest live
+one. A held claim is a lease: renewed on gossip often and on the forge every third
+of the lease. If the forge cannot be reached before the lease runs out (measured
+from when the last successful renewal was *sent*, less a margin), the node gives
+the task up: by then another node may have taken it over, and it must not push.
+
+Times are monotonic seconds of this node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from bzzz.claims.ledger import ClaimNote, Verdict
+
+
+class Phase(StrEnum):
+    SEEN = "seen"  # nobody is known to hold it
+    WAITING = "waiting"  # eligible; claims when its rank's delay has passed
+    CLAIMING = "claiming"  # our claim is on its way to the forge
+    HELD = "held"  # another node holds it
+    CLAIMED = "claimed"  # we hold it: confirmed by the forge, being enqueued
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"  # failed on this node; another may retry it
+    QUARANTINED = "quarantined"
+    CLOSED = "closed"  # the issue is no longer a task
+
+    @property
+    def ours(self) -> bool:
+        return self in (Phase.CLAIMED, Phase.QUEUED, Phase.RUNNING)
+
+    @property
+    def final(self) -> bool:
+        return self in (Phase.DONE, Phase.QUARANTINED, Phase.CLOSED)
+
+
+# ---- actions: what the node must do -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PostClaim:
+    task_id: str
+    attempt: int
+    takes_over: str  # node whose expired claim this one follows, or ""
+
+
+@dataclass(frozen=True)
+class Renew:
+    task_id: str
+    comment_id: int
+
+
+@dataclass(frozen=True)
+class Release:
+    task_id: str
+    comment_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Enqueue:
+    task_id: str
+    comment_id: int  # the fencing token: the worker checks it still holds the forge's lease
+
+
+@dataclass(frozen=True)
+class Announce:
+    """Publish a task_claim: we hold the task for `lease_s` more seconds (0: let go)."""
+
+    task_id: str
+    lease_s: float
+
+
+@dataclass(frozen=True)
+class Finish:
+    task_id: str
+    comment_id: int
+    succeeded: bool
+    result_type: str
+    result_url: str
+    reason: str
+    duration_ms: int
+    quarantine: bool  # the failure on this node made the task fail on K nodes
+
+
+Action = PostClaim | Renew | Release | Enqueue | Announce | Finish
+
+
+@dataclass(frozen=True)
+class ClaimSettings:
+    lease: float = 300.0  # seconds a claim lasts on the forge without renewal
+    gossip_renew: float = 10.0  # how often the holder says so on task_claim
+    rank_delay: float = 2.0  # extra wait per rank position before claiming
+    margin: float = 15.0  # the holder gives up this long before its lease ends
+    max_attempts: int = 3  # distinct nodes a task may fail on before quarantine
+    retry_after_error: float = 10.0  # after a forge error, try again this much later
+
+    @property
+    def forge_renew(self) -> float:
+        return self.lease / 3
+
+
+# Given a task's ID and requested model, and the nodes it failed on: our position in
+# the ranking of eligible peers (0 = best), or None if we are not eligible now.
+Ranker = Callable[[str, str, Collection[str]], int | None]
+
+
+@dataclass
+class TaskClaim:
+    task_id: str
+    model: str
+    phase: Phase = Phase.SEEN
+    holder: str = ""  # node name of the holder, when known
+    lease_until: float = 0.0  # when the holder's lease ends, as far as we know
+    claim_at: float = 0.0
+    attempts: frozenset[str] = frozenset()
+    comment_id: int = 0  # our claim comment while we claim or hold
+    our_lease_end: float = 0.0  # we stop working at this time unless renewed
+    next_forge_renewal: float = 0.0
+    next_gossip_renewal: float = 0.0
+    renewing: bool = False
+    started_at: float = 0.0
+    expired_holder: str = ""  # the node whose lease we saw run out
+    history: list[str] = field(default_factory=list)
+
+
+class ClaimBook:
+    def __init__(self, node: str, settings: ClaimSettings, ranker: Ranker) -> None:
+        if settings.margin * 2 >= settings.lease:
+            raise ValueError("claims: margin must be less than half the lease")
+        self.node = node
+        self.settings = settings
+        self._rank = ranker
+        self._tasks: dict[str, TaskClaim] = {}
+
+    def get(self, task_id: str) -> TaskClaim | None:
+        return self._tasks.get(task_id)
+
+    def tasks(self) -> list[TaskClaim]:
+        return list(self._tasks.values())
+
+    def holds(self, task_id: str, now: float) -> bool:
+        """Whether this node holds a confirmed, unexpired lease on the task."""
+        task = self._tasks.get(task_id)
+        return task is not None and task.phase.ours and now < task.our_lease_end
+
+    def free_slots_used(self) -> int:
+        return sum(1 for t in self._tasks.values() if t.phase.ours or t.phase is Phase.CLAIMING)
+
+    # ---- what the node learns ----------------------------------------------------------
+
+    def learn(self, task_id: str, model: str, now: float) -> list[Action]:
+        if task_id not in self._tasks:
+            self._tasks[task_id] = TaskClaim(task_id, model)
+        return self.tick(now)
+
+    def heard_claim(self, task_id: str, node: str, lease_s: float, now: float) -> list[Action]:
+        """Another node said on task_claim that it holds the task (or let it go)."""
+        task = self._tasks.get(task_id)
+        if task is None or node == self.node or task.phase.final:
+            return []
+        if lease_s <= 0:
+            if task.holder == node and task.phase is Phase.HELD:
+                self._move(task, Phase.SEEN)
+            return self.tick(now)
+        if task.phase.ours:
+            # Two holders cannot both be confirmed: ask the forge at once who is.
+            task.next_forge_renewal = now
+            return self.tick(now)
+        if task.phase is not Phase.CLAIMING:
+            self._move(task, Phase.HELD)
+        task.holder = node
+        task.lease_until = now + lease_s
+        return []
+
+    def heard_result(self, task_id: str, node: str, succeeded: bool, now: float) -> list[Action]:
+        task = self._tasks.get(task_id)
+        if task is None or node == self.node or task.phase.final:
+            return []
+        if succeeded:
+            self._move(task, Phase.DONE)
+            task.holder = node
+            return []
+        task.attempts |= {node}
+        if len(task.attempts) >= self.settings.max_attempts and not task.phase.ours:
+            self._move(task, Phase.QUARANTINED)
+            return []
+        if task.phase is Phase.HELD and task.holder == node:
+            self._move(task, Phase.SEEN)
+        return self.tick(now)
+
+    def claim_checked(
+        self,
+        task_id: str,
+        own: ClaimNote | None,
+        verdict: Verdict | None,
+        *,
+        sent_at: float,
+        still_a_task: bool,
+        now: float,
+    ) -> list[Action]:
+        """The forge's answer after we posted our claim `own` (None: posting failed;
+        `verdict` None: posted, but the comments could not be read back)."""
+        task = self._tasks.get(task_id)
+        if task is None or task.phase is not Phase.CLAIMING:
+            return [Release(task_id, own.comment_id, "no longer claiming")] if own else []
+        if own is None or verdict is None:
+            task.claim_at = now + self.settings.retry_after_error
+            self._move(task, Phase.SEEN)
+            return [Release(task_id, own.comment_id, "the forge did not answer")] if own else []
+        task.attempts |= verdict.attempts
+        if not still_a_task or verdict.done is not None:
+            self._move(task, Phase.DONE if verdict.done else Phase.CLOSED)
+            return [Release(task_id, own.comment_id, "the task is finished or closed")]
+        holder = verdict.holder
+        if holder is None or holder.comment_id != own.comment_id:
+            if holder is not None:
+                task.holder = holder.node
+                task.lease_until = now + holder.lease_s
+                self._move(task, Phase.HELD)
+            else:
+                self._move(task, Phase.SEEN)
+            return [Release(task_id, own.comment_id, "another claim came first")]
+        task.comment_id = own.comment_id
+        task.holder = self.node
+        task.our_lease_end = sent_at + self.settings.lease - self.settings.margin
+        task.next_forge_renewal = sent_at + self.settings.forge_renew
+        task.next_gossip_renewal = now + self.settings.gossip_renew
+        self._move(task, Phase.CLAIMED)
+        return [Announce(task_id, self.settings.lease), Enqueue(task_id, own.comment_id)]
+
+    def enqueued(self, task_id: str) -> None:
+        task = self._tasks.get(task_id)
+        if task is not None and task.phase is Phase.CLAIMED:
+            self._move(task, Phase.QUEUED)
+
+    def renewed(
+        self, task_id: str, verdict: Verdict | None, sent_at: float, now: float
+    ) -> list[Action]:
+        """The forge's answer to a renewal (None: the forge could not be reached)."""
+        task = self._tasks.get(task_id)
+        if task is None or not task.phase.ours:
+            return []
+        task.renewing = False
+        if verdict is None:
+            task.next_forge_renewal = now + self.settings.retry_after_error
+            return self.tick(now)
+        holder = verdict.holder
+        if holder is None or holder.comment_id != task.comment_id:
+            return self._lose(task, now, holder.node if holder else "")
+        task.our_lease_end = sent_at + self.settings.lease - self.settings.margin
+        task.next_forge_renewal = sent_at + self.settings.forge_renew
+        return self.tick(now)
+
+    def worker_started(self, task_id: str, now: float) -> None:
+        task = self._tasks.get(task_id)
+        if task is not None and task.phase in (Phase.CLAIMED, Phase.QUEUED):
+            task.started_at = now
+            self._move(task, Phase.RUNNING)
+
+    def worker_finished(
+        self,
+        task_id: str,
+        *,
+        succeeded: bool,
+        result_type: str,
+        result_url: str,
+        reason: str,
+        duration_ms: int,
+        now: float,
+    ) -> list[Action]:
+        task = self._tasks.get(task_id)
+        if task is None or not task.phase.ours:
+            return []  # a lease we lost: its holder reports, not us
+        comment_id = task.comment_id
+        if succeeded:
+            self._move(task, Phase.DONE)
+            quarantine = False
+        else:
+            task.attempts |= {self.node}
+            quarantine = len(task.attempts) >= self.settings.max_attempts
+            self._move(task, Phase.QUARANTINED if quarantine else Phase.FAILED)
+        return [
+            Finish(
+                task_id,
+                comment_id,
+                succeeded,
+                result_type,
+                result_url,
+                reason,
+                duration_ms,
+                quarantine,
+            )
+        ]
+
+    def closed(self, task_id: str) -> None:
+        """The issue is no longer a task (closed, unlabelled)."""
+        task = self._tasks.get(task_id)
+        if task is not None and not task.phase.ours:
+            self._move(task, Phase.CLOSED)
+
+    def forget(self, task_id: str) -> None:
+        self._tasks.pop(task_id, None)
+
+    # ---- time ---------------------------------------------------------------------------
+
+    def tick(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        for task in self._tasks.values():
+            actions.extend(self._tick(task, now))
+        return actions
+
+    def _tick(self, task: TaskClaim, now: float) -> list[Action]:
+        match task.phase:
+            case Phase.SEEN | Phase.FAILED:
+                return self._consider(task, now)
+            case Phase.HELD if now >= task.lease_until:
+                task.expired_holder = task.holder
+                self._move(task, Phase.SEEN)
+                return self._consider(task, now)
+            case Phase.WAITING if now >= task.claim_at:
+                self._move(task, Phase.CLAIMING)
+                return [PostClaim(task.task_id, len(task.attempts) + 1, task.expired_holder)]
+            case Phase.CLAIMED | Phase.QUEUED | Phase.RUNNING:
+                return self._keep(task, now)
+            case _:
+                return []
+
+    def _consider(self, task: TaskClaim, now: float) -> list[Action]:
+        if now < task.claim_at:
+            return []
+        if self.node in task.attempts or len(task.attempts) >= self.settings.max_attempts:
+            return []
+        position = self._rank(task.task_id, task.model, task.attempts)
+        if position is None:
+            return []
+        task.claim_at = now + position * self.settings.rank_delay
+        self._move(task, Phase.WAITING)
+        return self._tick(task, now)
+
+    def _keep(self, task: TaskClaim, now: float) -> list[Action]:
+        if now >= task.our_lease_end:
+            return self._lose(task, now, "")
+        actions: list[Action] = []
+        if now >= task.next_gossip_renewal:
+            task.next_gossip_renewal = now + self.settings.gossip_renew
+            actions.append(Announce(task.task_id, task.our_lease_end - now + self.settings.margin))
+        if now >= task.next_forge_renewal and not task.renewing:
+            task.renewing = True
+            actions.append(Renew(task.task_id, task.comment_id))
+        return actions
+
+    def _lose(self, task: TaskClaim, now: float, holder: str) -> list[Action]:
+        """Our lease ended or the forge names another holder: stop, and say so."""
+        comment_id = task.comment_id
+        task.comment_id = 0
+        task.renewing = False
+        task.holder = holder
+        if holder:
+            task.lease_until = now + self.settings.lease
+            self._move(task, Phase.HELD)
+        else:
+            self._move(task, Phase.SEEN)
+            task.claim_at = now + self.settings.lease  # give a takeover its chance first
+        return [
+            Announce(task.task_id, 0.0),
+            Release(task.task_id, comment_id, "lease lost"),
+        ]
+
+    def _retry_later(self, task: TaskClaim, now: float) -> list[Action]:
+        task.claim_at = now + self.settings.retry_after_error
+        self._move(task, Phase.SEEN)
+        return []
+
+    def _move(self, task: TaskClaim, phase: Phase) -> None:
+        if task.phase is not phase:
+            task.history.append(phase.value)
+            task.phase = phase

@@ -1,0 +1,253 @@
+"""Matching, the forge's claim record, and the claim state machine, step by step."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bzzz.claims import ledger
+from bzzz.claims.ledger import ClaimNote, ClaimState
+from bzzz.claims.machine import (
+    Announce,
+    ClaimBook,
+    ClaimSettings,
+    Enqueue,
+    Finish,
+    Phase,
+    PostClaim,
+    Release,
+    Renew,
+)
+from bzzz.claims.matching import Offer, can_run, rank
+from bzzz.forge.api import Comment
+
+T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+TRUSTED = {"OWNER", "MEMBER", "COLLABORATOR"}
+
+
+def offer(peer: str, slots: int = 1, models: tuple[str, ...] = ("qwen2.5-coder:7b",)) -> Offer:
+    return Offer(peer, models, ("ollama", "claude"), slots)
+
+
+# ---- matching -----------------------------------------------------------------------------
+
+
+def test_what_a_peer_can_run() -> None:
+    peer = offer("a")
+    assert can_run("qwen2.5-coder:7b", peer)
+    assert can_run("QWEN2.5-coder:7b", peer)
+    assert can_run("ollama", peer)  # any model
+    assert can_run("claude", peer)  # an agent CLI
+    assert not can_run("llama3:70b", peer)
+    assert not can_run("ollama", Offer("b", (), ("claude",), 1))
+    assert can_run("llama3", Offer("c", ("llama3:latest",), (), 1))
+
+
+def test_no_free_slot_no_claim_and_the_order_is_the_same_everywhere() -> None:
+    offers = [offer("a"), offer("b", slots=0), offer("c"), offer("d", models=())]
+    order = rank("lab/hello#1", "qwen2.5-coder:7b", offers)
+    assert set(order) == {"a", "c"}
+    assert rank("lab/hello#1", "qwen2.5-coder:7b", list(reversed(offers))) == order
+
+
+def test_work_spreads_over_peers_in_proportion_to_free_slots() -> None:
+    offers = [offer("a", slots=1), offer("b", slots=1), offer("c", slots=2)]
+    firsts = Counter(rank(f"lab/hello#{n}", "ollama", offers)[0] for n in range(4000))
+    assert firsts["c"] == pytest.approx(2000, rel=0.1)
+    assert firsts["a"] == pytest.approx(1000, rel=0.15)
+    assert firsts["b"] == pytest.approx(1000, rel=0.15)
+
+
+# ---- the ledger -----------------------------------------------------------------------------
+
+
+def comment(
+    cid: int,
+    body: str,
+    *,
+    at: datetime = T0,
+    updated: datetime | None = None,
+    association: str = "COLLABORATOR",
+    author: str = "bot",
+) -> Comment:
+    return Comment(cid, author, body, "", at, updated or at, association)
+
+
+def note(node: str, state: ClaimState = ClaimState.CLAIM, lease_s: float = 60.0) -> ClaimNote:
+    return ClaimNote(0, "bot", node, f"peer-{node}", state, lease_s, T0, T0)
+
+
+def claim_comment(cid: int, node: str, at: datetime, **kw: object) -> Comment:
+    state = kw.pop("state", ClaimState.CLAIM)
+    return comment(cid, ledger.render(note(node, state), f"{node} claims"), at=at, **kw)  # type: ignore[arg-type]
+
+
+def test_a_claim_comment_round_trips_and_hostile_ones_are_ignored() -> None:
+    text = ledger.render(note("n1"), "Bzzz node n1 claims this task.")
+    parsed = ledger.parse(comment(7, text))
+    assert parsed is not None
+    assert (parsed.comment_id, parsed.node, parsed.state, parsed.lease_s) == (
+        7,
+        "n1",
+        ClaimState.CLAIM,
+        60.0,
+    )
+    for hostile in [
+        "<!-- bzzz-claim {not json} -->",
+        '<!-- bzzz-claim {"node": "n1"} -->',
+        '<!-- bzzz-claim {"node":"n1","peer":"p","state":"owned","lease_s":60} -->',
+        '<!-- bzzz-claim {"node":"n1","peer":"p","state":"claim","lease_s":1e12} -->',
+        '<!-- bzzz-claim {"node":["n1"],"peer":"p","state":"claim","lease_s":60} -->',
+        "<!-- bzzz-claim {" + '"x":"' + "y" * 5000 + '"} -->',
+    ]:
+        assert ledger.parse(comment(8, hostile)) is None
+    untrusted = comment(9, text, association="NONE", author="mallory")
+    assert ledger.claims([untrusted], TRUSTED, ()) == []
+    assert len(ledger.claims([untrusted], TRUSTED, ("mallory",))) == 1
+
+
+def test_the_earliest_live_claim_holds_and_expired_ones_count_as_attempts() -> None:
+    comments = [
+        claim_comment(1, "dead", T0),  # lease 60 s, never renewed
+        claim_comment(2, "lost", T0 + timedelta(seconds=70), state=ClaimState.RELEASED),
+        claim_comment(3, "live", T0 + timedelta(seconds=80)),
+        claim_comment(4, "late", T0 + timedelta(seconds=81)),
+        claim_comment(5, "broke", T0 + timedelta(seconds=2), state=ClaimState.FAILED),
+    ]
+    notes = ledger.claims(comments, TRUSTED, ())
+    early = ledger.verdict(notes, T0 + timedelta(seconds=30), skew=5)
+    assert early.holder is not None
+    assert early.holder.node == "dead"
+    later = ledger.verdict(notes, T0 + timedelta(seconds=90), skew=5)
+    assert later.holder is not None
+    assert later.holder.node == "live"
+    assert later.attempts == {"dead", "broke"}
+    # Within the skew allowance an expired-looking claim still holds.
+    edge = ledger.verdict(notes, T0 + timedelta(seconds=63), skew=5)
+    assert edge.holder is not None
+    assert edge.holder.node == "dead"
+    done = [*comments, claim_comment(6, "live", T0 + timedelta(seconds=85), state=ClaimState.DONE)]
+    final = ledger.verdict(ledger.claims(done, TRUSTED, ()), T0 + timedelta(seconds=90), 5)
+    assert final.done is not None
+    assert final.holder is None
+    assert not final.is_free
+
+
+# ---- the state machine ----------------------------------------------------------------------
+
+SETTINGS = ClaimSettings(lease=60.0, gossip_renew=5.0, rank_delay=2.0, margin=10.0)
+
+
+def book(position: int | None = 0, node: str = "me") -> ClaimBook:
+    return ClaimBook(node, SETTINGS, lambda task, model, failed: position)
+
+
+def won(b: ClaimBook, now: float, cid: int = 10) -> list[object]:
+    own = ClaimNote(cid, "bot", b.node, "p", ClaimState.CLAIM, 60.0, T0, T0)
+    verdict = ledger.Verdict(holder=own, done=None, attempts=frozenset(), expired=())
+    return list(b.claim_checked("t#1", own, verdict, sent_at=now, still_a_task=True, now=now))
+
+
+def test_the_best_ranked_claims_at_once_others_after_their_delay() -> None:
+    first = book(0)
+    assert first.learn("t#1", "ollama", 0.0) == [PostClaim("t#1", 1, "")]
+    third = book(2)
+    assert third.learn("t#1", "ollama", 0.0) == []
+    assert third.tick(3.9) == []
+    assert third.tick(4.0) == [PostClaim("t#1", 1, "")]
+    assert book(None).learn("t#1", "ollama", 0.0) == []  # not eligible
+
+
+def test_hearing_a_claim_cancels_a_pending_one_until_its_lease_runs_out() -> None:
+    b = book(1)
+    b.learn("t#1", "ollama", 0.0)
+    assert b.heard_claim("t#1", "other", 60.0, 1.0) == []
+    assert b.get("t#1").phase is Phase.HELD  # type: ignore[union-attr]
+    assert b.tick(30.0) == []
+    assert b.heard_claim("t#1", "other", 60.0, 30.0) == []  # renewed on gossip
+    assert b.tick(89.0) == []
+    assert b.tick(90.0) == []  # lease over: waits its rank's delay...
+    assert b.tick(92.0) == [PostClaim("t#1", 1, "other")]  # ...then takes over
+
+
+def test_a_confirmed_claim_is_enqueued_renewed_and_finished() -> None:
+    b = book(0)
+    b.learn("t#1", "ollama", 0.0)
+    assert won(b, 1.0) == [Announce("t#1", 60.0), Enqueue("t#1", 10)]
+    b.enqueued("t#1")
+    assert b.holds("t#1", 2.0)
+    assert b.tick(6.0) == [Announce("t#1", 60.0 - 5.0)]
+    assert Renew("t#1", 10) in b.tick(21.0)
+    assert b.tick(22.0) == []  # one renewal at a time
+    b.worker_started("t#1", 23.0)
+    verdict = ledger.Verdict(
+        holder=ClaimNote(10, "bot", "me", "p", ClaimState.CLAIM, 60, T0, T0),
+        done=None,
+        attempts=frozenset(),
+        expired=(),
+    )
+    b.renewed("t#1", verdict, sent_at=21.0, now=23.0)
+    assert b.holds("t#1", 70.9)
+    assert not b.holds("t#1", 71.0)
+    actions = b.worker_finished(
+        "t#1",
+        succeeded=True,
+        result_type="pull_request",
+        result_url="http://forge/pr/1",
+        reason="",
+        duration_ms=5,
+        now=30.0,
+    )
+    assert actions == [Finish("t#1", 10, True, "pull_request", "http://forge/pr/1", "", 5, False)]
+    assert b.get("t#1").phase is Phase.DONE  # type: ignore[union-attr]
+
+
+def test_a_holder_cut_off_from_the_forge_stops_before_its_lease_ends() -> None:
+    b = book(0)
+    b.learn("t#1", "ollama", 0.0)
+    won(b, 0.0)
+    b.tick(20.0)  # asks to renew...
+    b.renewed("t#1", None, sent_at=20.0, now=25.0)  # ...the forge is unreachable
+    assert b.holds("t#1", 49.9)
+    assert b.tick(50.0) == [Announce("t#1", 0.0), Release("t#1", 10, "lease lost")]
+    assert not b.holds("t#1", 50.0)
+
+
+def test_a_failure_on_k_nodes_quarantines() -> None:
+    b = book(0)
+    b.learn("t#1", "ollama", 0.0)
+    b.heard_result("t#1", "n1", succeeded=False, now=0.5)
+    won(b, 1.0)
+    b.heard_result("t#1", "n2", succeeded=False, now=2.0)
+    (finish,) = b.worker_finished(
+        "t#1",
+        succeeded=False,
+        result_type="failure",
+        result_url="http://forge/issue/1",
+        reason="tests fail",
+        duration_ms=5,
+        now=3.0,
+    )
+    assert isinstance(finish, Finish)
+    assert finish.quarantine
+    other = book(0, node="n9")
+    other.learn("t#1", "ollama", 0.0)
+    for node in ("n1", "n2", "n3"):
+        other.heard_result("t#1", node, succeeded=False, now=1.0)
+    assert other.get("t#1").phase is Phase.QUARANTINED  # type: ignore[union-attr]
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.floats(0, 200)), max_size=30))
+def test_gossip_alone_never_makes_a_node_a_holder(claims: list[tuple[str, float]]) -> None:
+    b = book(0)
+    b.learn("t#1", "ollama", 0.0)
+    now = 0.0
+    for node, lease in claims:
+        now += 1.0
+        for action in b.heard_claim("t#1", node, lease, now) + b.tick(now):
+            assert not isinstance(action, Enqueue)
+        assert not b.holds("t#1", now)
