@@ -234,6 +234,8 @@ def to_message(
     status: str,
     timestamp: datetime,
     polls: tuple[str, ...] = (),
+    *,
+    slots: int | None = None,
 ) -> Capabilities:
     gpus = [GpuDevice(**vars(gpu)) for gpu in reading.gpus]
     mean_gpu = sum(gpu.utilization for gpu in reading.gpus) / len(gpus) if gpus else 0.0
@@ -247,6 +249,7 @@ def to_message(
         memory=None if reading.memory is None else round(reading.memory, 1),
         gpus=gpus,
         polls=list(polls),
+        slots=slots,
         timestamp=timestamp,
     )
 
@@ -255,10 +258,11 @@ def changed(previous: Capabilities | None, current: Capabilities, load_change: f
     """Whether `current` differs enough from the last published message to publish again."""
     if previous is None:
         return True
-    if (previous.models, previous.installed, previous.status) != (
+    if (previous.models, previous.installed, previous.status, previous.slots) != (
         current.models,
         current.installed,
         current.status,
+        current.slots,
     ):
         return True
     if [g.name for g in previous.gpus or ()] != [g.name for g in current.gpus or ()]:

@@ -73,6 +73,15 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     command("node", "Run the node (the network process) until SIGTERM or Ctrl-C.", _node)
+    worker = command(
+        "worker", "Run the node's worker processes (its task queue) until SIGTERM.", _worker
+    )
+    worker.add_argument(
+        "--processes", type=int, help="worker processes (default: workers.processes)"
+    )
+    worker.add_argument(
+        "--threads", type=int, help="tasks per process at once (default: workers.threads)"
+    )
 
     status = command("status", "Show the running node's status and its view of the mesh.", _status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -174,6 +183,17 @@ def _node(args: argparse.Namespace) -> int:
 
     settings = load_settings(resolve_home(args.home))
     return run_node(settings)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from workers.pool import run_workers  # noqa: PLC0415
+
+    settings = load_settings(resolve_home(args.home))
+    processes = args.processes or settings.workers.processes
+    threads = args.threads or settings.workers.threads
+    if processes < 1 or threads < 1:
+        raise ConfigError("--processes and --threads must be 1 or more.")
+    return run_workers(settings, processes, threads)
 
 
 def _status(args: argparse.Namespace) -> int:

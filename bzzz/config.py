@@ -191,6 +191,67 @@ class TaskSettings:
 
 
 @dataclass(frozen=True)
+class ClaimSettings:
+    lease: float = doc(
+        "Seconds a claim on a task lasts on the forge unless its holder renews it; after a"
+        " holder dies, another node takes the task over about this long later.",
+        default=300.0,
+    )
+    gossip_renew: float = doc(
+        "Seconds between the holder's task_claim messages while it works.", default=10.0
+    )
+    rank_delay: float = doc(
+        "Seconds each eligible peer waits per place behind the best-ranked one before it"
+        " claims, so that normally only one peer claims.",
+        default=2.0,
+    )
+    margin: float = doc(
+        "A holder that could not renew its claim stops this many seconds before the lease"
+        " ends. At least twice forge.timeout, less than half the lease.",
+        default=40.0,
+    )
+    clock_skew: float = doc(
+        "Seconds of clock difference allowed between nodes and the forge when judging"
+        " whether a claim has expired.",
+        default=5.0,
+    )
+    max_attempts: int = doc(
+        "A task that failed on this many different nodes is quarantined.", default=3
+    )
+    quarantine_label: str = doc(
+        "Label put on a quarantined task's issue.", default="bzzz-quarantined"
+    )
+
+    @property
+    def forge_renew(self) -> float:
+        return self.lease / 3
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    broker_url: str = doc(
+        "The node's task queue: sqlite:PATH (relative to the home directory) or"
+        " sqlite:///absolute/path, redis://HOST:PORT/DB, or amqp://HOST.",
+        default="sqlite:queue/bzzz.db",
+    )
+    processes: int = doc("Worker processes that `bzzz worker` runs.", default=1)
+    threads: int = doc("Tasks each worker process runs at once.", default=1)
+    time_limit: float = doc("Seconds a task may run before it is stopped.", default=7200.0)
+    heartbeat: float = doc("Seconds between a running task's heartbeats.", default=10.0)
+    max_deliveries: int = doc(
+        "A task whose worker was killed this many times (SIGKILL, out of memory) fails.",
+        default=3,
+    )
+    executor: str = doc(
+        "What runs a task, as module:function.", default="workers.executors:decline"
+    )
+
+    @property
+    def slots(self) -> int:
+        return self.processes * self.threads
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = doc("Log level: debug, info, warning or error.", default="info")
     file: str = doc(
@@ -207,6 +268,8 @@ class Settings:
     capabilities: CapabilitySettings = CapabilitySettings()
     forge: ForgeSettings = ForgeSettings()
     tasks: TaskSettings = TaskSettings()
+    claims: ClaimSettings = ClaimSettings()
+    workers: WorkerSettings = WorkerSettings()
     log: LogSettings = LogSettings()
 
     @property
@@ -245,6 +308,8 @@ SECTIONS: Mapping[str, type[Any]] = {
     "capabilities": CapabilitySettings,
     "forge": ForgeSettings,
     "tasks": TaskSettings,
+    "claims": ClaimSettings,
+    "workers": WorkerSettings,
     "log": LogSettings,
 }
 
@@ -429,6 +494,8 @@ def _validate(settings: Settings) -> None:
         _validate_capabilities(settings.capabilities)
         _validate_forge(settings.forge)
         _validate_tasks(settings.tasks)
+        _validate_claims(settings.claims, settings.forge)
+        _validate_workers(settings.workers)
         _validate_log(settings.log)
     except _Invalid as bad:
         section, name = bad.key.split(".")
@@ -491,6 +558,49 @@ def _validate_tasks(tasks: TaskSettings) -> None:
     ):
         raise _Invalid(
             "tasks.branch_prefix", f"is {tasks.branch_prefix!r}", 'use e.g. "bzzz/task-{number}-"'
+        )
+
+
+def _validate_claims(claims: ClaimSettings, forge: ForgeSettings) -> None:
+    for key in ("lease", "gossip_renew", "margin"):
+        _positive(f"claims.{key}", getattr(claims, key))
+    if claims.margin < 2 * forge.timeout:
+        raise _Invalid(
+            "claims.margin",
+            f"is {claims.margin}, less than twice forge.timeout ({forge.timeout})",
+            f"use at least {2 * forge.timeout:g} or lower forge.timeout",
+        )
+    if claims.margin * 2 >= claims.lease:
+        raise _Invalid(
+            "claims.margin",
+            f"is {claims.margin}, not less than half of claims.lease ({claims.lease})",
+            f"use a lease of at least {claims.margin * 2 + 1:g} s",
+        )
+    if claims.gossip_renew >= claims.lease / 2:
+        raise _Invalid("claims.gossip_renew", f"is {claims.gossip_renew}", "renew more often")
+    if claims.rank_delay < 0 or claims.clock_skew < 0:
+        raise _Invalid("claims.rank_delay", "or clock_skew is negative", "use 0 or more")
+    if claims.max_attempts < 1:
+        raise _Invalid("claims.max_attempts", f"is {claims.max_attempts}", "use 1 or more")
+    if not claims.quarantine_label.strip():
+        raise _Invalid("claims.quarantine_label", "is empty", 'use e.g. "bzzz-quarantined"')
+
+
+def _validate_workers(workers: WorkerSettings) -> None:
+    if not re.match(r"^(sqlite|redis|rediss|amqp|amqps):", workers.broker_url):
+        raise _Invalid(
+            "workers.broker_url",
+            "has an unknown scheme",
+            "use sqlite:PATH, sqlite:///absolute/path, redis://HOST:PORT/DB or amqp://HOST",
+        )
+    for key in ("processes", "threads", "max_deliveries"):
+        if getattr(workers, key) < 1:
+            raise _Invalid(f"workers.{key}", f"is {getattr(workers, key)}", "use 1 or more")
+    _positive("workers.time_limit", workers.time_limit)
+    _positive("workers.heartbeat", workers.heartbeat)
+    if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", workers.executor):
+        raise _Invalid(
+            "workers.executor", f"is {workers.executor!r}", "write it as package.module:function"
         )
 
 

@@ -52,6 +52,7 @@ class PeriodicJobs:
         status: Callable[[], str],
         live_peers: Callable[[], int] = lambda: 0,
         polls: Callable[[], tuple[str, ...]] = tuple,
+        slots: Callable[[], int | None] = lambda: None,
         poll_tick: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -62,6 +63,7 @@ class PeriodicJobs:
         self._status = status
         self._live_peers = live_peers
         self._polls = polls
+        self._slots = slots
         self._poll_tick = poll_tick
         self._clock = clock
         self._last_ping_at = -float("inf")
@@ -77,7 +79,9 @@ class PeriodicJobs:
     def capabilities_job(self) -> None:
         """Read the machine; publish on a change, and at least every max_interval."""
         reading = self._detector.read()
-        message = to_message(self._node_id, reading, self._status(), utc_now(), self._polls())
+        message = to_message(
+            self._node_id, reading, self._status(), utc_now(), self._polls(), slots=self._slots()
+        )
         overdue = self._clock() - self._last_published_at >= self._settings.max_interval
         if overdue or changed(self._last_published, message, self._settings.load_change):
             self._publish(message)

@@ -18,7 +18,9 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import dramatiq
 import trio
+from dramatiq.broker import Broker
 from libp2p.crypto.keys import KeyPair
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
@@ -27,6 +29,9 @@ from multiaddr import Multiaddr
 from trio_typing import TaskStatus
 
 from bzzz.capabilities import CapabilityDetector
+from bzzz.claims.driver import ClaimDriver
+from bzzz.claims.machine import Phase
+from bzzz.claims.matching import Offer, rank
 from bzzz.config import ConfigError, Settings
 from bzzz.control import serve
 from bzzz.forge.api import Forge
@@ -49,6 +54,8 @@ from bzzz.protocol import (
     DropReason,
     Message,
     TaskBroadcast,
+    TaskClaim,
+    TaskResult,
     Topic,
     as_json_dict,
     utc_now,
@@ -59,10 +66,12 @@ from bzzz.tasks.poller import Poller
 from bzzz.tasks.sources import StaticRepositories
 from bzzz.tasks.table import load as load_tasks
 from bzzz.tasks.table import save as save_tasks
+from bzzz.work import EVENTS_QUEUE, TASK_EVENT, TaskEvent
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 10.0
+FINAL_STATES = {Phase.DONE.value, Phase.QUARANTINED.value, Phase.CLOSED.value}
 SWEEP_INTERVAL = 1.0
 ANNOUNCE_DEBOUNCE = 0.5
 
@@ -76,6 +85,7 @@ class Node:
         psk: str | None = None,
         detector: CapabilityDetector | None = None,
         forge: Forge | None = None,
+        broker: Broker | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -133,6 +143,22 @@ class Node:
         self.poller: Poller | None = None  # made when the node runs: it needs the trio bridge
         self.pollers: dict[str, str] = {}  # repository -> peer ID of its poller
         self.assigned_repos: frozenset[str] = frozenset()  # read by the poll job's thread
+        self._broker = broker
+        # Claims need the forge (the arbiter) and a queue for the workers.
+        self.claims = (
+            ClaimDriver(
+                settings=settings,
+                peer_id=str(self.peer_id),
+                forge=forge,
+                broker=broker,
+                ranker=self._rank,
+                publish=self.publish,
+                record=self.tasks.get,
+                clock=clock,
+            )
+            if forge is not None and broker is not None
+            else None
+        )
         self._stop = trio.Event()
         self._newcomer = trio.Event()
         self._events_in, self._events_out = trio.open_memory_channel[ConnectionEvent](1024)
@@ -171,7 +197,12 @@ class Node:
                 nursery.start_soon(self._sweep)
                 nursery.start_soon(self._greet_newcomers)
                 nursery.start_soon(self._save_tasks)
+                if self.claims is not None:
+                    await nursery.start(self.claims.run)
+                    nursery.start_soon(self._track_claims, self.claims)
+                    self._resume_claims(self.claims)
                 jobs = self._start_jobs()
+                events = self._start_events()
                 try:
                     log.info(
                         "node %s up as %s on %s", self.name, self.peer_id, " ".join(self.addrs())
@@ -183,6 +214,8 @@ class Node:
                     # The jobs call into trio: they end before the tasks they call.
                     with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_GRACE):
                         await trio.to_thread.run_sync(jobs.shutdown, abandon_on_cancel=True)  # type: ignore[call-arg]
+                        if events is not None:
+                            await trio.to_thread.run_sync(events.stop, abandon_on_cancel=True)  # type: ignore[call-arg]
                 nursery.cancel_scope.cancel()
         log.info("node %s stopped", self.name)
 
@@ -273,6 +306,7 @@ class Node:
             detector=self._detector,
             publish=publish,
             status=lambda: self.status,
+            slots=self.free_slots,
             live_peers=lambda: self.live_peers,
             polls=poller.repositories if poller is not None else tuple,
             poll_tick=poller.tick if poller is not None else None,
@@ -288,6 +322,92 @@ class Node:
         self._tasks_changed.set()
         log.info("announcing task %s (%s)", task.task_id, task.issue_url)
         await self.publish(task)
+        if self.claims is not None:
+            self.claims.learn(task.task_id, task.model)
+
+    # ---- claims -------------------------------------------------------------------------
+
+    def free_slots(self) -> int | None:
+        if self.claims is None:
+            return None
+        return max(0, self.settings.workers.slots - self.claims.book.free_slots_used())
+
+    def _rank(self, task_id: str, model: str, failed_on: object) -> int | None:
+        """Our place among the peers that could take the task now (None: not eligible)."""
+        now = self._clock()
+        own = self.own_capabilities
+        offers = []
+        if own is not None:
+            offers.append(
+                Offer(
+                    str(self.peer_id),
+                    tuple(own.models),
+                    tuple(own.installed),
+                    self.free_slots() or 0,
+                )
+            )
+        for peer_id in self.peers.live_peer_ids(now):
+            record = self.peers.get(peer_id)
+            caps = record.capabilities if record else None
+            if caps is None or (record is not None and record.node_id in failed_on):  # type: ignore[operator]
+                continue
+            slots = caps.slots if caps.slots is not None else int(caps.status == "idle")
+            offers.append(Offer(peer_id, tuple(caps.models), tuple(caps.installed), slots))
+        order = rank(task_id, model, offers)
+        own_id = str(self.peer_id)
+        return order.index(own_id) if own_id in order else None
+
+    def _resume_claims(self, claims: ClaimDriver) -> None:
+        """Tasks learnt before a restart that are not finished are open to claims again."""
+        for record in self.tasks.records():
+            if record.state not in FINAL_STATES:
+                claims.learn(record.task_id, record.model)
+
+    async def _track_claims(self, claims: ClaimDriver) -> None:
+        """Keep the task table's claim fields (shown by `bzzz tasks`, saved) current."""
+        while True:
+            await claims.changed.wait()
+            claims.changed = trio.Event()
+            now = self._clock()
+            dirty = False
+            for task in claims.book.tasks():
+                ours = task.phase.ours
+                lease_end = task.our_lease_end if ours else task.lease_until
+                held = ours or task.phase is Phase.HELD
+                dirty |= self.tasks.update(
+                    task.task_id,
+                    state=task.phase.value,
+                    holder=task.holder,
+                    lease_s=round(max(0.0, lease_end - now), 1) if held else 0.0,
+                    attempts=len(task.attempts),
+                )
+            self.status = "busy" if self.free_slots() == 0 else "idle"
+            if dirty:
+                self._tasks_changed.set()
+            await trio.sleep(0.2)  # coalesce bursts of changes
+
+    def _start_events(self) -> dramatiq.Worker | None:
+        """Consume the workers' events in-process; each is handed to the trio thread."""
+        if self.claims is None or self._broker is None:
+            return None
+        token = trio.lowlevel.current_trio_token()
+        claims = self.claims
+
+        def task_event(data: dict[str, Any]) -> None:
+            try:
+                event = TaskEvent.from_dict(data)
+            except (KeyError, ValueError, TypeError) as exc:
+                log.warning("dropped a malformed worker event: %s", exc)
+                return
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(claims.on_event, event, trio_token=token)
+
+        dramatiq.actor(
+            actor_name=TASK_EVENT, queue_name=EVENTS_QUEUE, broker=self._broker, max_retries=0
+        )(task_event)
+        worker = dramatiq.Worker(self._broker, queues={EVENTS_QUEUE}, worker_threads=1)
+        worker.start()
+        return worker
 
     async def _save_tasks(self) -> None:
         while True:
@@ -392,6 +512,12 @@ class Node:
             return
         if isinstance(message, TaskBroadcast):
             self._learn_task(origin, message)
+            if self.claims is not None:
+                self.claims.learn(message.task_id, message.model)
+        elif isinstance(message, TaskClaim) and self.claims is not None:
+            self.claims.heard_claim(message)
+        elif isinstance(message, TaskResult) and self.claims is not None:
+            self.claims.heard_result(message)
         for listener in self.listeners:
             listener(origin, message)
         if outcome in (Observation.NEW, Observation.REVIVED):

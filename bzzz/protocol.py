@@ -113,6 +113,8 @@ class Capabilities(Message):
     gpus: Annotated[list[GpuDevice], Field(max_length=64)] | None = None
     # Repositories this node can poll for tasks (configured, with a working token).
     polls: Annotated[list[RepoName], Field(max_length=1024)] | None = None
+    # Tasks this node could take on now (free worker slots).
+    slots: NonNegativeInt | None = None
 
 
 class TaskParams(_Model):
@@ -138,6 +140,10 @@ class TaskClaim(Message):
     type: Literal["task_claim"] = "task_claim"
     task_id: Name
     node_id: NodeId
+    # Additions to the brief: how many more seconds the sender holds the task (0: it
+    # let go), and the forge comment that records the claim.
+    lease_s: Annotated[float, Field(ge=0.0, le=86_400.0)] | None = None
+    claim_url: Url | None = None
 
 
 class TaskResult(Message):

@@ -15,6 +15,7 @@ from bzzz.forge.token import TOKEN_ENV, TokenError, load_token
 from bzzz.identity import load_identity
 from bzzz.network.psk import read_psk
 from bzzz.node import Node, run_until_signalled
+from bzzz.work import open_broker
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ def run_node(settings: Settings) -> int:
             timeout=settings.forge.timeout,
             seconds_between_writes=settings.forge.seconds_between_writes,
         )
-    node = Node(settings, key_pair, psk=psk, forge=forge)
+    broker = open_broker(settings) if forge is not None else None
+    node = Node(settings, key_pair, psk=psk, forge=forge, broker=broker)
     try:
         trio.run(run_until_signalled, node)
     except* ConfigError as group:  # found only at start, e.g. a listen address in use

@@ -14,7 +14,6 @@ from bzzz.claims.ledger import ClaimNote, ClaimState
 from bzzz.claims.machine import (
     Announce,
     ClaimBook,
-    ClaimSettings,
     Enqueue,
     Finish,
     Phase,
@@ -23,6 +22,7 @@ from bzzz.claims.machine import (
     Renew,
 )
 from bzzz.claims.matching import Offer, can_run, rank
+from bzzz.config import ClaimSettings
 from bzzz.forge.api import Comment
 
 T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)

@@ -26,7 +26,6 @@ from bzzz.claims.machine import (
     Action,
     Announce,
     ClaimBook,
-    ClaimSettings,
     Enqueue,
     Finish,
     Phase,
@@ -35,6 +34,7 @@ from bzzz.claims.machine import (
     Renew,
 )
 from bzzz.claims.matching import Offer, rank
+from bzzz.config import ClaimSettings
 from bzzz.forge.api import Comment
 
 TASK = "lab/hello#1"

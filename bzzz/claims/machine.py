@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from bzzz.claims.ledger import ClaimNote, Verdict
+from bzzz.config import ClaimSettings
+
+RETRY_AFTER_ERROR = 10.0  # seconds before claiming again after the forge failed us
 
 
 class Phase(StrEnum):
@@ -93,20 +96,6 @@ class Finish:
 
 
 Action = PostClaim | Renew | Release | Enqueue | Announce | Finish
-
-
-@dataclass(frozen=True)
-class ClaimSettings:
-    lease: float = 300.0  # seconds a claim lasts on the forge without renewal
-    gossip_renew: float = 10.0  # how often the holder says so on task_claim
-    rank_delay: float = 2.0  # extra wait per rank position before claiming
-    margin: float = 15.0  # the holder gives up this long before its lease ends
-    max_attempts: int = 3  # distinct nodes a task may fail on before quarantine
-    retry_after_error: float = 10.0  # after a forge error, try again this much later
-
-    @property
-    def forge_renew(self) -> float:
-        return self.lease / 3
 
 
 # Given a task's ID and requested model, and the nodes it failed on: our position in
@@ -214,7 +203,7 @@ class ClaimBook:
         if task is None or task.phase is not Phase.CLAIMING:
             return [Release(task_id, own.comment_id, "no longer claiming")] if own else []
         if own is None or verdict is None:
-            task.claim_at = now + self.settings.retry_after_error
+            task.claim_at = now + RETRY_AFTER_ERROR
             self._move(task, Phase.SEEN)
             return [Release(task_id, own.comment_id, "the forge did not answer")] if own else []
         task.attempts |= verdict.attempts
@@ -227,7 +216,8 @@ class ClaimBook:
                 task.holder = holder.node
                 task.lease_until = now + holder.lease_s
                 self._move(task, Phase.HELD)
-            else:
+            else:  # our claim does not count (an untrusted account?): do not insist
+                task.claim_at = now + RETRY_AFTER_ERROR
                 self._move(task, Phase.SEEN)
             return [Release(task_id, own.comment_id, "another claim came first")]
         task.comment_id = own.comment_id
@@ -252,7 +242,7 @@ class ClaimBook:
             return []
         task.renewing = False
         if verdict is None:
-            task.next_forge_renewal = now + self.settings.retry_after_error
+            task.next_forge_renewal = now + RETRY_AFTER_ERROR
             return self.tick(now)
         holder = verdict.holder
         if holder is None or holder.comment_id != task.comment_id:
@@ -377,7 +367,7 @@ class ClaimBook:
         ]
 
     def _retry_later(self, task: TaskClaim, now: float) -> list[Action]:
-        task.claim_at = now + self.settings.retry_after_error
+        task.claim_at = now + RETRY_AFTER_ERROR
         self._move(task, Phase.SEEN)
         return []
 

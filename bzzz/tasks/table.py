@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from bzzz.protocol import TaskBroadcast, as_json_dict
 
@@ -29,7 +30,10 @@ class TaskRecord:
     announced_by: str  # node name, or peer ID of a peer not yet known by name
     announced_at: str  # the broadcast's timestamp
     seen_at: str  # when this node learnt of the task (UTC, ISO 8601)
-    state: str = "seen"
+    state: str = "seen"  # seen, claiming, held, queued, running, done, failed, ...
+    holder: str = ""  # the node that holds (or finished) it
+    lease_s: float = 0.0  # seconds left on the holder's lease when last reported
+    attempts: int = 0  # nodes it failed on
 
 
 class TaskTable:
@@ -59,6 +63,18 @@ class TaskTable:
             seen_at=seen_at.isoformat(timespec="milliseconds"),
         )
         return True
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        return self._records.get(task_id)
+
+    def update(self, task_id: str, **changes: Any) -> bool:
+        """Change a record's claim fields; True if anything changed."""
+        record = self._records.get(task_id)
+        if record is None:
+            return False
+        updated = replace(record, **changes)
+        self._records[task_id] = updated
+        return updated != record
 
     def records(self) -> list[TaskRecord]:
         return sorted(self._records.values(), key=lambda r: (r.repo, _number(r.task_id), r.task_id))

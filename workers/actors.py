@@ -1,0 +1,160 @@
+"""The worker side of the node's queue: the actor that runs a claimed task.
+
+It reports to the node on the events queue (started, heartbeats, finished) and
+never touches the mesh. Before it starts a redelivered task, and whenever the
+executor asks, it checks on the forge that its node still holds the task's claim:
+a node that lost its lease (partitioned, or restarted after another took over)
+must not work on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import dramatiq
+from dramatiq.broker import Broker
+from dramatiq.message import Message
+from dramatiq.middleware import CurrentMessage
+
+from bzzz.claims import ledger
+from bzzz.config import Settings
+from bzzz.forge.api import Forge, ForgeError
+from bzzz.queue.sqlite import DELIVERIES
+from bzzz.work import (
+    EVENTS_QUEUE,
+    RUN_TASK,
+    TASK_EVENT,
+    TASKS_QUEUE,
+    EventKind,
+    TaskEvent,
+    TaskSpec,
+)
+from workers.executors import Executor, Outcome
+
+log = logging.getLogger(__name__)
+
+
+def send_event(broker: Broker, event: TaskEvent) -> None:
+    broker.enqueue(
+        Message(
+            queue_name=EVENTS_QUEUE,
+            actor_name=TASK_EVENT,
+            args=(event.to_dict(),),
+            kwargs={},
+            options={},
+        )
+    )
+
+
+class Lease:
+    """Whether the forge still names this task's claim comment as its holder."""
+
+    def __init__(self, forge: Forge, settings: Settings, spec: TaskSpec) -> None:
+        self._forge = forge
+        self._settings = settings
+        self._spec = spec
+
+    def holds(self) -> bool:
+        tasks = self._settings.tasks
+        try:
+            comments = self._forge.get_comments(self._spec.repo, self._spec.number)
+        except ForgeError as exc:
+            log.warning(
+                "%s: cannot check the claim (%s); assuming it is lost", self._spec.task_id, exc
+            )
+            return False
+        notes = ledger.claims(comments, tasks.trusted_associations, tasks.trusted_authors)
+        verdict = ledger.verdict(notes, datetime.now(UTC), self._settings.claims.clock_skew)
+        return verdict.holder is not None and verdict.holder.comment_id == self._spec.comment_id
+
+
+class _Context:
+    def __init__(self, lease: Lease) -> None:
+        self._lease = lease
+        self.last_progress = ""
+
+    def still_holds(self) -> bool:
+        return self._lease.holds()
+
+    def progress(self, text: str) -> None:
+        self.last_progress = text
+
+
+def declare(broker: Broker, settings: Settings, forge: Forge, executor: Executor) -> Any:
+    """Declare the run_task actor on `broker`; returns it."""
+    workers = settings.workers
+    me = f"{socket.gethostname()}:{os.getpid()}"
+
+    def run_task(task: dict[str, Any]) -> None:
+        spec = TaskSpec.from_dict(task)
+        message = CurrentMessage.get_current_message()
+        deliveries = int((message.options if message else {}).get(DELIVERIES, 1))
+        lease = Lease(forge, settings, spec)
+        started = time.monotonic()
+
+        def finish(outcome: Outcome) -> None:
+            send_event(
+                broker,
+                TaskEvent(
+                    spec.task_id,
+                    spec.comment_id,
+                    EventKind.FINISHED,
+                    me,
+                    succeeded=outcome.succeeded,
+                    result_type=outcome.result_type,
+                    result_url=outcome.result_url,
+                    reason=outcome.reason,
+                    duration_ms=int((time.monotonic() - started) * 1000),
+                ),
+            )
+
+        if deliveries > 1 and not lease.holds():
+            log.info("%s: dropped: the claim it was queued under is no longer held", spec.task_id)
+            return
+        if deliveries > workers.max_deliveries:
+            reason = f"its worker died {deliveries - 1} times (killed, or out of memory)"
+            log.error("%s: %s; giving it up", spec.task_id, reason)
+            finish(Outcome(False, "failure", spec.issue_url, reason))
+            return
+        send_event(broker, TaskEvent(spec.task_id, spec.comment_id, EventKind.STARTED, me))
+        context = _Context(lease)
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(workers.heartbeat):
+                send_event(
+                    broker,
+                    TaskEvent(
+                        spec.task_id,
+                        spec.comment_id,
+                        EventKind.HEARTBEAT,
+                        me,
+                        progress=context.last_progress,
+                    ),
+                )
+
+        heart = threading.Thread(target=beat, name=f"heartbeat {spec.task_id}", daemon=True)
+        heart.start()
+        try:
+            outcome = executor(spec, context)
+        except Exception as exc:  # the executor's failure is the task's result, not ours
+            log.exception("%s: the executor failed", spec.task_id)
+            outcome = Outcome(False, "failure", spec.issue_url, f"{type(exc).__name__}: {exc}")
+        finally:
+            stop.set()
+            heart.join()
+        finish(outcome)
+
+    return dramatiq.actor(
+        actor_name=RUN_TASK,
+        queue_name=TASKS_QUEUE,
+        broker=broker,
+        max_retries=0,  # a failed task is retried by another peer, not here
+        time_limit=int(workers.time_limit * 1000),
+    )(run_task)

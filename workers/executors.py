@@ -1,0 +1,71 @@
+"""What runs a task inside a worker. An executor is a function `(spec, context) -> Outcome`,
+chosen by `workers.executor` (module:function).
+
+The real executor (clone, reason with a model, sandboxed commands, pull request)
+comes with the task runner. Until then a node declines the tasks it claims, and
+tests use `record`, which notes which node ran which task.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from bzzz.work import TaskSpec
+
+RECORD_FILE_ENV = "BZZZ_RECORD_FILE"
+RECORD_SECONDS_ENV = "BZZZ_RECORD_SECONDS"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    succeeded: bool
+    result_type: str  # pull_request, issue or failure
+    result_url: str
+    reason: str = ""
+
+
+class Context(Protocol):
+    def still_holds(self) -> bool:
+        """Whether the forge still says this node holds the task: check before any
+        step that others would see (a push, a pull request)."""
+        ...
+
+    def progress(self, text: str) -> None: ...
+
+
+Executor = Callable[[TaskSpec, Context], Outcome]
+
+
+def load_executor(path: str) -> Executor:
+    module_name, _, function = path.partition(":")
+    executor: Executor = getattr(importlib.import_module(module_name), function)
+    return executor
+
+
+def decline(spec: TaskSpec, context: Context) -> Outcome:
+    return Outcome(
+        succeeded=False,
+        result_type="failure",
+        result_url=spec.issue_url,
+        reason="this node has no task executor configured (workers.executor)",
+    )
+
+
+def record(spec: TaskSpec, context: Context) -> Outcome:
+    """For tests: take BZZZ_RECORD_SECONDS, then append who ran what to BZZZ_RECORD_FILE."""
+    deadline = time.monotonic() + float(os.environ.get(RECORD_SECONDS_ENV, "0"))
+    while time.monotonic() < deadline:
+        context.progress("working")
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+    if not context.still_holds():
+        return Outcome(False, "failure", spec.issue_url, "lost the claim before finishing")
+    line = json.dumps({"task_id": spec.task_id, "node": spec.node, "pid": os.getpid()})
+    with open(os.environ[RECORD_FILE_ENV], "a", encoding="utf-8") as out:
+        out.write(line + "\n")
+    return Outcome(True, "pull_request", f"{spec.issue_url}#done-by-{spec.node}")
