@@ -424,3 +424,24 @@ def test_the_poison_guard_dead_letters_a_message_whose_workers_keep_dying(
     [dead] = sqlite_broker.dead_letters()
     assert dead.message_id == message.message_id
     assert dead.deliveries == 2
+
+
+def test_what_a_closing_consumer_cannot_requeue_comes_back_after_a_lease(tmp_path: object) -> None:
+    broker = SQLiteBroker(f"{tmp_path}/queue.db", lease=0.3, busy_timeout=0.1)
+    broker.declare_queue("tasks")
+    broker.enqueue(Message("tasks", "someone", (), {}, {}), delay=0)
+    consumer = broker.consume("tasks.DQ", prefetch=10, timeout=1000)
+    assert next(consumer) is not None  # then dropped, as Dramatiq does on a consumer error
+    blocker = sqlite3.connect(f"{tmp_path}/queue.db", isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        consumer.close()  # cannot requeue it: the database is locked
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    try:
+        again = next(broker.consume("tasks.DQ", prefetch=10, timeout=3000))
+        assert again is not None
+        assert again.options[DELIVERIES] == 2
+    finally:
+        broker.close()
