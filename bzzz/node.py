@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import AsyncExitStack
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -332,7 +332,7 @@ class Node:
             return None
         return max(0, self.settings.workers.slots - self.claims.book.free_slots_used())
 
-    def _rank(self, task_id: str, model: str, failed_on: object) -> int | None:
+    def _rank(self, task_id: str, model: str, failed_on: Collection[str]) -> int | None:
         """Our place among the peers that could take the task now (None: not eligible)."""
         now = self._clock()
         own = self.own_capabilities
@@ -349,7 +349,7 @@ class Node:
         for peer_id in self.peers.live_peer_ids(now):
             record = self.peers.get(peer_id)
             caps = record.capabilities if record else None
-            if caps is None or (record is not None and record.node_id in failed_on):  # type: ignore[operator]
+            if caps is None or (record is not None and record.node_id in failed_on):
                 continue
             slots = caps.slots if caps.slots is not None else int(caps.status == "idle")
             offers.append(Offer(peer_id, tuple(caps.models), tuple(caps.installed), slots))

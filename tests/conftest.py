@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bzzz.forge.server import LocalForge
 from bzzz.lab import NodeProcess, free_port, wait_for
 
 # Fast liveness for tests: pings every second, dead after three silent seconds.
@@ -97,3 +99,16 @@ def start_all_in(nodes: list[NodeProcess], namespaces: list[str]) -> None:
         node.start(wait=False, command_prefix=["ip", "netns", "exec", namespace])
     for node in nodes:
         node.wait_ready()
+
+
+@contextlib.contextmanager
+def seeded_forge(world: dict[str, Any], prefix: str) -> Iterator[LocalForge]:
+    """A local forge in a fresh directory, seeded with `world`; removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    forge = LocalForge(root).start()
+    try:
+        forge.seed(world)
+        yield forge
+    finally:
+        forge.stop()
+        shutil.rmtree(root, ignore_errors=True)

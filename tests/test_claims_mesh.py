@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +24,7 @@ from bzzz.forge.github import GitHubForge
 from bzzz.forge.server import LocalForge
 from bzzz.forge.token import Token
 from bzzz.lab import NodeProcess, wait_for
-from tests.conftest import NodeFactory, start_all, wait_alive
+from tests.conftest import NodeFactory, seeded_forge, start_all, wait_alive
 
 REPO = "lab/app"
 NODES = ("node-a", "node-b", "node-c")
@@ -53,14 +51,8 @@ CLAIMS = {"lease": 20.0, "gossip_renew": 2.0, "rank_delay": 1.0, "margin": 6.0, 
 
 @pytest.fixture
 def forge() -> Iterator[LocalForge]:
-    root = Path(tempfile.mkdtemp(prefix="bzzz-claims-"))
-    forge = LocalForge(root).start()
-    try:
-        forge.seed(WORLD)
+    with seeded_forge(WORLD, "bzzz-claims-") as forge:
         yield forge
-    finally:
-        forge.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 class Workers:

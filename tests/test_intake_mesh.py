@@ -6,12 +6,10 @@ The forge's request log is the witness: who polled which repository, and how.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,7 @@ import pytest
 
 from bzzz.forge.server import Fault, LocalForge, LoggedRequest
 from bzzz.lab import NodeProcess, wait_for
-from tests.conftest import FAST, NodeFactory, start_all, wait_alive
+from tests.conftest import FAST, NodeFactory, seeded_forge, start_all, wait_alive
 from tests.forge.conftest import clone, commit_file, push
 
 REPO = "lab/app"
@@ -63,14 +61,8 @@ PEER_TIMEOUT = FAST["capabilities"]["peer_timeout"]
 
 @pytest.fixture
 def forge() -> Iterator[LocalForge]:
-    root = Path(tempfile.mkdtemp(prefix="bzzz-intake-"))
-    forge = LocalForge(root).start()
-    try:
-        forge.seed(WORLD)
+    with seeded_forge(WORLD, "bzzz-intake-") as forge:
         yield forge
-    finally:
-        forge.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def open_pull_request(forge: LocalForge, workdir: Path) -> int:
