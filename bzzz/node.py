@@ -361,7 +361,7 @@ class Node:
         """Tasks learnt before a restart that are not finished are open to claims again."""
         for record in self.tasks.records():
             if record.state not in FINAL_STATES:
-                claims.learn(record.task_id, record.model)
+                claims.learn(record.task_id, record.model, check_first=True)
 
     async def _track_claims(self, claims: ClaimDriver) -> None:
         """Keep the task table's claim fields (shown by `bzzz tasks`, saved) current."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -31,7 +32,10 @@ def short_tmp() -> Iterator[Path]:
     """A short temporary directory: unix socket paths are limited to 107 bytes."""
     path = Path(tempfile.mkdtemp(prefix="bzzz-t-"))
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    if os.environ.get("BZZZ_TEST_KEEP"):  # for debugging: keep the nodes' homes and logs
+        print(f"kept {path}")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def fast(sections: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -10,9 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bzzz.claims import ledger
+from bzzz.claims.driver import solves
 from bzzz.claims.ledger import ClaimNote, ClaimState
 from bzzz.claims.machine import (
     Announce,
+    Check,
     ClaimBook,
     Enqueue,
     Finish,
@@ -23,7 +25,7 @@ from bzzz.claims.machine import (
 )
 from bzzz.claims.matching import Offer, can_run, rank
 from bzzz.config import ClaimSettings
-from bzzz.forge.api import Comment
+from bzzz.forge.api import Comment, PullRequest
 
 T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 TRUSTED = {"OWNER", "MEMBER", "COLLABORATOR"}
@@ -170,8 +172,86 @@ def test_hearing_a_claim_cancels_a_pending_one_until_its_lease_runs_out() -> Non
     assert b.tick(30.0) == []
     assert b.heard_claim("t#1", "other", 60.0, 30.0) == []  # renewed on gossip
     assert b.tick(89.0) == []
-    assert b.tick(90.0) == []  # lease over: waits its rank's delay...
-    assert b.tick(92.0) == [PostClaim("t#1", 1, "other")]  # ...then takes over
+    assert b.tick(90.0) == [Check("t#1")]  # lease over: asks the forge (read only)...
+    expired = ClaimNote(5, "bot", "other", "p", ClaimState.CLAIM, 60.0, T0, T0)
+    gone = ledger.Verdict(None, None, frozenset({"other"}), (expired,))
+    assert b.checked("t#1", gone, still_a_task=True, now=91.0) == []  # ...waits its rank's delay
+    assert b.tick(93.0) == [PostClaim("t#1", 2, "other")]  # ...then takes over
+
+
+def held_verdict(node: str, cid: int, left: float) -> ledger.Verdict:
+    note = ClaimNote(cid, "bot", node, "p", ClaimState.CLAIM, 60.0, T0, T0)
+    return ledger.Verdict(note, None, frozenset(), (), holder_left=left)
+
+
+def test_a_missed_result_or_renewal_is_learnt_from_the_forge() -> None:
+    b = book(1)
+    b.learn("t#1", "ollama", 0.0)
+    b.heard_claim("t#1", "other", 60.0, 1.0)
+    assert b.tick(61.0) == [Check("t#1")]
+    # The holder renewed on the forge, but its gossip was lost: held for what is left.
+    assert b.checked("t#1", held_verdict("other", 5, 40.0), still_a_task=True, now=62.0) == []
+    assert b.get("t#1").phase is Phase.HELD  # type: ignore[union-attr]
+    assert b.tick(62.0 + 40.0 + 4.9) == []  # the lease left, plus the skew allowance
+    assert b.tick(62.0 + 40.0 + 5.0) == [Check("t#1")]
+    done_note = ClaimNote(5, "bot", "other", "p", ClaimState.DONE, 60.0, T0, T0)
+    done = ledger.Verdict(None, done_note, frozenset(), ())
+    assert b.checked("t#1", done, still_a_task=True, now=110.0) == []
+    assert b.get("t#1").phase is Phase.DONE  # type: ignore[union-attr]
+
+
+def test_a_node_that_cannot_claim_still_learns_how_a_task_ends() -> None:
+    b = book(None)
+    assert b.learn("t#1", "ollama", 0.0) == []
+    assert b.tick(59.0) == []
+    assert b.tick(60.0) == [Check("t#1")]  # once a lease
+    assert (
+        b.checked("t#1", ledger.Verdict(None, None, frozenset(), ()), still_a_task=False, now=61.0)
+        == []
+    )
+    assert b.get("t#1").phase is Phase.CLOSED  # type: ignore[union-attr]
+
+
+def test_after_a_restart_a_claim_is_adopted_if_a_worker_still_runs_it() -> None:
+    b = book(0)
+    assert b.learn("t#1", "ollama", 0.0, check_first=True) == [Check("t#1")]
+    assert b.checked("t#1", held_verdict("me", 7, 50.0), still_a_task=True, now=1.0) == []
+    assert b.get("t#1").phase is Phase.ADOPTING  # type: ignore[union-attr]
+    assert b.free_slots_used() == 1
+    assert b.adopt("t#1", 8, 2.0) == []  # not that claim
+    assert b.adopt("t#1", 7, 2.0) == [Announce("t#1", 50.0 - 5.0 - 1.0), Renew("t#1", 7)]
+    assert b.holds("t#1", 2.0)
+    assert not b.holds("t#1", 1.0 + 50.0 - 5.0 - 10.0)  # judged by the forge's times, less margins
+
+
+def test_after_a_restart_an_orphaned_claim_is_released_if_no_worker_runs_it() -> None:
+    b = book(0)
+    b.learn("t#1", "ollama", 0.0, check_first=True)
+    b.checked("t#1", held_verdict("me", 7, 50.0), still_a_task=True, now=1.0)
+    assert b.tick(30.9) == []
+    release, claim = b.tick(31.0)
+    assert release == Release("t#1", 7, "This node restarted and none of its workers runs it.")
+    assert claim == PostClaim("t#1", 1, "")
+
+
+def test_a_failure_the_forge_did_not_hear_is_said_again() -> None:
+    b = book(0)
+    b.learn("t#1", "ollama", 0.0)
+    won(b, 1.0, cid=7)
+    b.worker_finished(
+        "t#1",
+        succeeded=False,
+        result_type="failure",
+        result_url="",
+        reason="x",
+        duration_ms=1,
+        now=2.0,
+    )  # its Finish never reached the forge
+    assert b.tick(59.0) == []
+    assert b.tick(60.0) == [Check("t#1")]  # once a lease, as for any task it cannot claim
+    (release,) = b.checked("t#1", held_verdict("me", 7, 5.0), still_a_task=True, now=61.0)
+    assert release == Release("t#1", 7, "It failed on this node.", True)
+    assert b.get("t#1").phase is Phase.FAILED  # type: ignore[union-attr]
 
 
 def test_a_confirmed_claim_is_enqueued_renewed_and_finished() -> None:
@@ -251,3 +331,17 @@ def test_gossip_alone_never_makes_a_node_a_holder(claims: list[tuple[str, float]
         for action in b.heard_claim("t#1", node, lease, now) + b.tick(now):
             assert not isinstance(action, Enqueue)
         assert not b.holds("t#1", now)
+
+
+def pull(body: str = "", head: str = "lab:feature", state: str = "open") -> PullRequest:
+    return PullRequest(3, "http://forge/pr/3", head, "main", state, True, body)
+
+
+def test_a_pull_request_solves_an_issue_it_closes_or_a_peer_made_for_it() -> None:
+    assert solves(pull("Fixes #4"), 4, "bzzz/task-4-")
+    assert solves(pull("This resolves: #4."), 4, "")
+    assert solves(pull("", head="node-b:bzzz/task-4-x1"), 4, "bzzz/task-4-")
+    assert not solves(pull("Fixes #41"), 4, "bzzz/task-4-")
+    assert not solves(pull("See #4"), 4, "bzzz/task-4-")
+    assert not solves(pull("Fixes #4", state="closed"), 4, "")
+    assert not solves(pull("", head="node-b:bzzz/task-40-x"), 4, "bzzz/task-4-")

@@ -164,3 +164,17 @@ def test_every_task_runs_exactly_once_and_the_forge_agrees(
 
     spread = Counter(node for _, node in runs)
     assert len(spread) >= 2, f"work did not spread: {spread}"
+    for node in nodes:  # a node that missed a result on gossip learns it from the forge
+        try:
+            wait_for(
+                lambda node=node: set(task_states(node).values()) == {"done"},  # type: ignore[misc]
+                2 * CLAIMS["lease"] + 10,
+                f"{node.name} to see every task done",
+            )
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}: {task_states(node)}") from None
+
+
+def task_states(node: NodeProcess) -> dict[str, str]:
+    report = node.status()
+    return {str(t["task_id"]): str(t["state"]) for t in (report or {}).get("tasks", [])}

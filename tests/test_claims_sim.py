@@ -25,6 +25,7 @@ from bzzz.claims.ledger import ClaimNote, ClaimState
 from bzzz.claims.machine import (
     Action,
     Announce,
+    Check,
     ClaimBook,
     Enqueue,
     Finish,
@@ -178,6 +179,21 @@ class Sim:
         book, sent = self.books[name], self.now
         reachable = name not in self.cut_off
         match action:
+            case Check():
+                if not reachable:
+                    self.reply(
+                        name, lambda: book.checked(TASK, None, still_a_task=True, now=self.now)
+                    )
+                    return
+                _, back = self.forge_slot(name, 1)
+
+                def look() -> None:
+                    verdict = None if name in self.cut_off else self.forge.verdict(self.now)
+                    self.deliver(
+                        name, lambda: book.checked(TASK, verdict, still_a_task=True, now=self.now)
+                    )
+
+                self.at(back, look)
             case PostClaim():
                 if not reachable:
                     self.reply(
@@ -217,12 +233,11 @@ class Sim:
 
                 self.at(land, lambda: self.forge.edit(comment_id, ClaimState.CLAIM, self.now))
                 self.at(back, read)
-            case Release(comment_id=comment_id):
+            case Release(comment_id=comment_id, failed=failed):
                 if reachable:
+                    state = ClaimState.FAILED if failed else ClaimState.RELEASED
                     land, _ = self.forge_slot(name, 1)
-                    self.at(
-                        land, lambda: self.forge.edit(comment_id, ClaimState.RELEASED, self.now)
-                    )
+                    self.at(land, lambda: self.forge.edit(comment_id, state, self.now))
             case Finish(comment_id=comment_id, succeeded=succeeded):
                 if reachable:
                     state = ClaimState.DONE if succeeded else ClaimState.FAILED
@@ -329,7 +344,9 @@ def test_one_holder_at_a_time_and_expired_leases_are_taken_over(
     verdict = sim.forge.verdict(sim.now)
     live = [n for n in sim.names if n not in sim.crashed]
     eligible = [n for n in live if n not in verdict.attempts]
-    if verdict.done is not None:
+    if verdict.done is not None:  # every live node learns it, if only from the forge
+        phases = {n: sim.books[n].get(TASK).phase for n in live}  # type: ignore[union-attr]
+        assert set(phases.values()) <= {Phase.DONE}, phases
         return
     if len(verdict.attempts) >= SETTINGS.max_attempts or not eligible:
         assert sim.holder_running() is None or sim.holder_running() in live

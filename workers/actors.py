@@ -1,8 +1,8 @@
 """The worker side of the node's queue: the actor that runs a claimed task.
 
 It reports to the node on the events queue (started, heartbeats, finished) and
-never touches the mesh. Before it starts a redelivered task, and whenever the
-executor asks, it checks on the forge that its node still holds the task's claim:
+never touches the mesh. Before it starts a task, and whenever the executor asks,
+it checks on the forge that its node still holds the task's claim:
 a node that lost its lease (partitioned, or restarted after another took over)
 must not work on.
 """
@@ -114,7 +114,7 @@ def declare(broker: Broker, settings: Settings, forge: Forge, executor: Executor
                 ),
             )
 
-        if deliveries > 1 and not lease.holds():
+        if not lease.holds():  # one read; it keeps a stale message from running twice
             log.info("%s: dropped: the claim it was queued under is no longer held", spec.task_id)
             return
         if deliveries > workers.max_deliveries:

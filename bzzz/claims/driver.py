@@ -9,6 +9,7 @@ requests run side by side in threads.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -23,16 +24,18 @@ from bzzz.claims.ledger import ClaimNote, ClaimState
 from bzzz.claims.machine import (
     Action,
     Announce,
+    Check,
     ClaimBook,
     Enqueue,
     Finish,
+    Phase,
     PostClaim,
     Ranker,
     Release,
     Renew,
 )
 from bzzz.config import Settings
-from bzzz.forge.api import Forge, ForgeError
+from bzzz.forge.api import Forge, ForgeError, PullRequest
 from bzzz.protocol import Message as Wire
 from bzzz.protocol import TaskClaim, TaskResult, utc_now
 from bzzz.tasks.intake import is_task
@@ -60,7 +63,9 @@ class ClaimDriver:
         self.settings = settings
         self.node = settings.node.name
         self.peer_id = peer_id
-        self.book = ClaimBook(self.node, settings.claims, ranker)
+        # A worker that outlived its node's restart speaks up within a few heartbeats.
+        orphan_grace = max(3 * settings.workers.heartbeat, 10.0)
+        self.book = ClaimBook(self.node, settings.claims, ranker, orphan_grace=orphan_grace)
         self._forge = forge
         self._broker = broker
         self._publish = publish
@@ -70,6 +75,7 @@ class ClaimDriver:
         self._nursery: trio.Nursery | None = None
         self.claim_urls: dict[str, str] = {}
         self.changed = trio.Event()  # set when a task's phase changes
+        self._moves_seen = 0
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -81,8 +87,8 @@ class ClaimDriver:
 
     # ---- inputs (on the trio thread) ----------------------------------------------------
 
-    def learn(self, task_id: str, model: str) -> None:
-        self.apply(self.book.learn(task_id, model, self._clock()))
+    def learn(self, task_id: str, model: str, *, check_first: bool = False) -> None:
+        self.apply(self.book.learn(task_id, model, self._clock(), check_first=check_first))
 
     def heard_claim(self, message: TaskClaim) -> None:
         lease = message.lease_s if message.lease_s is not None else self.settings.claims.lease
@@ -99,6 +105,9 @@ class ClaimDriver:
         if task is None or task.comment_id != event.comment_id:
             return  # from a claim this node no longer holds
         now = self._clock()
+        if task.phase is Phase.ADOPTING:
+            log.info("%s: a worker still runs it since before the restart: adopted", task.task_id)
+            self.apply(self.book.adopt(event.task_id, event.comment_id, now))
         match event.kind:
             case EventKind.STARTED:
                 self.book.worker_started(event.task_id, now)
@@ -130,7 +139,9 @@ class ClaimDriver:
                 self._lanes[action.task_id] = lane
                 self._nursery.start_soon(self._drain, out)
             lane.send_nowait(action)
-        if actions:
+        # An input may move a task to another phase with nothing to carry out.
+        if actions or self.book.moves != self._moves_seen:
+            self._moves_seen = self.book.moves
             self.changed.set()
 
     async def _drain(self, lane: trio.MemoryReceiveChannel[Action]) -> None:
@@ -143,12 +154,15 @@ class ClaimDriver:
 
     async def _do(self, action: Action) -> None:
         match action:
+            case Check():
+                await self._check(action)
             case PostClaim():
                 await self._post_claim(action)
             case Renew():
                 await self._renew(action)
-            case Release(comment_id=comment_id, reason=reason):
-                await self._edit(action.task_id, comment_id, ClaimState.RELEASED, reason=reason)
+            case Release(comment_id=comment_id, reason=reason, failed=failed):
+                state = ClaimState.FAILED if failed else ClaimState.RELEASED
+                await self._edit(action.task_id, comment_id, state, reason=reason)
             case Enqueue():
                 await self._enqueue(action)
             case Announce(lease_s=lease_s):
@@ -181,8 +195,7 @@ class ClaimDriver:
             comment = await _in_thread(self._forge.comment, repo, number, body)
             own = ledger.parse(comment)
             self.claim_urls[action.task_id] = comment.html_url
-            issue = await _in_thread(self._forge.get_issue, repo, number)
-            still = is_task(issue, self.settings.tasks)
+            still = await self._still_a_task(repo, number, solved_check=True)
             verdict = await self._verdict(repo, number)
             if own is not None and verdict.holder is None and verdict.done is None:
                 log.error(
@@ -204,6 +217,41 @@ class ClaimDriver:
         elif task is not None:
             log.info("%s: not ours: %s %s", action.task_id, task.phase, task.holder or "")
         self.apply(actions)
+
+    async def _check(self, action: Check) -> None:
+        repo, number = _split(action.task_id)
+        verdict = None
+        still = True
+        try:
+            still = await self._still_a_task(repo, number)
+            verdict = await self._verdict(repo, number)
+        except ForgeError as exc:
+            log.warning("%s: reading its claims failed: %s", action.task_id, exc)
+        self.apply(
+            self.book.checked(action.task_id, verdict, still_a_task=still, now=self._clock())
+        )
+        task = self.book.get(action.task_id)
+        if task is not None:
+            log.debug("%s: checked: %s %s", action.task_id, task.phase, task.holder)
+
+    async def _still_a_task(self, repo: str, number: int, *, solved_check: bool = False) -> bool:
+        """Whether the issue is still a task: open, labelled, and (`solved_check`) not
+        already answered by an open pull request."""
+        issue = await _in_thread(self._forge.get_issue, repo, number)
+        if not is_task(issue, self.settings.tasks):
+            return False
+        if not solved_check:
+            return True
+        pulls = await _in_thread(self._forge.list_pull_requests, repo)
+        prefix = self._record_prefix(f"{repo}#{number}")
+        solving = [p for p in pulls if solves(p, number, prefix)]
+        if solving:
+            log.info("%s: already answered by %s", f"{repo}#{number}", solving[0].html_url)
+        return not solving
+
+    def _record_prefix(self, task_id: str) -> str:
+        record = self._record(task_id)
+        return record.branch_prefix if record else ""
 
     async def _renew(self, action: Renew) -> None:
         repo, number = _split(action.task_id)
@@ -334,6 +382,20 @@ class ClaimDriver:
             result_url=result_url,
             reason=reason,
         )
+
+
+_CLOSING = re.compile(r"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s*:?\s+#(\d+)\b", re.I)
+
+
+def solves(pull: PullRequest, number: int, branch_prefix: str) -> bool:
+    """Whether an open pull request answers issue `number`: its body closes the issue
+    (GitHub's keywords), or it comes from the task's branch (a Bzzz peer's earlier run)."""
+    if pull.state != "open":
+        return False
+    if any(int(m) == number for m in _CLOSING.findall(pull.body)):
+        return True
+    branch = pull.head.partition(":")[2] or pull.head
+    return bool(branch_prefix) and branch.startswith(branch_prefix)
 
 
 async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:

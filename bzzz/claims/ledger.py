@@ -68,6 +68,7 @@ class Verdict:
     done: ClaimNote | None
     attempts: frozenset[str]  # nodes on which the task failed or whose lease expired
     expired: tuple[ClaimNote, ...]  # claims that ran out without being finished
+    holder_left: float = 0.0  # seconds until the holder's lease ends by the forge's times
 
     @property
     def is_free(self) -> bool:
@@ -149,6 +150,7 @@ def verdict(notes: Iterable[ClaimNote], now: datetime, skew: float) -> Verdict:
         done=done,
         attempts=frozenset(failed | {n.node for n in expired}),
         expired=expired,
+        holder_left=(holder.expires_at() - now).total_seconds() if holder else 0.0,
     )
 
 

@@ -26,6 +26,8 @@ RETRY_AFTER_ERROR = 10.0  # seconds before claiming again after the forge failed
 
 class Phase(StrEnum):
     SEEN = "seen"  # nobody is known to hold it
+    CHECKING = "checking"  # asking the forge who holds it (read only)
+    ADOPTING = "adopting"  # the forge names a claim this node made before it restarted
     WAITING = "waiting"  # eligible; claims when its rank's delay has passed
     CLAIMING = "claiming"  # our claim is on its way to the forge
     HELD = "held"  # another node holds it
@@ -50,6 +52,13 @@ class Phase(StrEnum):
 
 
 @dataclass(frozen=True)
+class Check:
+    """Read the issue and its claims; answer with `ClaimBook.checked`."""
+
+    task_id: str
+
+
+@dataclass(frozen=True)
 class PostClaim:
     task_id: str
     attempt: int
@@ -67,6 +76,7 @@ class Release:
     task_id: str
     comment_id: int
     reason: str
+    failed: bool = False  # mark it failed (an attempt) rather than released
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,7 @@ class Finish:
     quarantine: bool  # the failure on this node made the task fail on K nodes
 
 
-Action = PostClaim | Renew | Release | Enqueue | Announce | Finish
+Action = Check | PostClaim | Renew | Release | Enqueue | Announce | Finish
 
 
 # Given a task's ID and requested model, and the nodes it failed on: our position in
@@ -119,16 +129,24 @@ class TaskClaim:
     renewing: bool = False
     started_at: float = 0.0
     expired_holder: str = ""  # the node whose lease we saw run out
+    next_check: float = 0.0  # when to ask the forge again, if nothing else happens
+    adopt_until: float = 0.0  # an orphaned claim of ours is released unless a worker speaks up
     history: list[str] = field(default_factory=list)
 
 
 class ClaimBook:
-    def __init__(self, node: str, settings: ClaimSettings, ranker: Ranker) -> None:
+    def __init__(
+        self, node: str, settings: ClaimSettings, ranker: Ranker, *, orphan_grace: float = 30.0
+    ) -> None:
+        """`orphan_grace`: how long a claim this node made before a restart waits for one
+        of its workers to say it still runs the task (a few worker heartbeats)."""
         if settings.margin * 2 >= settings.lease:
             raise ValueError("claims: margin must be less than half the lease")
         self.node = node
         self.settings = settings
         self._rank = ranker
+        self.orphan_grace = orphan_grace
+        self.moves = 0  # phase changes so far: a cheap "has anything changed?"
         self._tasks: dict[str, TaskClaim] = {}
 
     def get(self, task_id: str) -> TaskClaim | None:
@@ -143,14 +161,22 @@ class ClaimBook:
         return task is not None and task.phase.ours and now < task.our_lease_end
 
     def free_slots_used(self) -> int:
-        return sum(1 for t in self._tasks.values() if t.phase.ours or t.phase is Phase.CLAIMING)
+        busy = (Phase.CLAIMING, Phase.ADOPTING)
+        return sum(1 for t in self._tasks.values() if t.phase.ours or t.phase in busy)
 
     # ---- what the node learns ----------------------------------------------------------
 
-    def learn(self, task_id: str, model: str, now: float) -> list[Action]:
-        if task_id not in self._tasks:
-            self._tasks[task_id] = TaskClaim(task_id, model)
-        return self.tick(now)
+    def learn(
+        self, task_id: str, model: str, now: float, *, check_first: bool = False
+    ) -> list[Action]:
+        """A task this node heard of. `check_first`: ask the forge before anything else
+        (a task known before a restart: this node may have claimed it then)."""
+        if task_id in self._tasks:
+            return self.tick(now)
+        task = TaskClaim(task_id, model, next_check=now + self.settings.lease)
+        self._tasks[task_id] = task
+        actions: list[Action] = self._check(task, now) if check_first else []
+        return actions + self.tick(now)
 
     def heard_claim(self, task_id: str, node: str, lease_s: float, now: float) -> list[Action]:
         """Another node said on task_claim that it holds the task (or let it go)."""
@@ -165,6 +191,8 @@ class ClaimBook:
             # Two holders cannot both be confirmed: ask the forge at once who is.
             task.next_forge_renewal = now
             return self.tick(now)
+        if task.phase is Phase.ADOPTING:
+            return []  # our own earlier claim comes first on the forge
         if task.phase is not Phase.CLAIMING:
             self._move(task, Phase.HELD)
         task.holder = node
@@ -212,9 +240,11 @@ class ClaimBook:
             return [Release(task_id, own.comment_id, "the task is finished or closed")]
         holder = verdict.holder
         if holder is None or holder.comment_id != own.comment_id:
-            if holder is not None:
+            if holder is not None and holder.node == self.node:
+                self._adopting(task, holder, verdict.holder_left, now)
+            elif holder is not None:
                 task.holder = holder.node
-                task.lease_until = now + holder.lease_s
+                task.lease_until = now + verdict.holder_left + self.settings.clock_skew
                 self._move(task, Phase.HELD)
             else:  # our claim does not count (an untrusted account?): do not insist
                 task.claim_at = now + RETRY_AFTER_ERROR
@@ -227,6 +257,57 @@ class ClaimBook:
         task.next_gossip_renewal = now + self.settings.gossip_renew
         self._move(task, Phase.CLAIMED)
         return [Announce(task_id, self.settings.lease), Enqueue(task_id, own.comment_id)]
+
+    def checked(
+        self, task_id: str, verdict: Verdict | None, *, still_a_task: bool, now: float
+    ) -> list[Action]:
+        """The forge's answer to a `Check` (`verdict` None: it could not be read)."""
+        task = self._tasks.get(task_id)
+        if task is None or task.phase is not Phase.CHECKING:
+            return []
+        task.next_check = now + self.settings.lease
+        if verdict is None:
+            task.next_check = task.claim_at = now + RETRY_AFTER_ERROR
+            self._move(task, Phase.FAILED if self.node in task.attempts else Phase.SEEN)
+            return []
+        task.attempts |= verdict.attempts
+        holder = verdict.holder
+        actions: list[Action] = []
+        if holder is not None and holder.node == self.node and self.node in task.attempts:
+            # It failed here, but saying so did not reach the forge: say it again.
+            actions.append(Release(task_id, holder.comment_id, "It failed on this node.", True))
+            holder = None
+        if verdict.done is not None:
+            task.holder = verdict.done.node
+            self._move(task, Phase.DONE)
+        elif not still_a_task:
+            self._move(task, Phase.CLOSED)
+        elif holder is not None and holder.node == self.node:
+            self._adopting(task, holder, verdict.holder_left, now)
+        elif holder is not None:
+            task.holder = holder.node
+            task.lease_until = now + verdict.holder_left + self.settings.clock_skew
+            self._move(task, Phase.HELD)
+        else:
+            if verdict.expired and not task.expired_holder:
+                task.expired_holder = verdict.expired[-1].node
+            if len(task.attempts) >= self.settings.max_attempts:
+                self._move(task, Phase.QUARANTINED)
+                return []
+            self._move(task, Phase.FAILED if self.node in task.attempts else Phase.SEEN)
+            return actions + self._consider(task, now)
+        return actions
+
+    def adopt(self, task_id: str, comment_id: int, now: float) -> list[Action]:
+        """One of this node's workers still runs the task under `comment_id`, a claim
+        made before the node restarted: hold it again and renew it at once."""
+        task = self._tasks.get(task_id)
+        if task is None or task.phase is not Phase.ADOPTING or task.comment_id != comment_id:
+            return []
+        task.started_at = now
+        task.next_forge_renewal = task.next_gossip_renewal = now
+        self._move(task, Phase.RUNNING)
+        return self._keep(task, now)
 
     def enqueued(self, task_id: str) -> None:
         task = self._tasks.get(task_id)
@@ -312,11 +393,14 @@ class ClaimBook:
     def _tick(self, task: TaskClaim, now: float) -> list[Action]:
         match task.phase:
             case Phase.SEEN | Phase.FAILED:
-                return self._consider(task, now)
+                return self._idle(task, now)
             case Phase.HELD if now >= task.lease_until:
+                # The holder went quiet: the forge says whether it finished, renewed
+                # (its gossip was lost), or let the lease run out.
                 task.expired_holder = task.holder
-                self._move(task, Phase.SEEN)
-                return self._consider(task, now)
+                return self._check(task, now)
+            case Phase.ADOPTING if now >= task.adopt_until:
+                return self._orphaned(task, now)
             case Phase.WAITING if now >= task.claim_at:
                 self._move(task, Phase.CLAIMING)
                 return [PostClaim(task.task_id, len(task.attempts) + 1, task.expired_holder)]
@@ -324,6 +408,21 @@ class ClaimBook:
                 return self._keep(task, now)
             case _:
                 return []
+
+    def _idle(self, task: TaskClaim, now: float) -> list[Action]:
+        actions = self._consider(task, now)
+        idle = task.phase in (Phase.SEEN, Phase.FAILED)
+        if actions or not idle or now < max(task.claim_at, task.next_check):
+            return actions
+        return self._check(task, now)  # not eligible: still, learn how it ends
+
+    def _orphaned(self, task: TaskClaim, now: float) -> list[Action]:
+        """No worker spoke up for a claim made before the restart: let it go."""
+        comment_id, task.comment_id = task.comment_id, 0
+        task.holder = ""
+        self._move(task, Phase.SEEN)
+        reason = "This node restarted and none of its workers runs it."
+        return [Release(task.task_id, comment_id, reason), *self._consider(task, now)]
 
     def _consider(self, task: TaskClaim, now: float) -> list[Action]:
         if now < task.claim_at:
@@ -336,6 +435,18 @@ class ClaimBook:
         task.claim_at = now + position * self.settings.rank_delay
         self._move(task, Phase.WAITING)
         return self._tick(task, now)
+
+    def _check(self, task: TaskClaim, now: float) -> list[Action]:
+        task.next_check = now + self.settings.lease
+        self._move(task, Phase.CHECKING)
+        return [Check(task.task_id)]
+
+    def _adopting(self, task: TaskClaim, holder: ClaimNote, left: float, now: float) -> None:
+        task.comment_id = holder.comment_id
+        task.holder = self.node
+        task.adopt_until = now + self.orphan_grace
+        task.our_lease_end = now + left - self.settings.clock_skew - self.settings.margin
+        self._move(task, Phase.ADOPTING)
 
     def _keep(self, task: TaskClaim, now: float) -> list[Action]:
         if now >= task.our_lease_end:
@@ -366,12 +477,8 @@ class ClaimBook:
             Release(task.task_id, comment_id, "lease lost"),
         ]
 
-    def _retry_later(self, task: TaskClaim, now: float) -> list[Action]:
-        task.claim_at = now + RETRY_AFTER_ERROR
-        self._move(task, Phase.SEEN)
-        return []
-
     def _move(self, task: TaskClaim, phase: Phase) -> None:
         if task.phase is not phase:
             task.history.append(phase.value)
             task.phase = phase
+            self.moves += 1

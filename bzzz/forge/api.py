@@ -94,6 +94,7 @@ class PullRequest:
     base: str
     state: str
     draft: bool
+    body: str = ""
 
 
 class Forge(Protocol):
@@ -126,6 +127,10 @@ class Forge(Protocol):
         ...
 
     def find_pull_request(self, repo: str, head: str, base: str) -> PullRequest | None: ...
+
+    def list_pull_requests(self, repo: str) -> list[PullRequest]:
+        """The repository's open pull requests."""
+        ...
 
     def create_pull_request(
         self, repo: str, *, title: str, body: str, head: str, base: str, draft: bool

@@ -115,6 +115,10 @@ class GitHubForge:
                 return _pull(pull.raw_data)
             return None
 
+    def list_pull_requests(self, repo: str) -> list[PullRequest]:
+        with _mapped(repo):
+            return [_pull(p.raw_data) for p in self._repo(repo).get_pulls(state="open")]
+
     # ---- writing ----------------------------------------------------------------------
 
     def comment(self, repo: str, number: int, body: str) -> Comment:
@@ -283,6 +287,7 @@ def _pull(raw: dict[str, Any]) -> PullRequest:
         base=str(base.get("ref") or ""),
         state=str(raw.get("state") or ""),
         draft=bool(raw.get("draft")),
+        body=str(raw.get("body") or ""),
     )
 
 

@@ -83,6 +83,8 @@ def test_pull_requests_are_listed_and_flagged(forge: LocalForge, tmp_path: Path)
     found = bob.find_pull_request("alice/demo", head="alice:feature", base="main")
     assert found is not None
     assert found.number == pull.number
+    (listed,) = bob.list_pull_requests("alice/demo")
+    assert (listed.number, listed.body, listed.head) == (pull.number, "Closes #1", "alice:feature")
     with pytest.raises(ForgeError) as again:
         bob.create_pull_request(
             "alice/demo", title="x", body="", head="feature", base="main", draft=True
