@@ -82,7 +82,7 @@ def render_peers(report: dict[str, Any]) -> str:
     return table(PEER_HEADERS, peer_rows(report))
 
 
-TASK_HEADERS = ("TASK", "MODEL", "STATE", "ANNOUNCED BY", "SEEN", "TITLE")
+TASK_HEADERS = ("TASK", "MODEL", "STATE", "HOLDER", "LEASE", "ATTEMPTS", "SEEN", "TITLE")
 
 
 def render_tasks(report: dict[str, Any]) -> str:
@@ -94,9 +94,11 @@ def render_tasks(report: dict[str, Any]) -> str:
             t["task_id"],
             t["model"],
             t["state"],
-            t["announced_by"],
+            t.get("holder") or "-",
+            f"{t['lease_s']:.0f} s" if t.get("lease_s") else "-",
+            str(t.get("attempts", 0)),
             age(t["announced_at"]),
-            t["title"][:60],
+            t["title"][:50],
         ]
         for t in tasks
     ]

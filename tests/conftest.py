@@ -116,3 +116,15 @@ def seeded_forge(world: dict[str, Any], prefix: str) -> Iterator[LocalForge]:
     finally:
         forge.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def tool_path(tmp_path: Path) -> str:
+    """A PATH on which nodes find an `ollama` CLI: tasks that ask for no particular model
+    need a node that has one."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tool = bin_dir / "ollama"
+    tool.write_text("#!/bin/sh\nexit 0\n")
+    tool.chmod(0o755)
+    return f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"

@@ -99,6 +99,10 @@ def declare(broker: Broker, settings: Settings, forge: Forge, executor: Executor
         started = time.monotonic()
 
         def finish(outcome: Outcome) -> None:
+            if outcome.succeeded:
+                log.info("%s: done: %s", spec.task_id, outcome.result_url)
+            else:
+                log.warning("%s: failed: %s", spec.task_id, outcome.reason)
             send_event(
                 broker,
                 TaskEvent(

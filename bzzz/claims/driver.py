@@ -74,6 +74,7 @@ class ClaimDriver:
         self._lanes: dict[str, trio.MemorySendChannel[Action]] = {}
         self._nursery: trio.Nursery | None = None
         self.claim_urls: dict[str, str] = {}
+        self._posted: dict[str, tuple[int, str]] = {}  # task -> (attempt, takes over from)
         self.changed = trio.Event()  # set when a task's phase changes
         self._moves_seen = 0
 
@@ -187,7 +188,8 @@ class ClaimDriver:
                 f"Bzzz node **{self.node}** takes this task over: the claim of"
                 f" **{action.takes_over}** ran out (attempt {action.attempt})."
             )
-        body = ledger.render(self._note(ClaimState.CLAIM, attempt=action.attempt), text)
+        self._posted[action.task_id] = (action.attempt, action.takes_over)
+        body = ledger.render(self._note(action.task_id, ClaimState.CLAIM), text)
         own: ClaimNote | None = None
         verdict = None
         still = True
@@ -259,7 +261,7 @@ class ClaimDriver:
         verdict = None
         try:
             body = ledger.render(
-                self._note(ClaimState.CLAIM),
+                self._note(action.task_id, ClaimState.CLAIM),
                 f"Bzzz node **{self.node}** holds this task (renewed {utc_now():%H:%M:%S} UTC).",
             )
             await _in_thread(self._forge.edit_comment, repo, action.comment_id, body)
@@ -353,7 +355,7 @@ class ClaimDriver:
         text = f"Bzzz node **{self.node}** {words[state]}."
         if reason:
             text += f" {reason[:500]}"
-        body = ledger.render(self._note(state, result_url=result_url, reason=reason), text)
+        body = ledger.render(self._note(task_id, state, result_url=result_url, reason=reason), text)
         try:
             await _in_thread(self._forge.edit_comment, repo, comment_id, body)
         except ForgeError as exc:
@@ -366,8 +368,11 @@ class ClaimDriver:
         return ledger.verdict(notes, datetime.now(UTC), self.settings.claims.clock_skew)
 
     def _note(
-        self, state: ClaimState, *, attempt: int = 1, result_url: str = "", reason: str = ""
+        self, task_id: str, state: ClaimState, *, result_url: str = "", reason: str = ""
     ) -> ClaimNote:
+        """What our claim comment on `task_id` records; its edits keep the attempt and
+        whose claim it took over."""
+        attempt, takes_over = self._posted.get(task_id, (1, ""))
         epoch = datetime.fromtimestamp(0, UTC)
         return ClaimNote(
             0,
@@ -379,6 +384,7 @@ class ClaimDriver:
             epoch,
             epoch,
             attempt=attempt,
+            takes_over=takes_over,
             result_url=result_url,
             reason=reason,
         )

@@ -231,7 +231,7 @@ class ClaimBook:
         if task is None or task.phase is not Phase.CLAIMING:
             return [Release(task_id, own.comment_id, "no longer claiming")] if own else []
         if own is None or verdict is None:
-            task.claim_at = now + RETRY_AFTER_ERROR
+            task.claim_at = task.next_check = now + RETRY_AFTER_ERROR
             self._move(task, Phase.SEEN)
             return [Release(task_id, own.comment_id, "the forge did not answer")] if own else []
         task.attempts |= verdict.attempts
@@ -247,7 +247,7 @@ class ClaimBook:
                 task.lease_until = now + verdict.holder_left + self.settings.clock_skew
                 self._move(task, Phase.HELD)
             else:  # our claim does not count (an untrusted account?): do not insist
-                task.claim_at = now + RETRY_AFTER_ERROR
+                task.claim_at = task.next_check = now + RETRY_AFTER_ERROR
                 self._move(task, Phase.SEEN)
             return [Release(task_id, own.comment_id, "another claim came first")]
         task.comment_id = own.comment_id
@@ -412,9 +412,9 @@ class ClaimBook:
     def _idle(self, task: TaskClaim, now: float) -> list[Action]:
         actions = self._consider(task, now)
         idle = task.phase in (Phase.SEEN, Phase.FAILED)
-        if actions or not idle or now < max(task.claim_at, task.next_check):
+        if actions or not idle or now < task.next_check:
             return actions
-        return self._check(task, now)  # not eligible: still, learn how it ends
+        return self._check(task, now)  # not claiming now: still, learn how it ends
 
     def _orphaned(self, task: TaskClaim, now: float) -> list[Action]:
         """No worker spoke up for a claim made before the restart: let it go."""
@@ -472,6 +472,7 @@ class ClaimBook:
         else:
             self._move(task, Phase.SEEN)
             task.claim_at = now + self.settings.lease  # give a takeover its chance first
+            task.next_check = now  # and learn from the forge who took it, when it answers
         return [
             Announce(task.task_id, 0.0),
             Release(task.task_id, comment_id, "lease lost"),

@@ -1,0 +1,138 @@
+"""Helpers for claim tests across processes: a seeded forge world, nodes that claim,
+their `bzzz worker` pools, and the witnesses (the record the workers keep of who ran
+what, the forge's claim comments, the nodes' task tables)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bzzz.claims import ledger
+from bzzz.claims.ledger import ClaimNote
+from bzzz.forge.github import GitHubForge
+from bzzz.forge.server import LocalForge
+from bzzz.forge.token import Token
+from bzzz.lab import NodeProcess
+from tests.conftest import NodeFactory
+
+REPO = "lab/app"
+# Short leases so that takeovers happen within a test's patience.
+CLAIMS = {"lease": 20.0, "gossip_renew": 2.0, "rank_delay": 1.0, "margin": 6.0, "clock_skew": 2.0}
+
+
+def token(login: str) -> str:
+    return f"tok-{login}-0123456789"
+
+
+def world(nodes: list[str], tasks: int) -> dict[str, Any]:
+    """A forge with `tasks` task issues in lab/app, whose collaborators are the nodes."""
+    return {
+        "users": [{"login": login, "token": token(login)} for login in ("lab", *nodes)],
+        "repos": [
+            {
+                "owner": "lab",
+                "name": "app",
+                "files": {"README.md": "# app\n"},
+                "labels": ["bzzz-task"],
+                "collaborators": nodes,
+                "issues": [
+                    {"number": n, "title": f"Task {n}", "labels": ["bzzz-task"]}
+                    for n in range(1, tasks + 1)
+                ],
+            }
+        ],
+    }
+
+
+def claim_node(
+    make_node: NodeFactory,
+    forge: LocalForge,
+    login: str,
+    bootstrap: list[str],
+    path: str,
+    *,
+    threads: int = 2,
+) -> NodeProcess:
+    return make_node(
+        login,
+        bootstrap=bootstrap,
+        env={"BZZZ_FORGE_TOKEN": token(login), "PATH": path},
+        forge={"api_url": forge.api_url, "seconds_between_writes": 0.0, "timeout": 3.0},
+        tasks={"repositories": [REPO], "poll_interval": 1.0},
+        claims=CLAIMS,
+        workers={"threads": threads, "heartbeat": 1.0, "executor": "workers.executors:record"},
+    )
+
+
+class Workers:
+    """`bzzz worker` for a node (the record executor), killed at the end of the test."""
+
+    def __init__(
+        self, node: NodeProcess, record: Path, seconds: float = 1.0, retry_seconds: float = 1.0
+    ) -> None:
+        self.node = node
+        self.env = {
+            **os.environ,
+            **node.env,
+            "BZZZ_RECORD_FILE": str(record),
+            "BZZZ_RECORD_SECONDS": str(seconds),
+            "BZZZ_RECORD_RETRY_SECONDS": str(retry_seconds),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        with (self.node.home / "worker.out").open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bzzz", "worker", "--home", str(self.node.home)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+            )
+
+    def children(self) -> list[psutil.Process]:
+        """The worker processes under the pool's supervisor (not multiprocessing's
+        resource tracker)."""
+        assert self.process is not None
+        try:
+            children = psutil.Process(self.process.pid).children()
+        except psutil.NoSuchProcess:
+            return []
+        workers = []
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                if "resource_tracker" not in " ".join(child.cmdline()):
+                    workers.append(child)
+        return workers
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+
+def ran(record: Path) -> list[tuple[str, str]]:
+    """(task, node) for every run that finished holding its claim."""
+    if not record.exists():
+        return []
+    lines = record.read_text().splitlines()
+    return [(r["task_id"], r["node"]) for r in map(json.loads, lines)]
+
+
+def task_states(node: NodeProcess) -> dict[str, str]:
+    report = node.status()
+    return {str(t["task_id"]): str(t["state"]) for t in (report or {}).get("tasks", [])}
+
+
+def claim_notes(forge: LocalForge, number: int) -> list[ClaimNote]:
+    reader = GitHubForge(forge.api_url, Token(token("lab")), seconds_between_writes=0)
+    return ledger.claims(reader.get_comments(REPO, number), {"COLLABORATOR"}, ())

@@ -1,0 +1,208 @@
+"""No claimed task is lost, and none runs twice, when parts die or are cut off.
+
+Real nodes, their SQLite queues and `bzzz worker` pools, against the local forge: a
+worker killed mid-task, a node killed with its workers mid-task (then restarted), a
+node cut off from the mesh and the forge mid-task (then back), and many tasks at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bzzz.claims.ledger import ClaimState
+from bzzz.forge.server import LocalForge
+from bzzz.forge.server.faults import Fault
+from bzzz.lab import NodeProcess, wait_for
+from tests.claimlab import (
+    CLAIMS,
+    REPO,
+    Workers,
+    claim_node,
+    claim_notes,
+    ran,
+    task_states,
+    world,
+)
+from tests.conftest import NodeFactory, seeded_forge, start_all, wait_alive
+
+NODES = ["node-a", "node-b", "node-c"]
+TASK = f"{REPO}#1"
+# Long enough for a takeover to be possible while the first run is still going.
+TAKEOVER_TIMEOUT = CLAIMS["lease"] + CLAIMS["clock_skew"] + 30
+
+
+@pytest.fixture
+def pools() -> Iterator[list[Workers]]:
+    started: list[Workers] = []
+    yield started
+    for pool in started:
+        pool.stop()
+
+
+def mesh(
+    make_node: NodeFactory, forge: LocalForge, names: list[str], path: str, threads: int = 2
+) -> dict[str, NodeProcess]:
+    first = claim_node(make_node, forge, names[0], [], path, threads=threads)
+    rest = [claim_node(make_node, forge, n, [first.addr], path, threads=threads) for n in names[1:]]
+    nodes = [first, *rest]
+    start_all(*nodes)
+    for node in nodes:
+        wait_alive(node, {n.name for n in nodes} - {node.name})
+    return {node.name: node for node in nodes}
+
+
+def running_on(nodes: dict[str, NodeProcess], task: str = TASK) -> str:
+    """The node whose worker runs `task`, once one does."""
+    found: list[str] = []
+
+    def running() -> bool:
+        found[:] = [n for n, node in nodes.items() if task_states(node).get(task) == "running"]
+        return bool(found)
+
+    wait_for(running, 30, f"a worker to start {task}")
+    (holder,) = found
+    return holder
+
+
+def worker_log(pool: Workers) -> str:
+    path = pool.node.home / "worker.out"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def test_a_task_whose_worker_is_killed_is_redelivered_and_runs_once(
+    make_node: NodeFactory, pools: list[Workers], tmp_path: Path, tool_path: str
+) -> None:
+    record = tmp_path / "ran.jsonl"
+    with seeded_forge(world(NODES, 1), "bzzz-faults-") as forge:
+        nodes = mesh(make_node, forge, NODES, tool_path)
+        pools.extend(Workers(node, record, seconds=5) for node in nodes.values())
+        holder = running_on(nodes)
+        (pool,) = [p for p in pools if p.node.name == holder]
+        (victim,) = pool.children()
+        victim.kill()  # SIGKILL mid-task: its delivery is only leased, not acknowledged
+        wait_for(
+            lambda: any(c.pid != victim.pid for c in pool.children()),
+            15,
+            "the pool to restart its worker process",
+        )
+
+        wait_for(lambda: bool(ran(record)), 60, "the redelivered task to finish")
+        assert ran(record) == [(TASK, holder)]  # same node: its claim held all along
+        wait_for(
+            lambda: any(n.state is ClaimState.DONE for n in claim_notes(forge, 1)),
+            10,
+            "the forge to record it done",
+        )
+        notes = claim_notes(forge, 1)
+        assert [(n.node, n.state) for n in notes] == [(holder, ClaimState.DONE)]
+
+
+def test_a_killed_node_is_taken_over_and_does_not_run_the_task_again_on_restart(
+    make_node: NodeFactory, pools: list[Workers], tmp_path: Path, tool_path: str
+) -> None:
+    record = tmp_path / "ran.jsonl"
+    with seeded_forge(world(NODES, 1), "bzzz-faults-") as forge:
+        nodes = mesh(make_node, forge, NODES, tool_path)
+        pools.extend(Workers(n, record, seconds=60, retry_seconds=1) for n in nodes.values())
+        holder = running_on(nodes)
+        (pool,) = [p for p in pools if p.node.name == holder]
+        killed_at = time.monotonic()
+        nodes[holder].kill()
+        pool.stop()
+
+        wait_for(lambda: bool(ran(record)), TAKEOVER_TIMEOUT, "another node to take over")
+        took = time.monotonic() - killed_at
+        ((task, taker),) = ran(record)
+        assert task == TASK
+        assert taker != holder
+        # The lease (plus the skew allowance) had to run out first.
+        assert took >= CLAIMS["lease"] - 2 * CLAIMS["gossip_renew"], took
+        wait_for(
+            lambda: any(n.state is ClaimState.DONE for n in claim_notes(forge, 1)),
+            10,
+            "the forge to record it done",
+        )
+        notes = {n.node: n for n in claim_notes(forge, 1)}
+        assert notes[taker].state is ClaimState.DONE
+        assert notes[taker].takes_over == holder  # said so on the issue
+        assert notes[holder].state is ClaimState.CLAIM  # ran out, never finished
+
+        # Back from the dead: its queue still holds the task, which must not run again.
+        nodes[holder].start()
+        pool.start()
+        wait_for(lambda: "no longer held" in worker_log(pool), 40, "the stale delivery to drop")
+        wait_for(lambda: task_states(nodes[holder]).get(TASK) == "done", 20, "it to learn the end")
+        assert ran(record) == [(TASK, taker)]
+
+
+def test_a_node_cut_off_mid_task_loses_its_lease_and_does_not_finish_it(
+    make_node: NodeFactory, pools: list[Workers], tmp_path: Path, tool_path: str
+) -> None:
+    """Cut off from the mesh (its node process frozen) and from the forge (every request
+    of its account fails): its worker runs on, but must not deliver once the lease is
+    gone, while another node takes the task over."""
+    record = tmp_path / "ran.jsonl"
+    with seeded_forge(world(NODES, 1), "bzzz-faults-") as forge:
+        nodes = mesh(make_node, forge, NODES, tool_path)
+        pools.extend(Workers(n, record, seconds=30, retry_seconds=1) for n in nodes.values())
+        holder = running_on(nodes)
+        (pool,) = [p for p in pools if p.node.name == holder]
+        forge.add_fault(Fault(kind="server_error", status=503, user=holder))
+        nodes[holder].send_signal(signal.SIGSTOP)
+        try:
+            wait_for(lambda: bool(ran(record)), TAKEOVER_TIMEOUT, "another node to take over")
+            wait_for(
+                lambda: "lost the claim before finishing" in worker_log(pool),
+                40,
+                "the cut-off worker to give up",
+            )
+        finally:
+            forge.clear_faults()
+            nodes[holder].send_signal(signal.SIGCONT)
+        ((_, taker),) = ran(record)
+        assert taker != holder
+        wait_for(lambda: task_states(nodes[holder]).get(TASK) == "done", 30, "it to learn the end")
+        wait_for(
+            lambda: (
+                {n.node: n.state for n in claim_notes(forge, 1)}
+                == {holder: ClaimState.RELEASED, taker: ClaimState.DONE}
+            ),
+            20,
+            "the forge to show the lost lease released and the takeover done",
+        )
+        assert ran(record) == [(TASK, taker)]
+
+
+def test_five_nodes_share_fifty_tasks_each_run_exactly_once(
+    make_node: NodeFactory, pools: list[Workers], tmp_path: Path, tool_path: str
+) -> None:
+    names = [f"node-{i}" for i in range(5)]
+    tasks = 50
+    record = tmp_path / "ran.jsonl"
+    with seeded_forge(world(names, tasks), "bzzz-fifty-") as forge:
+        nodes = mesh(make_node, forge, names, tool_path, threads=4)
+        pools.extend(Workers(node, record, seconds=0.5) for node in nodes.values())
+        wait_for(lambda: len(ran(record)) >= tasks, 120, f"{tasks} tasks to run")
+        runs = ran(record)
+        assert sorted(Counter(task for task, _ in runs).values()) == [1] * tasks
+        spread = Counter(node for _, node in runs)
+        assert len(spread) >= 3, f"work did not spread: {spread}"
+        for node in nodes.values():
+            wait_for(
+                lambda node=node: (
+                    len(task_states(node)) == tasks  # type: ignore[misc]
+                    and set(task_states(node).values()) == {"done"}
+                ),
+                2 * CLAIMS["lease"] + 10,
+                f"{node.name} to see every task done",
+            )
+        by_task = dict(runs)
+        for number in range(1, tasks + 1):
+            done = [n.node for n in claim_notes(forge, number) if n.state is ClaimState.DONE]
+            assert done == [by_task[f"{REPO}#{number}"]]
