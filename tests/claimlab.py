@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ def claim_node(
     path: str,
     *,
     threads: int = 2,
+    **sections: dict[str, Any],
 ) -> NodeProcess:
     return make_node(
         login,
@@ -69,6 +71,7 @@ def claim_node(
         tasks={"repositories": [REPO], "poll_interval": 1.0},
         claims=CLAIMS,
         workers={"threads": threads, "heartbeat": 1.0, "executor": "workers.executors:record"},
+        **sections,
     )
 
 
@@ -76,9 +79,16 @@ class Workers:
     """`bzzz worker` for a node (the record executor), killed at the end of the test."""
 
     def __init__(
-        self, node: NodeProcess, record: Path, seconds: float = 1.0, retry_seconds: float = 1.0
+        self,
+        node: NodeProcess,
+        record: Path,
+        seconds: float = 1.0,
+        retry_seconds: float = 1.0,
+        prefix: Sequence[str] = (),
     ) -> None:
+        """`prefix`: a command to run the pool under (a network namespace's)."""
         self.node = node
+        self.prefix = list(prefix)
         self.env = {
             **os.environ,
             **node.env,
@@ -91,8 +101,9 @@ class Workers:
 
     def start(self) -> None:
         with (self.node.home / "worker.out").open("ab") as out:
+            command = [sys.executable, "-m", "bzzz", "worker", "--home", str(self.node.home)]
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "bzzz", "worker", "--home", str(self.node.home)],
+                [*self.prefix, *command],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=self.env,
@@ -122,10 +133,14 @@ class Workers:
 
 def ran(record: Path) -> list[tuple[str, str]]:
     """(task, node) for every run that finished holding its claim."""
+    return [(r["task_id"], r["node"]) for r in runs(record)]
+
+
+def runs(record: Path) -> list[dict[str, Any]]:
+    """The record executor's lines: task_id, node, pid, time (epoch, when it finished)."""
     if not record.exists():
         return []
-    lines = record.read_text().splitlines()
-    return [(r["task_id"], r["node"]) for r in map(json.loads, lines)]
+    return [json.loads(line) for line in record.read_text().splitlines()]
 
 
 def task_states(node: NodeProcess) -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 Real nodes, their SQLite queues and `bzzz worker` pools, against the local forge: a
 worker killed mid-task, a node killed with its workers mid-task (then restarted), a
-node cut off from the mesh and the forge mid-task (then back), and many tasks at once.
+node cut off from the mesh and the forge mid-task (frozen; or its host's network link
+cut, in network namespaces), then back, and many tasks at once.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from tests.claimlab import (
     claim_node,
     claim_notes,
     ran,
+    runs,
     task_states,
     world,
 )
-from tests.conftest import NodeFactory, seeded_forge, start_all, wait_alive
+from tests.conftest import NodeFactory, seeded_forge, start_all, start_all_in, wait_alive
+from tests.netns import HUB_ADDRESS, call_in, entered, hub_of, lan, set_link
 
 NODES = ["node-a", "node-b", "node-c"]
 TASK = f"{REPO}#1"
@@ -206,3 +209,80 @@ def test_five_nodes_share_fifty_tasks_each_run_exactly_once(
         for number in range(1, tasks + 1):
             done = [n.node for n in claim_notes(forge, number) if n.state is ClaimState.DONE]
             assert done == [by_task[f"{REPO}#{number}"]]
+
+
+def test_a_node_partitioned_mid_task_loses_it_and_nothing_is_lost_after_the_link_heals(
+    make_node: NodeFactory, pools: list[Workers], tmp_path: Path, tool_path: str
+) -> None:
+    """Each node and its workers on their own host (network namespace), the forge on the
+    hub of their segment. The test cuts the holder's link mid-task, then restores it."""
+    record = tmp_path / "ran.jsonl"
+    with lan(3) as hosts:
+        hub = hub_of(hosts[0][0])
+        with entered(hub):  # the forge listens on the segment, where every host reaches it
+            forge = LocalForge(tmp_path / "forge", host=HUB_ADDRESS).start()
+        try:
+            forge.seed(world(NODES, 1))
+            nodes: dict[str, NodeProcess] = {}
+            namespaces: dict[str, str] = {}
+            bootstrap: list[str] = []
+            for name, (ns, address) in zip(NODES, hosts, strict=True):
+                node = claim_node(
+                    make_node,
+                    forge,
+                    name,
+                    bootstrap,
+                    tool_path,
+                    network={"listen": [f"/ip4/{address}/tcp/4001"]},
+                )
+                bootstrap = bootstrap or [f"/ip4/{address}/tcp/4001/p2p/{node.peer_id}"]
+                nodes[name], namespaces[name] = node, ns
+            start_all_in(list(nodes.values()), list(namespaces.values()))
+            for node in nodes.values():
+                wait_alive(node, set(nodes) - {node.name}, timeout=20)
+            pools.extend(
+                Workers(
+                    node,
+                    record,
+                    seconds=30,
+                    retry_seconds=1,
+                    prefix=["ip", "netns", "exec", namespaces[name]],
+                )
+                for name, node in nodes.items()
+            )
+            holder = running_on(nodes)
+            (pool,) = [p for p in pools if p.node.name == holder]
+            set_link(namespaces[holder], up=False)
+            cut_at = time.time()
+            try:
+                wait_for(lambda: bool(ran(record)), TAKEOVER_TIMEOUT, "another node to take over")
+                wait_for(
+                    lambda: "lost the claim before finishing" in worker_log(pool),
+                    40,
+                    "the cut-off worker to give up",
+                )
+            finally:
+                set_link(namespaces[holder], up=True)
+            ((finished,),) = [runs(record)]
+            assert finished["node"] != holder
+            # The copy that completed did so only after the holder's lease had ended on
+            # the forge: its last renewal before the cut, plus the lease.
+            renewals = [
+                r.time
+                for r in forge.requests()
+                if r.user == holder and r.method in ("POST", "PATCH") and r.status < 300
+                if r.time < cut_at
+            ]
+            assert finished["time"] > max(renewals) + CLAIMS["lease"]
+            # Healed: nothing lost, nothing run twice, and the holder learns the end.
+            wait_for(
+                lambda: task_states(nodes[holder]).get(TASK) == "done", 40, "it to learn the end"
+            )
+            notes = {n.node: n.state for n in call_in(hub, lambda: claim_notes(forge, 1))}
+            assert notes[finished["node"]] is ClaimState.DONE
+            assert notes[holder] in (ClaimState.CLAIM, ClaimState.RELEASED)  # ran out
+            assert ran(record) == [(TASK, finished["node"])]
+        finally:
+            for node in nodes.values():
+                node.stop()
+            forge.stop()

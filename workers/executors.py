@@ -71,7 +71,9 @@ def record(spec: TaskSpec, context: Context) -> Outcome:
         time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
     if not context.still_holds():
         return Outcome(False, "failure", spec.issue_url, "lost the claim before finishing")
-    line = json.dumps({"task_id": spec.task_id, "node": spec.node, "pid": os.getpid()})
+    line = json.dumps(
+        {"task_id": spec.task_id, "node": spec.node, "pid": os.getpid(), "time": time.time()}
+    )
     with open(os.environ[RECORD_FILE_ENV], "a", encoding="utf-8") as out:
         out.write(line + "\n")
     return Outcome(True, "pull_request", f"{spec.issue_url}#done-by-{spec.node}")
