@@ -61,6 +61,7 @@ def claim_node(
     path: str,
     *,
     threads: int = 2,
+    executor: str = "workers.executors:record",
     **sections: dict[str, Any],
 ) -> NodeProcess:
     return make_node(
@@ -70,7 +71,7 @@ def claim_node(
         forge={"api_url": forge.api_url, "seconds_between_writes": 0.0, "timeout": 3.0},
         tasks={"repositories": [REPO], "poll_interval": 1.0},
         claims=CLAIMS,
-        workers={"threads": threads, "heartbeat": 1.0, "executor": "workers.executors:record"},
+        workers={"threads": threads, "heartbeat": 1.0, "executor": executor},
         **sections,
     )
 

@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 from bzzz.claims.ledger import ClaimState
+from bzzz.forge.github import GitHubForge
 from bzzz.forge.server import LocalForge
 from bzzz.forge.server.faults import Fault
+from bzzz.forge.token import Token
 from bzzz.lab import NodeProcess, wait_for
 from tests.claimlab import (
     CLAIMS,
@@ -29,6 +31,7 @@ from tests.claimlab import (
     ran,
     runs,
     task_states,
+    token,
     world,
 )
 from tests.conftest import NodeFactory, seeded_forge, start_all, start_all_in, wait_alive
@@ -36,6 +39,7 @@ from tests.netns import HUB_ADDRESS, call_in, entered, hub_of, lan, set_link
 
 NODES = ["node-a", "node-b", "node-c"]
 TASK = f"{REPO}#1"
+DECLINE = "workers.executors:decline"  # fails every task: "no executor configured"
 # Long enough for a takeover to be possible while the first run is still going.
 TAKEOVER_TIMEOUT = CLAIMS["lease"] + CLAIMS["clock_skew"] + 30
 
@@ -286,3 +290,37 @@ def test_a_node_partitioned_mid_task_loses_it_and_nothing_is_lost_after_the_link
             for node in nodes.values():
                 node.stop()
             forge.stop()
+
+
+def test_a_task_that_fails_on_every_node_is_quarantined_with_a_report(
+    make_node: NodeFactory, pools: list[Workers], tmp_path: Path, tool_path: str
+) -> None:
+    with seeded_forge(world(NODES, 1), "bzzz-quarantine-") as forge:
+        first = claim_node(make_node, forge, NODES[0], [], tool_path, executor=DECLINE)
+        rest = [
+            claim_node(make_node, forge, n, [first.addr], tool_path, executor=DECLINE)
+            for n in NODES[1:]
+        ]
+        nodes = [first, *rest]
+        start_all(*nodes)
+        for node in nodes:
+            wait_alive(node, {n.name for n in nodes} - {node.name})
+        pools.extend(Workers(node, tmp_path / "unused.jsonl") for node in nodes)
+
+        reader = GitHubForge(forge.api_url, Token(token("lab")), seconds_between_writes=0)
+        wait_for(
+            lambda: "bzzz-quarantined" in reader.get_issue(REPO, 1).labels,
+            60,
+            "the task to be quarantined",
+        )
+        notes = claim_notes(forge, 1)
+        assert sorted(n.node for n in notes) == sorted(NODES)  # one attempt per node
+        assert {n.state for n in notes} == {ClaimState.FAILED}
+        reports = [c for c in reader.get_comments(REPO, 1) if "quarantined" in c.body]
+        assert len(reports) == 1
+        for node in nodes:
+            wait_for(
+                lambda node=node: task_states(node).get(TASK) == "quarantined",  # type: ignore[misc]
+                30,
+                f"{node.name} to see it quarantined",
+            )
