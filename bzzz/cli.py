@@ -125,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
         help="stop once the mesh has formed and every node knows the sample tasks",
     )
     _forge_parser(commands)
+    _model_parser(commands)
     return parser
 
 
@@ -160,6 +161,23 @@ def _forge_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     seed.set_defaults(handler=_forge_seed)
     seed.add_argument("--root", type=Path, required=True, metavar="DIR", help="state directory")
     seed.add_argument("file", type=Path, metavar="FILE.json", help="what to create")
+
+
+def _model_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    help_text = "Bzzz's lab model server: ollama's API answered from scripts (not an LLM)."
+    model = commands.add_parser("model", help=help_text, description=help_text)
+    actions = model.add_subparsers(required=True, metavar="ACTION")
+    serve = actions.add_parser(
+        "serve",
+        help="serve the lab model and scripted models until SIGTERM or Ctrl-C",
+        description="Serve model `lab` (the sample repository's playbook) and the models of "
+        "FILE (a JSON object: model name -> list of steps; see docs/labmodel.md) until "
+        "SIGTERM or Ctrl-C. Point ollama clients, or a node's ollama_host, at the URL printed.",
+    )
+    serve.set_defaults(handler=_model_serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=0, help="port (default: a free one, printed)")
+    serve.add_argument("--script", type=Path, metavar="FILE", help="scripted models (JSON)")
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -282,6 +300,39 @@ def _forge_serve(args: argparse.Namespace) -> int:
         pass
     finally:
         forge.stop()
+    return 0
+
+
+def _model_serve(args: argparse.Namespace) -> int:
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from bzzz import labmodel  # noqa: PLC0415
+
+    models = labmodel.default_models()
+    if args.script is not None:
+        try:
+            script = labmodel.load_script(args.script)
+        except labmodel.ScriptError as exc:
+            print(f"bzzz: error: {exc}", file=sys.stderr)
+            return 2
+        models.update((name, labmodel.Scripted(steps)) for name, steps in script.items())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        server = labmodel.LabModelServer(args.host, args.port, models).start()
+    except OSError as exc:
+        print(f"bzzz: error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    names = ", ".join(info.name for info in server.models())
+    print(f"lab model server (scripted, not an LLM) at {server.url}; models: {names}", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
     return 0
 
 

@@ -1,0 +1,173 @@
+"""The HTTP transport: `ThreadingHTTPServer`, one thread per connection, HTTP/1.1 keep-alive.
+
+Bodies come with a Content-Length (the ollama client always sends one); replies are JSON
+with a length, or NDJSON sent chunked while it streams, as ollama sends it. Stopping the
+server also closes connections still open, so no old thread serves a kept-alive client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from bzzz.labmodel.wire import ndjson
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 16 * 1024 * 1024
+IDLE_TIMEOUT = 60.0
+
+
+class BadBody(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class LabHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handle: Callable[[Exchange], None]) -> None:
+        self.handle = handle
+        self._open: set[socket.socket] = set()
+        self._workers: set[threading.Thread] = set()
+        self._open_lock = threading.Lock()
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, Exchange)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        me = threading.current_thread()
+        with self._open_lock:
+            self._workers.add(me)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._open_lock:
+                self._workers.discard(me)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """End every open connection; their threads see EOF and finish."""
+        with self._open_lock:
+            open_now = list(self._open)
+        for sock in open_now:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def join_workers(self, timeout: float) -> bool:
+        """Wait for the connection threads to end; whether they all did in time."""
+        deadline = time.monotonic() + timeout
+        with self._open_lock:
+            workers = list(self._workers)
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        return not any(worker.is_alive() for worker in workers)
+
+
+class Exchange(BaseHTTPRequestHandler):
+    """One connection's requests, in turn."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "bzzz-labmodel"
+    sys_version = ""
+    timeout = IDLE_TIMEOUT
+    server: LabHTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        # Replies go out as headers, then body or chunks; without this, Nagle's algorithm
+        # holds each small write until the client's delayed ACK (~40 ms a request).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def do_GET(self) -> None:
+        try:
+            self.server.handle(self)
+        except OSError as exc:  # the client went away, e.g. after its own timeout
+            log.debug("lab model: connection lost: %s", exc)
+            self.close_connection = True
+
+    do_HEAD = do_POST = do_PUT = do_DELETE = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+    @property
+    def client_ip(self) -> str:
+        return str(self.client_address[0])
+
+    @property
+    def path_only(self) -> str:
+        return self.path.split("?", 1)[0]
+
+    def read_json(self) -> Any:
+        """The request body as JSON; `None` when there is none."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            raise BadBody(411, "send the body with a Content-Length")
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.close_connection = True
+            raise BadBody(400, "bad Content-Length") from None
+        if length > MAX_BODY:
+            self.close_connection = True
+            raise BadBody(413, "request body too large")
+        body = self.rfile.read(length) if length > 0 else b""
+        if not body.strip():
+            return None
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise BadBody(400, f"invalid JSON: {exc}") from None
+
+    def send_json(self, status: int, body: Any) -> None:
+        self.send_bytes(status, "application/json; charset=utf-8", json.dumps(body).encode())
+
+    def send_bytes(self, status: int, content_type: str, data: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        self.wfile.flush()
+
+    def start_stream(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+    def stream_line(self, body: Mapping[str, Any]) -> None:
+        data = ndjson(body)
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def end_stream(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def drop(self) -> None:
+        """Close the connection without a reply."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
