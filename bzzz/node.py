@@ -380,6 +380,7 @@ class Node:
                     holder=task.holder,
                     lease_s=round(max(0.0, lease_end - now), 1) if held else 0.0,
                     attempts=len(task.attempts),
+                    result_url=task.result_url,
                 )
             self.status = "busy" if self.free_slots() == 0 else "idle"
             if dirty:

@@ -98,7 +98,13 @@ class ClaimDriver:
     def heard_result(self, message: TaskResult) -> None:
         succeeded = message.result_type != "failure"
         self.apply(
-            self.book.heard_result(message.task_id, message.node_id, succeeded, self._clock())
+            self.book.heard_result(
+                message.task_id,
+                message.node_id,
+                succeeded,
+                self._clock(),
+                result_url=message.result_url,
+            )
         )
 
     def on_event(self, event: TaskEvent) -> None:

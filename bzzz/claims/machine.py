@@ -129,6 +129,7 @@ class TaskClaim:
     renewing: bool = False
     started_at: float = 0.0
     expired_holder: str = ""  # the node whose lease we saw run out
+    result_url: str = ""  # the finished task's pull request, issue or failure report
     next_check: float = 0.0  # when to ask the forge again, if nothing else happens
     adopt_until: float = 0.0  # an orphaned claim of ours is released unless a worker speaks up
     history: list[str] = field(default_factory=list)
@@ -199,10 +200,13 @@ class ClaimBook:
         task.lease_until = now + lease_s
         return []
 
-    def heard_result(self, task_id: str, node: str, succeeded: bool, now: float) -> list[Action]:
+    def heard_result(
+        self, task_id: str, node: str, succeeded: bool, now: float, *, result_url: str = ""
+    ) -> list[Action]:
         task = self._tasks.get(task_id)
         if task is None or node == self.node or task.phase.final:
             return []
+        task.result_url = result_url
         if succeeded:
             self._move(task, Phase.DONE)
             task.holder = node
@@ -279,6 +283,7 @@ class ClaimBook:
             holder = None
         if verdict.done is not None:
             task.holder = verdict.done.node
+            task.result_url = verdict.done.result_url
             self._move(task, Phase.DONE)
         elif not still_a_task:
             self._move(task, Phase.CLOSED)
@@ -353,6 +358,7 @@ class ClaimBook:
         if task is None or not task.phase.ours:
             return []  # a lease we lost: its holder reports, not us
         comment_id = task.comment_id
+        task.result_url = result_url
         if succeeded:
             self._move(task, Phase.DONE)
             quarantine = False

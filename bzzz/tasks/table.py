@@ -34,6 +34,7 @@ class TaskRecord:
     holder: str = ""  # the node that holds (or finished) it
     lease_s: float = 0.0  # seconds left on the holder's lease when last reported
     attempts: int = 0  # nodes it failed on
+    result_url: str = ""  # its pull request, follow-up issue or failure report, once finished
 
 
 class TaskTable:
