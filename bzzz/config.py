@@ -31,6 +31,9 @@ HOME_ENV = "BZZZ_HOME"
 DEFAULT_HOME = "~/.bzzz"
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+SANDBOX_BACKENDS = ("auto", "docker", "bubblewrap")
+# A Docker image reference: [HOST[:PORT]/]NAME[/NAME...][:TAG]
+IMAGE_PATTERN = r"(?:[A-Za-z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::\w[\w.-]{0,127})?"
 
 
 class ConfigError(Exception):
@@ -252,6 +255,67 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True)
+class GitSettings:
+    author_name: str = doc(
+        "Name on this node's commits. Empty: user.name from the node's ~/.gitconfig.", default=""
+    )
+    author_email: str = doc(
+        "Email on this node's commits. Empty: user.email from the node's ~/.gitconfig.",
+        default="",
+    )
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    model: str = doc(
+        'Model for tasks that name none (model "ollama"). Empty: the first model the'
+        " ollama server lists.",
+        default="",
+    )
+    model_timeout: float = doc("Seconds one model call may take.", default=300.0)
+    max_steps: int = doc("Commands a task may run before it fails.", default=30)
+    wall_time: float = doc("Seconds a task's reasoning loop may take.", default=1800.0)
+    max_tokens: int = doc("Model tokens (prompt and reply) a task may use.", default=200_000)
+    max_timeouts: int = doc("Commands in a row that may time out.", default=3)
+    max_repeats: int = doc("Times the same command may give the same output.", default=3)
+    max_bad_replies: int = doc("Unusable model replies in a row before the task fails.", default=3)
+    output_chars: int = doc(
+        "Characters of a command's output shown to the model (head and tail).", default=8000
+    )
+    draft: bool = doc("Open pull requests as drafts.", default=True)
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    backend: str = doc(
+        "Where a task's commands run: auto (Docker when an engine answers and the image"
+        " exists, else bubblewrap), docker or bubblewrap. Never unsandboxed: with no usable"
+        " backend the task fails.",
+        default="auto",
+    )
+    image: str = doc(
+        "Docker image of the sandbox, built locally by `bzzz sandbox build-image`.",
+        default="bzzz-sandbox:bookworm",
+    )
+    docker_host: str = doc(
+        "Docker engine, e.g. unix:///run/docker.sock. Empty: DOCKER_HOST, else the default.",
+        default="",
+    )
+    memory_mb: int = doc("Memory a sandbox may use, MiB (no swap).", default=1024)
+    pids: int = doc("Processes and threads a sandbox may have at once.", default=256)
+    cpus: float = doc("CPUs a sandbox may use (1.5: one and a half).", default=1.0)
+    command_timeout: float = doc(
+        "Seconds a command may run before it and every process it started are killed.",
+        default=120.0,
+    )
+    output_limit: int = doc(
+        "Characters kept of a command's stdout and of its stderr: the head and the tail,"
+        " the middle cut.",
+        default=20000,
+    )
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = doc("Log level: debug, info, warning or error.", default="info")
     file: str = doc(
@@ -270,6 +334,9 @@ class Settings:
     tasks: TaskSettings = TaskSettings()
     claims: ClaimSettings = ClaimSettings()
     workers: WorkerSettings = WorkerSettings()
+    git: GitSettings = GitSettings()
+    agent: AgentSettings = AgentSettings()
+    sandbox: SandboxSettings = SandboxSettings()
     log: LogSettings = LogSettings()
 
     @property
@@ -310,6 +377,9 @@ SECTIONS: Mapping[str, type[Any]] = {
     "tasks": TaskSettings,
     "claims": ClaimSettings,
     "workers": WorkerSettings,
+    "git": GitSettings,
+    "agent": AgentSettings,
+    "sandbox": SandboxSettings,
     "log": LogSettings,
 }
 
@@ -496,6 +566,9 @@ def _validate(settings: Settings) -> None:
         _validate_tasks(settings.tasks)
         _validate_claims(settings.claims, settings.forge)
         _validate_workers(settings.workers)
+        _validate_git(settings.git)
+        _validate_agent(settings.agent)
+        _validate_sandbox(settings.sandbox)
         _validate_log(settings.log)
     except _Invalid as bad:
         section, name = bad.key.split(".")
@@ -602,6 +675,55 @@ def _validate_workers(workers: WorkerSettings) -> None:
         raise _Invalid(
             "workers.executor", f"is {workers.executor!r}", "write it as package.module:function"
         )
+
+
+def _validate_agent(agent: AgentSettings) -> None:
+    for key in ("max_steps", "max_tokens", "max_timeouts", "max_repeats", "output_chars"):
+        if getattr(agent, key) < 1:
+            raise _Invalid(f"agent.{key}", f"is {getattr(agent, key)}", "use 1 or more")
+    if agent.max_bad_replies < 0:
+        raise _Invalid("agent.max_bad_replies", f"is {agent.max_bad_replies}", "use 0 or more")
+    _positive("agent.model_timeout", agent.model_timeout)
+    _positive("agent.wall_time", agent.wall_time)
+
+
+def _validate_git(git: GitSettings) -> None:
+    # git writes these into commit headers: a newline or angle bracket would forge a field
+    for key in ("author_name", "author_email"):
+        if re.search(r"[<>\n\r\0]", getattr(git, key)):
+            raise _Invalid(f"git.{key}", "contains <, > or a line break", "remove them")
+    if git.author_email and "@" not in git.author_email:
+        raise _Invalid(
+            "git.author_email",
+            f"is {git.author_email!r}",
+            'use an address, e.g. "node@example.org"',
+        )
+
+
+def _validate_sandbox(sandbox: SandboxSettings) -> None:
+    if sandbox.backend not in SANDBOX_BACKENDS:
+        raise _Invalid(
+            "sandbox.backend",
+            f"is {sandbox.backend!r}",
+            f"use one of {', '.join(SANDBOX_BACKENDS)}",
+        )
+    if not re.fullmatch(IMAGE_PATTERN, sandbox.image):
+        raise _Invalid(
+            "sandbox.image", f"is {sandbox.image!r}", 'name an image, e.g. "bzzz-sandbox:bookworm"'
+        )
+    if sandbox.docker_host and not re.match(r"^(unix|tcp|ssh|npipe)://", sandbox.docker_host):
+        raise _Invalid(
+            "sandbox.docker_host",
+            f"is {sandbox.docker_host!r}",
+            'use unix:///PATH/docker.sock, tcp://HOST:PORT or ssh://USER@HOST, or "" for the'
+            " default",
+        )
+    minimums = {"memory_mb": 64, "pids": 16, "output_limit": 200}
+    for key, least in minimums.items():
+        if getattr(sandbox, key) < least:
+            raise _Invalid(f"sandbox.{key}", f"is {getattr(sandbox, key)}", f"use {least} or more")
+    _positive("sandbox.cpus", sandbox.cpus)
+    _positive("sandbox.command_timeout", sandbox.command_timeout)
 
 
 def _validate_log(log: LogSettings) -> None:

@@ -87,6 +87,17 @@ class Comment:
 
 
 @dataclass(frozen=True)
+class Repository:
+    full_name: str  # "owner/name"
+    owner: str
+    clone_url: str  # git over HTTP(S); credentials never go in it
+    default_branch: str
+    fork: bool
+    parent: str | None  # the full name of the repository this one was forked from
+    can_push: bool  # this account may push to it
+
+
+@dataclass(frozen=True)
 class PullRequest:
     number: int
     html_url: str
@@ -121,6 +132,8 @@ class Forge(Protocol):
     def remove_label(self, repo: str, number: int, label: str) -> None: ...
 
     def create_issue(self, repo: str, title: str, body: str, labels: list[str]) -> Issue: ...
+
+    def get_repository(self, repo: str) -> Repository: ...
 
     def fork(self, repo: str) -> str:
         """Fork `repo` to this account (once); returns the fork's full name."""

@@ -23,7 +23,16 @@ from typing import Any, TypeVar
 import requests
 from github import Auth, Github, GithubException
 
-from bzzz.forge.api import Comment, ErrorKind, ForgeError, Issue, IssuePage, PullRequest, RateLimit
+from bzzz.forge.api import (
+    Comment,
+    ErrorKind,
+    ForgeError,
+    Issue,
+    IssuePage,
+    PullRequest,
+    RateLimit,
+    Repository,
+)
 from bzzz.forge.token import Token
 
 T = TypeVar("T")
@@ -108,6 +117,10 @@ class GitHubForge:
     def get_comments(self, repo: str, number: int) -> list[Comment]:
         with _mapped(repo):
             return [_comment(c.raw_data) for c in self._repo(repo).get_issue(number).get_comments()]
+
+    def get_repository(self, repo: str) -> Repository:
+        with _mapped(repo):
+            return _repository(self._github.get_repo(repo).raw_data)
 
     def find_pull_request(self, repo: str, head: str, base: str) -> PullRequest | None:
         with _mapped(repo):
@@ -276,6 +289,19 @@ def _time(value: object) -> datetime:
     if not isinstance(value, str) or not value:
         raise ValueError(f"not a forge time: {value!r}")
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _repository(raw: dict[str, Any]) -> Repository:
+    parent = raw.get("parent") or {}
+    return Repository(
+        full_name=str(raw["full_name"]),
+        owner=str((raw.get("owner") or {}).get("login") or ""),
+        clone_url=str(raw.get("clone_url") or ""),
+        default_branch=str(raw.get("default_branch") or "main"),
+        fork=bool(raw.get("fork")),
+        parent=str(parent["full_name"]) if parent.get("full_name") else None,
+        can_push=bool((raw.get("permissions") or {}).get("push")),
+    )
 
 
 def _pull(raw: dict[str, Any]) -> PullRequest:
