@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -54,6 +55,13 @@ class ForgeHTTPServer(ThreadingHTTPServer):
         finally:
             with self._open_lock:
                 self._workers.discard(me)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that drops its kept-alive connection is normal (git does); anything
+        else still gets the standard report."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:
