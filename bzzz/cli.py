@@ -9,7 +9,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bzzz import __version__
-from bzzz.config import ConfigError, load_settings, resolve_home
+from bzzz.config import (
+    CONFIG_FILE,
+    ConfigError,
+    SandboxSettings,
+    load_settings,
+    resolve_home,
+)
 from bzzz.control import ControlError, request
 from bzzz.identity import IdentityError
 
@@ -126,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _forge_parser(commands)
     _model_parser(commands)
+    _sandbox_parser(commands)
     return parser
 
 
@@ -178,6 +185,42 @@ def _model_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=0, help="port (default: a free one, printed)")
     serve.add_argument("--script", type=Path, metavar="FILE", help="scripted models (JSON)")
+
+
+def _sandbox_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    help_text = "The sandboxes where tasks' commands run (Docker or bubblewrap)."
+    sandbox = commands.add_parser("sandbox", help=help_text, description=help_text)
+    actions = sandbox.add_subparsers(required=True, metavar="ACTION")
+    build = actions.add_parser(
+        "build-image",
+        help="build the Docker sandbox image from Debian packages",
+        description="Build sandbox.image from Debian packages: mmdebstrap makes a minimal "
+        "root file system (git, python3, coreutils, ...) and the Docker engine imports it. "
+        "No image registry is needed.",
+    )
+    build.set_defaults(handler=_sandbox_build_image)
+    build.add_argument(
+        "--rootfs",
+        type=Path,
+        metavar="FILE.tar",
+        help="import this root file system tarball if it exists, else build it there and keep it",
+    )
+    build.add_argument("--suite", default="bookworm", help="Debian suite (default bookworm)")
+    build.add_argument("--mirror", help="Debian mirror URL (default: mmdebstrap's)")
+    check = actions.add_parser(
+        "check",
+        help="show which backend runs commands here and check what it enforces",
+        description="Open a sandbox as a task would (backend chosen by sandbox.backend) on a "
+        "scratch workspace and check from inside: no root, no capabilities, read-only root, "
+        "no network, no secrets. Exit 0 when all hold, 1 when one does not, 2 when no "
+        "backend can run here.",
+    )
+    check.set_defaults(handler=_sandbox_check)
+    check.add_argument("--backend", choices=("auto", "docker", "bubblewrap"))
+    for sub in (build, check):
+        sub.add_argument("--home", help="node home directory (default: $BZZZ_HOME or ~/.bzzz)")
+        sub.add_argument("--image", help="image name (default: sandbox.image)")
+        sub.add_argument("--docker-host", help="Docker engine (default: sandbox.docker_host)")
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -354,3 +397,54 @@ def _forge_seed(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(made, indent=2))
     return 0
+
+
+def _sandbox_settings(args: argparse.Namespace) -> SandboxSettings:
+    """The node's [sandbox] settings where it has a configuration, else the defaults;
+    then the command line's."""
+    import dataclasses  # noqa: PLC0415
+
+    home = resolve_home(args.home)
+    settings = load_settings(home).sandbox if (home / CONFIG_FILE).exists() else SandboxSettings()
+    given = {
+        "backend": getattr(args, "backend", None),
+        "image": args.image,
+        "docker_host": args.docker_host,
+    }
+    return dataclasses.replace(settings, **{k: v for k, v in given.items() if v is not None})
+
+
+def _sandbox_build_image(args: argparse.Namespace) -> int:
+    from workers.sandbox import SandboxError  # noqa: PLC0415
+    from workers.sandbox.image import build_image  # noqa: PLC0415
+
+    settings = _sandbox_settings(args)
+    try:
+        image_id = build_image(
+            settings,
+            rootfs=args.rootfs,
+            suite=args.suite,
+            mirror=args.mirror,
+            say=lambda text: print(text, flush=True),
+        )
+    except SandboxError as exc:
+        print(f"bzzz: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"built {settings.image} ({image_id})")
+    return 0
+
+
+def _sandbox_check(args: argparse.Namespace) -> int:
+    from workers.sandbox import SandboxError  # noqa: PLC0415
+    from workers.sandbox.selfcheck import check_sandbox  # noqa: PLC0415
+
+    try:
+        backend, results = check_sandbox(_sandbox_settings(args))
+    except SandboxError as exc:
+        print(f"bzzz: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"backend: {backend}")
+    for result in results:
+        mark = "ok  " if result.passed else "FAIL"
+        print(f"  {mark} {result.name}" + ("" if result.passed else f": {result.detail}"))
+    return 0 if all(result.passed for result in results) else 1

@@ -1,0 +1,58 @@
+"""What only the bubblewrap backend does: a cgroup per sandbox, removed on close; rlimits
+where no cgroup can be made; bwrap's own failures reported as sandbox errors."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tests.sandbox.support import TEST_SETTINGS
+from workers.sandbox import SandboxError
+from workers.sandbox.bubblewrap_backend import BubblewrapSandbox
+
+pytestmark = pytest.mark.usefixtures("bubblewrap_works")
+SETTINGS = replace(TEST_SETTINGS, backend="bubblewrap")
+
+
+def test_limits_live_in_a_cgroup_that_close_removes(workspace: Path) -> None:
+    box = BubblewrapSandbox(SETTINGS, workspace)
+    try:
+        if box.cgroup is None:
+            pytest.skip("no writable cgroup here: the rlimit fallback is tested below")
+        directories = list(box.cgroup.directories)
+        memory = next(d for d in directories if (d / "memory.limit_in_bytes").exists())
+        assert int((memory / "memory.limit_in_bytes").read_text()) == 128 * 1024 * 1024
+        pids = next(d for d in directories if (d / "pids.max").exists())
+        assert (pids / "pids.max").read_text().strip() == "64"
+        assert box.exec("dd if=/dev/zero of=/dev/null bs=50M count=1").exit_code == 0
+        assert int((memory / "memory.max_usage_in_bytes").read_text()) >= 50 * 1024 * 1024
+    finally:
+        box.close()
+    assert not any(directory.exists() for directory in directories)
+
+
+def test_without_cgroups_rlimits_still_cap_memory(workspace: Path) -> None:
+    with BubblewrapSandbox(SETTINGS, workspace, use_cgroups=False) as box:
+        assert box.limits == "rlimits"
+        result = box.exec("dd if=/dev/zero of=/dev/null bs=400M count=1")
+        assert result.exit_code != 0
+        assert "memory" in result.stderr.lower()
+        assert box.exec("echo fine").stdout == "fine\n"
+
+
+def test_a_workspace_this_user_does_not_own_is_refused(workspace: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the workspace away")
+    os.chown(workspace, 4321, 4321)
+    with pytest.raises(SandboxError, match="uid 4321"):
+        BubblewrapSandbox(SETTINGS, workspace)
+
+
+def test_bwrap_failing_to_start_is_a_sandbox_error(workspace: Path) -> None:
+    with BubblewrapSandbox(SETTINGS, workspace) as box:
+        box.workspace = workspace / "gone"  # bwrap cannot bind what does not exist
+        with pytest.raises(SandboxError, match="bwrap could not start"):
+            box.exec("true")
