@@ -3,7 +3,9 @@ where no cgroup can be made; bwrap's own failures reported as sandbox errors."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -56,3 +58,22 @@ def test_bwrap_failing_to_start_is_a_sandbox_error(workspace: Path) -> None:
         box.workspace = workspace / "gone"  # bwrap cannot bind what does not exist
         with pytest.raises(SandboxError, match="bwrap could not start"):
             box.exec("true")
+
+
+def test_cgroups_of_dead_workers_are_removed(workspace: Path) -> None:
+    with BubblewrapSandbox(SETTINGS, workspace) as first:
+        if first.cgroup is None:
+            pytest.skip("no writable cgroup here")
+        bases = [directory.parent for directory in first.cgroup.directories]
+    process = subprocess.Popen(["true"])
+    process.wait()
+    orphans = [base / f"bzzz-sandbox-{process.pid}-0123abcd" for base in bases]
+    for orphan in orphans:
+        orphan.mkdir()
+    try:
+        with BubblewrapSandbox(SETTINGS, workspace):
+            assert not any(orphan.exists() for orphan in orphans)
+    finally:
+        for orphan in orphans:
+            with contextlib.suppress(OSError):
+                orphan.rmdir()

@@ -3,6 +3,9 @@ sandbox user and handed back, and the client-side backstop for a container that 
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -107,3 +110,29 @@ def test_a_missing_image_is_a_sandbox_error(
     with pytest.raises(SandboxError, match="bzzz-missing"):
         DockerSandbox(replace(docker_settings, image="bzzz-missing:x"), workspace)
     assert workspace.stat().st_uid == 0  # handed back although the sandbox never started
+
+
+def test_containers_of_dead_workers_are_removed(
+    docker_settings: SandboxSettings, workspace: Path, client: docker.DockerClient
+) -> None:
+    dead_pid = _dead_pid()
+    orphan = client.containers.run(
+        docker_settings.image,
+        ["sleep", "infinity"],
+        detach=True,
+        network_mode="none",
+        labels={backend.LABEL: "1", backend.OWNER_LABEL: f"{socket.gethostname()}:{dead_pid}"},
+    )
+    try:
+        with DockerSandbox(docker_settings, workspace) as box:
+            assert box.exec("true").exit_code == 0
+            assert not client.containers.list(all=True, filters={"id": orphan.id})
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            orphan.remove(force=True)
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid

@@ -44,6 +44,8 @@ def test_runs_a_shell_command_with_exit_code_and_both_streams(box: Sandbox) -> N
     assert not result.truncated
     assert not result.timed_out
     assert 0 < result.duration_s < 10
+    itself = box.exec("exit 124")  # as `timeout` reports, but before any time limit
+    assert (itself.exit_code, itself.timed_out) == (124, False)
 
 
 def test_workspace_is_writable_and_files_persist_but_shell_state_does_not(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import signal
 import time
@@ -16,7 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from workers.sandbox.core import process_alive
+
 CPU_PERIOD_US = 100_000
+NAME_PREFIX = "bzzz-sandbox-"
+OWNED_NAME = re.compile(NAME_PREFIX + r"(\d+)-[0-9a-f]+")  # the pid of the process that made it
 V1_REQUIRED = ("memory", "pids")  # cpu is applied where mounted, but not required
 
 
@@ -110,6 +115,16 @@ class Cgroup:
                     time.sleep(0.02)
 
 
+def remove_orphans(base: Path) -> None:
+    """Remove the empty cgroups that sandboxes of processes now dead left in `base`
+    (a worker killed with SIGKILL never closes its sandboxes)."""
+    for child in base.glob(NAME_PREFIX + "*"):
+        owner = OWNED_NAME.fullmatch(child.name)
+        if owner is not None and not process_alive(int(owner[1])):
+            with contextlib.suppress(OSError):
+                child.rmdir()
+
+
 @dataclass(frozen=True)
 class _Limits:
     memory: int  # bytes
@@ -119,7 +134,7 @@ class _Limits:
 
 def create_cgroup(memory_mb: int, pids: int, cpus: float) -> Cgroup | None:
     """A new cgroup with these limits, or None where this process cannot make one."""
-    name = f"bzzz-sandbox-{os.getpid()}-{secrets.token_hex(4)}"
+    name = f"{NAME_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
     limits = _Limits(memory_mb * 1024 * 1024, pids, max(1000, int(cpus * CPU_PERIOD_US)))
     mounts, own = _mounts(), _own_cgroups()
     return _create_v1(name, _v1_bases(mounts, own), limits) or _create_v2(name, mounts, own, limits)
@@ -163,6 +178,7 @@ def _create_v1(name: str, bases: dict[str, Path], limits: _Limits) -> Cgroup | N
         for controller, base in bases.items():
             directory = base / name
             if directory not in cgroup.directories:  # co-mounted controllers share one
+                remove_orphans(base)
                 directory.mkdir()
                 cgroup.directories.append(directory)
             for file, value in _V1_LIMITS[controller](limits).items():
@@ -184,6 +200,7 @@ def _create_v2(
     if base is None or not os.access(base, os.W_OK):
         return None
     directory = base / name
+    remove_orphans(base)
     try:
         directory.mkdir()
     except OSError:

@@ -3,6 +3,7 @@ the environment a command sees, and output capture that keeps the head and the t
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,16 @@ class BaseSandbox:
 
     def _destroy(self) -> None:
         raise NotImplementedError
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def checked_workspace(workspace: Path) -> Path:

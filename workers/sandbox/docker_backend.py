@@ -15,6 +15,7 @@ import contextlib
 import os
 import secrets
 import select
+import socket
 import struct
 import time
 from pathlib import Path
@@ -39,6 +40,7 @@ from workers.sandbox.core import (
     OutputCapture,
     SandboxError,
     SandboxUnavailable,
+    process_alive,
 )
 
 API_TIMEOUT = 60.0
@@ -46,6 +48,8 @@ PROBE_TIMEOUT = 3.0
 KILL_AFTER = 2.0  # seconds between `timeout`'s SIGTERM and its SIGKILL
 BACKSTOP = 10.0  # more seconds the client waits before it declares the container dead
 NOBODY = "65534:65534"
+LABEL = "bzzz.sandbox"
+OWNER_LABEL = "bzzz.sandbox.owner"  # HOST:PID of the process that made the container
 # $1: seconds, $2: the command. `timeout` signals its whole process group; `kill -9 -1`
 # then ends whatever else the command left behind (background jobs, setsid daemons).
 RUN_COMMAND = (
@@ -98,6 +102,7 @@ class DockerSandbox(BaseSandbox):
             _chown_tree(self.workspace, SANDBOX_UID, SANDBOX_GID)
         self._broken = False
         try:
+            remove_orphans(self._client)
             self.container: Container = self._client.containers.run(**self._container_spec())
         except DOCKER_ERRORS as exc:
             self._hand_back()
@@ -112,7 +117,7 @@ class DockerSandbox(BaseSandbox):
             "command": ["sleep", "infinity"],
             "name": f"bzzz-sandbox-{secrets.token_hex(6)}",
             "hostname": "sandbox",
-            "labels": {"bzzz.sandbox": "1"},
+            "labels": {LABEL: "1", OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}"},
             "detach": True,
             "init": True,  # docker-init reaps what the commands orphan
             "user": NOBODY,
@@ -161,10 +166,9 @@ class DockerSandbox(BaseSandbox):
         except DOCKER_ERRORS as exc:
             raise SandboxError(f"the Docker engine failed to run a command: {exc}") from exc
         duration = time.monotonic() - started
-        # timeout exits 124, or 137 when its SIGTERM had to be followed by SIGKILL.
-        timed_out = exit_code == TIMED_OUT_EXIT or (
-            exit_code == KILLED_EXIT and duration >= timeout
-        )
+        # `timeout` exits 124, or 137 when its SIGTERM had to be followed by SIGKILL; a
+        # command that exits so by itself before the time is up did not time out.
+        timed_out = exit_code in (TIMED_OUT_EXIT, KILLED_EXIT) and duration >= timeout
         out, out_cut = outputs[1].text()
         err, err_cut = outputs[2].text()
         return ExecResult(
@@ -197,6 +201,18 @@ class DockerSandbox(BaseSandbox):
     def _hand_back(self) -> None:
         if self._owner is not None:
             _chown_tree(self.workspace, *self._owner)
+
+
+def remove_orphans(client: docker.DockerClient) -> None:
+    """Remove the sandbox containers of processes on this host that died without closing
+    them (a worker killed with SIGKILL): they would sleep forever."""
+    host = socket.gethostname()
+    for container in client.api.containers(all=True, filters={"label": LABEL}):
+        owner = (container.get("Labels") or {}).get(OWNER_LABEL, "")
+        name, _, pid = owner.rpartition(":")
+        if name == host and pid.isdigit() and not process_alive(int(pid)):
+            with contextlib.suppress(*DOCKER_ERRORS):
+                client.api.remove_container(container["Id"], force=True)
 
 
 class _DeadlinePassed(Exception):
