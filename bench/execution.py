@@ -98,7 +98,10 @@ def render_sandboxes(phases: dict[str, Phases], runs: int, notes: dict[str, str]
         "",
         f"Measured {time.strftime('%Y-%m-%d')} on {machine}. Each run creates a sandbox on"
         " an empty workspace, runs `true` in it and destroys it; the backends alternate,"
-        f" {runs} runs each, in one run of the script. Milliseconds, median / p90.",
+        f" {runs} runs each, in one run of the script. Create includes choosing the backend"
+        " (Docker: a ping and an image lookup; bubblewrap: a trial `bwrap`); for Docker it"
+        " starts the container, for bubblewrap it makes the cgroup, and each bubblewrap"
+        " command builds its namespaces anew. Milliseconds, median / p90.",
         "",
         "| backend | create | exec `true` | destroy | total |",
         "|---|---|---|---|---|",
