@@ -1,6 +1,7 @@
 """Sandboxes on both backends. Docker tests run a private dockerd and build the image
-once per session (the root file system tarball is cached in pytest's cache directory);
-they skip only where dockerd is not installed (scripts/setup installs it) or not root."""
+once per run (the root file system tarball is cached in pytest's cache directory);
+they skip only where dockerd is not installed (scripts/setup installs it) or not root,
+and never in CI."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -21,12 +23,19 @@ from workers.sandbox.dockerd import PrivateDockerd, dockerd_path
 from workers.sandbox.image import build_image
 
 
-@pytest.fixture(scope="session")
+def unavailable(reason: str) -> NoReturn:
+    """Skip on a developer's machine; fail in CI, where scripts/setup installs it all."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI must run the sandbox tests on both backends)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="package")  # dockerd stops once the sandbox tests are done
 def docker_engine(request: pytest.FixtureRequest) -> Iterator[DockerEngine]:
     if dockerd_path() is None:
-        pytest.skip("dockerd is not installed (apt-get install docker.io, or scripts/setup)")
+        unavailable("dockerd is not installed (apt-get install docker.io, or scripts/setup)")
     if os.geteuid() != 0:
-        pytest.skip("a private dockerd needs root")
+        unavailable("a private dockerd needs root")
     root = Path(tempfile.mkdtemp(prefix="bzzz-d-"))  # short: the socket path is limited
     engine = PrivateDockerd(root)
     try:
@@ -44,7 +53,7 @@ def docker_engine(request: pytest.FixtureRequest) -> Iterator[DockerEngine]:
 def bubblewrap_works() -> None:
     problem = bubblewrap_problem()
     if problem is not None:
-        pytest.skip(problem)
+        unavailable(problem)
 
 
 @pytest.fixture(params=["bubblewrap", "docker"])
