@@ -25,6 +25,7 @@ from dramatiq.middleware import CurrentMessage
 from bzzz.claims import ledger
 from bzzz.config import Settings
 from bzzz.forge.api import Forge, ForgeError
+from bzzz.forge.token import Token
 from bzzz.queue.sqlite import DELIVERIES
 from bzzz.work import (
     EVENTS_QUEUE,
@@ -75,8 +76,13 @@ class Lease:
 
 
 class _Context:
-    def __init__(self, lease: Lease) -> None:
+    def __init__(
+        self, lease: Lease, settings: Settings, forge: Forge, token: Token | None
+    ) -> None:
         self._lease = lease
+        self.settings = settings
+        self.forge = forge
+        self.token = token
         self.last_progress = ""
 
     def still_holds(self) -> bool:
@@ -86,7 +92,13 @@ class _Context:
         self.last_progress = text
 
 
-def declare(broker: Broker, settings: Settings, forge: Forge, executor: Executor) -> Any:
+def declare(
+    broker: Broker,
+    settings: Settings,
+    forge: Forge,
+    executor: Executor,
+    token: Token | None = None,
+) -> Any:
     """Declare the run_task actor on `broker`; returns it."""
     workers = settings.workers
     me = f"{socket.gethostname()}:{os.getpid()}"
@@ -127,7 +139,7 @@ def declare(broker: Broker, settings: Settings, forge: Forge, executor: Executor
             finish(Outcome(False, "failure", spec.issue_url, reason))
             return
         send_event(broker, TaskEvent(spec.task_id, spec.comment_id, EventKind.STARTED, me))
-        context = _Context(lease)
+        context = _Context(lease, settings, forge, token)
         stop = threading.Event()
 
         def beat() -> None:

@@ -1,9 +1,9 @@
 """What runs a task inside a worker. An executor is a function `(spec, context) -> Outcome`,
 chosen by `workers.executor` (module:function).
 
-The real executor (clone, reason with a model, sandboxed commands, pull request)
-comes with the task runner. Until then a node declines the tasks it claims, and
-tests use `record`, which notes which node ran which task.
+The real one is `workers.agent:run` (clone, reason with a model, sandboxed commands,
+pull request). `decline` fails every task (a node that should not run any); tests
+use `record`, which notes which node ran which task.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from bzzz.config import Settings
+from bzzz.forge.api import Forge
+from bzzz.forge.token import Token
 from bzzz.work import TaskSpec
 
 RECORD_FILE_ENV = "BZZZ_RECORD_FILE"
@@ -32,6 +35,10 @@ class Outcome:
 
 
 class Context(Protocol):
+    settings: Settings
+    forge: Forge
+    token: Token | None  # the node's forge token: for git pushes only, never in the sandbox
+
     def still_holds(self) -> bool:
         """Whether the forge still says this node holds the task: check before any
         step that others would see (a push, a pull request)."""

@@ -50,7 +50,7 @@ def serve_process(home: Path, threads: int) -> None:
         seconds_between_writes=settings.forge.seconds_between_writes,
     )
     broker = open_broker(settings, [PrefetchPerThread()])
-    declare(broker, settings, forge, load_executor(settings.workers.executor))
+    declare(broker, settings, forge, load_executor(settings.workers.executor), token)
     worker = Worker(broker, queues={TASKS_QUEUE}, worker_threads=threads)
     stopping = False
 

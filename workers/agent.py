@@ -1,0 +1,139 @@
+"""The executor that does the work: clone the task's repository, let a model solve the
+issue one sandboxed command at a time, and leave the result on the forge.
+
+Configure it with `workers.executor = "workers.agent:run"`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from bzzz.forge.api import ForgeError
+from bzzz.work import TaskSpec
+from workers.executors import Context, Outcome
+from workers.loop import (
+    Budget,
+    CommandResult,
+    LoopResult,
+    ModelFailed,
+    ModelUnreachable,
+    RunnerBroke,
+    Step,
+    TaskText,
+    run_loop,
+)
+from workers.models import OllamaChat, choose_model
+from workers.results import RunFacts, deliver, report_failure
+from workers.sandbox import Sandbox, SandboxError, open_sandbox
+from workers.workspace import WorkspaceError, node_identity, prepare
+
+log = logging.getLogger(__name__)
+
+
+class SandboxRunner:
+    """The loop's CommandRunner on a sandbox: stdout, then stderr, as one output."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self._sandbox = sandbox
+
+    def run(self, command: str, timeout: float) -> CommandResult:
+        try:
+            ran = self._sandbox.exec(command, timeout)
+        except SandboxError as exc:
+            raise RunnerBroke(str(exc)) from None
+        output = ran.stdout
+        if ran.stderr:
+            output += ("\n" if output and not output.endswith("\n") else "") + ran.stderr
+        return CommandResult(ran.exit_code, output, ran.timed_out, ran.truncated)
+
+
+def run(spec: TaskSpec, context: Context) -> Outcome:
+    settings, forge = context.settings, context.forge
+    started = time.monotonic()
+    host = settings.capabilities.ollama_host
+    facts = RunFacts(settings.node.name, spec.model, 0.0)
+
+    def failed(reason: str, steps: list[Step] | None = None) -> Outcome:
+        if not context.still_holds():
+            return Outcome(False, "failure", spec.issue_url, f"{reason} (and the claim is lost)")
+        elapsed = RunFacts(facts.node, facts.model, time.monotonic() - started)
+        return report_failure(forge, spec, reason, steps or [], elapsed)
+
+    try:
+        model = choose_model(spec.model, settings.agent.model, host, settings.agent.model_timeout)
+    except (ModelUnreachable, ModelFailed) as exc:
+        return failed(f"no model to ask: {exc}")
+    facts = RunFacts(settings.node.name, model, 0.0)
+    if context.token is None:
+        return failed("this node has no forge token to push with (forge.token_file)")
+    try:
+        issue = forge.get_issue(spec.repo, spec.number)
+        identity = node_identity(settings)
+        workspace = prepare(forge, context.token, spec, identity, settings.home / "workspaces")
+    except (ForgeError, WorkspaceError) as exc:
+        return failed(f"could not set up the repository: {exc}")
+    with workspace:
+        try:
+            with open_sandbox(settings.sandbox, workspace.path) as sandbox:
+                task = TaskText(
+                    spec.repo,
+                    spec.number,
+                    issue.title,
+                    issue.body,
+                    workspace.branch,
+                    workspace.base,
+                )
+                loop = _reason(task, context, model, sandbox)
+        except SandboxError as exc:
+            return failed(f"the sandbox failed: {exc}")
+        facts = RunFacts(facts.node, model, time.monotonic() - started)
+        log.info(
+            "%s: %s after %d commands, %d tokens",
+            spec.task_id,
+            loop.reason,
+            len(loop.steps),
+            loop.tokens,
+        )
+        try:
+            return deliver(
+                forge,
+                workspace,
+                spec,
+                loop,
+                facts,
+                draft=settings.agent.draft,
+                still_holds=context.still_holds,
+            )
+        except (ForgeError, WorkspaceError) as exc:
+            return failed(f"could not deliver the result: {exc}", loop.steps)
+
+
+def _reason(task: TaskText, context: Context, model: str, sandbox: Sandbox) -> LoopResult:
+    agent = context.settings.agent
+    budget = Budget(
+        max_steps=agent.max_steps,
+        wall_time=agent.wall_time,
+        max_tokens=agent.max_tokens,
+        command_timeout=context.settings.sandbox.command_timeout,
+        max_timeouts=agent.max_timeouts,
+        max_repeats=agent.max_repeats,
+        max_bad_replies=agent.max_bad_replies,
+        output_chars=agent.output_chars,
+    )
+    chat = OllamaChat(context.settings.capabilities.ollama_host, model, agent.model_timeout)
+    steps = 0
+
+    def progress(step: Step) -> None:
+        nonlocal steps
+        steps += 1
+        context.progress(f"step {steps}: {step.command[:100]} -> {step.exit_code}")
+
+    return run_loop(
+        task,
+        chat,
+        SandboxRunner(sandbox),
+        budget,
+        keep_going=context.still_holds,
+        on_step=progress,
+    )

@@ -1,0 +1,152 @@
+"""What a finished loop leaves on the forge: a pull request (updated, not duplicated,
+when the task is retried), follow-up issues, or a failure report on the issue."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+from bzzz.forge.api import Forge, Issue, PullRequest
+from bzzz.work import TaskSpec
+from workers.executors import Outcome
+from workers.loop import FollowUp, LoopResult, Step
+from workers.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+LAST_STEPS = 5
+STEP_OUTPUT_CHARS = 600
+REPORT_CHARS = 60_000  # GitHub refuses comments over 65,536 characters
+
+
+def template(name: str) -> str:
+    return resources.files("workers").joinpath("templates", f"{name}.md").read_text("utf-8")
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """Facts about the run that the forge texts mention."""
+
+    node: str
+    model: str
+    seconds: float
+
+
+def deliver(
+    forge: Forge,
+    workspace: Workspace,
+    spec: TaskSpec,
+    loop: LoopResult,
+    run: RunFacts,
+    *,
+    draft: bool,
+    still_holds: Callable[[], bool],
+) -> Outcome:
+    """Turn the loop's result into the task's result on the forge. Nothing is left there
+    once the claim is lost: another node may hold the task now."""
+    if not still_holds():
+        return Outcome(False, "failure", spec.issue_url, f"lost the claim ({loop.reason})")
+    if not loop.done:
+        return report_failure(forge, spec, loop.reason, loop.steps, run)
+    changed = workspace.changed()
+    if not changed and not loop.issues:
+        reason = "the model finished without changing anything"
+        return report_failure(forge, spec, reason, loop.steps, run)
+    issues = open_follow_ups(forge, spec, loop.issues)
+    if not changed:
+        return Outcome(True, "issue", issues[0].html_url)
+    workspace.commit(f"{spec.input or f'Task #{spec.number}'}\n\nCloses #{spec.number}.")
+    workspace.push()
+    pull = open_or_update_pull_request(
+        forge, workspace, spec, loop, run, issues=issues, draft=draft
+    )
+    return Outcome(True, "pull_request", pull.html_url)
+
+
+def open_or_update_pull_request(
+    forge: Forge,
+    workspace: Workspace,
+    spec: TaskSpec,
+    loop: LoopResult,
+    run: RunFacts,
+    *,
+    issues: Sequence[Issue],
+    draft: bool,
+) -> PullRequest:
+    head = f"{workspace.fork.partition('/')[0]}:{workspace.branch}"
+    existing = forge.find_pull_request(spec.repo, head=head, base=workspace.base)
+    if existing is not None:  # the push updated it
+        log.info("%s: updated %s", spec.task_id, existing.html_url)
+        return existing
+    follow_ups = "".join(f"\nFollow-up: {i.html_url}" for i in issues)
+    body = template("pull_request").format(
+        number=spec.number,
+        node=run.node,
+        model=run.model,
+        steps=len(loop.steps),
+        duration=_duration(run.seconds),
+        summary=loop.summary.strip() or "(no summary)",
+        commands=_commands(loop.steps),
+        follow_ups=f"\n## Follow-up issues{follow_ups}\n" if issues else "",
+    )
+    title = spec.input or f"Task #{spec.number}"
+    pull = forge.create_pull_request(
+        spec.repo,
+        title=title,
+        body=body[:REPORT_CHARS],
+        head=head,
+        base=workspace.base,
+        draft=draft,
+    )
+    log.info("%s: opened %s", spec.task_id, pull.html_url)
+    return pull
+
+
+def open_follow_ups(forge: Forge, spec: TaskSpec, follow_ups: Sequence[FollowUp]) -> list[Issue]:
+    made = []
+    for follow_up in follow_ups:
+        body = f"{follow_up.body}\n\nFollow-up of #{spec.number}, opened by Bzzz."
+        made.append(forge.create_issue(spec.repo, follow_up.title, body[:REPORT_CHARS], []))
+    return made
+
+
+def report_failure(
+    forge: Forge, spec: TaskSpec, reason: str, steps: Sequence[Step], run: RunFacts
+) -> Outcome:
+    body = template("failure_report").format(
+        node=run.node,
+        reason=reason,
+        model=run.model or "(none)",
+        steps=len(steps),
+        duration=_duration(run.seconds),
+        last_steps=_last_steps(steps),
+    )
+    comment = forge.comment(spec.repo, spec.number, body[:REPORT_CHARS])
+    return Outcome(False, "failure", comment.html_url or spec.issue_url, reason)
+
+
+def _commands(steps: Sequence[Step]) -> str:
+    if not steps:
+        return "(none)"
+    return "\n".join(f"1. `{_inline(s.command)}` → exit {s.exit_code}" for s in steps)
+
+
+def _last_steps(steps: Sequence[Step]) -> str:
+    if not steps:
+        return "(no command ran)"
+    shown = []
+    for step in steps[-LAST_STEPS:]:
+        output = step.output[-STEP_OUTPUT_CHARS:]
+        flag = " (timed out)" if step.timed_out else ""
+        shown.append(f"`{_inline(step.command)}` → exit {step.exit_code}{flag}\n```\n{output}\n```")
+    return "\n\n".join(shown)
+
+
+def _inline(command: str) -> str:
+    return command.replace("`", "'").replace("\n", " ")[:300]
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
