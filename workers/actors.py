@@ -76,9 +76,7 @@ class Lease:
 
 
 class _Context:
-    def __init__(
-        self, lease: Lease, settings: Settings, forge: Forge, token: Token | None
-    ) -> None:
+    def __init__(self, lease: Lease, settings: Settings, forge: Forge, token: Token | None) -> None:
         self._lease = lease
         self.settings = settings
         self.forge = forge
