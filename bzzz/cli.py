@@ -130,6 +130,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="stop once the mesh has formed and every node knows the sample tasks",
     )
+    lab.add_argument(
+        "--until-done",
+        action="store_true",
+        help="stop once every node knows how every sample task ended (its pull request)",
+    )
     _forge_parser(commands)
     _model_parser(commands)
     _sandbox_parser(commands)
@@ -309,7 +314,12 @@ def _lab(args: argparse.Namespace) -> int:
     if args.nodes < 1:
         raise ConfigError("--nodes must be at least 1")
     return run_lab(
-        args.nodes, args.duration, args.root, keep=args.keep, until_ready=args.until_ready
+        args.nodes,
+        args.duration,
+        args.root,
+        keep=args.keep,
+        until_ready=args.until_ready,
+        until_done=args.until_done,
     )
 
 

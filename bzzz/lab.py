@@ -1,10 +1,13 @@
-"""A local lab: N nodes as separate processes on loopback, their mesh shown forming live.
+"""A local lab: N nodes as separate processes on loopback, from issues to pull requests.
 
 Each node gets a home under the lab root, listens on a free loopback port and
 bootstraps to the node before it (a chain); the DHT fills in the rest of the
 mesh. mDNS is off: on loopback it would advertise on the machine's real network.
 A local forge, seeded with a sample repository, gives each node an account and
-the nodes their tasks. The same NodeProcess class runs the nodes of the tests.
+the nodes their tasks; the lab model server (ollama's API, answering from the sample
+repository's playbook) is their model; each node has a `bzzz worker` pool that runs
+its claimed tasks in a sandbox and opens pull requests. The same NodeProcess class
+runs the nodes of the tests.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from bzzz.config import CONTROL_SOCKET
 from bzzz.control import ControlError, request
 from bzzz.forge.server import LocalForge
 from bzzz.home import init_home
+from bzzz.labmodel import LabModelServer
 from bzzz.render import table
 from bzzz.sample import EXPECTED_TASKS, SAMPLE_REPO, sample_world
 
@@ -156,8 +160,37 @@ def wait_for(
         time.sleep(interval)
 
 
+class WorkerPool:
+    """`bzzz worker` for a node: its worker processes, in their own process group."""
+
+    def __init__(self, node: NodeProcess) -> None:
+        self.node = node
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with (self.node.home / "worker.out").open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bzzz", "worker", "--home", str(self.node.home)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.node.env},
+                start_new_session=True,
+            )
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+
 class Lab:
-    """N nodes, and a local forge seeded with a sample repository whose issues they take."""
+    """N nodes with their workers, a local forge seeded with a sample repository whose
+    issues they take, and the lab model server they ask."""
 
     def __init__(self, root: Path, count: int, poll_interval: float = 5.0) -> None:
         self.root = root
@@ -166,13 +199,16 @@ class Lab:
             NodeProcess(root / f"node-{i}", f"lab-node-{i}", free_port())
             for i in range(1, count + 1)
         ]
+        self.workers = [WorkerPool(node) for node in self.nodes]
         self.forge = LocalForge(root / "forge")
+        self.model = LabModelServer()
 
     def init(self) -> None:
         """Seed the forge (one account per node) and write every node's home."""
         made = self.forge.seed(sample_world([node.name for node in self.nodes]))
         tokens = {user["login"]: user["token"] for user in made["users"]}
         self.forge.start()
+        self.model.start()
         previous: list[str] = []
         for node in self.nodes:
             node.home.mkdir(parents=True, exist_ok=True)
@@ -188,17 +224,29 @@ class Lab:
                     "seconds_between_writes": 0.0,
                 },
                 tasks={"repositories": [SAMPLE_REPO], "poll_interval": self.poll_interval},
+                capabilities={"ollama_host": self.model.url},
+                workers={"executor": "workers.agent:run", "heartbeat": 5.0},
+                agent={"model": "lab", "model_timeout": 30.0},
+                git={"author_name": node.name, "author_email": f"{node.name}@lab.bzzz.invalid"},
             )
             previous.append(node.addr)
 
     def start(self) -> None:
         for node in self.nodes:
             node.start(wait=False)
+        for pool in self.workers:
+            pool.start()
 
     def stop(self) -> list[int | None]:
+        for pool in self.workers:
+            if pool.process is not None and pool.process.poll() is None:
+                pool.process.send_signal(signal.SIGTERM)
         for node in self.nodes:
             node.send_signal(signal.SIGTERM)
         codes = [node.wait() for node in self.nodes]
+        for pool in self.workers:
+            pool.stop()
+        self.model.stop()
         self.forge.stop()
         return codes
 
@@ -212,6 +260,14 @@ class Lab:
     def tasks_known(self, reports: list[dict[str, Any] | None]) -> bool:
         return all(
             r is not None and {t["task_id"] for t in r["tasks"]} >= EXPECTED_TASKS for r in reports
+        )
+
+    def tasks_finished(self, reports: list[dict[str, Any] | None]) -> bool:
+        """Every node knows how every sample task ended (a pull request, or a failure)."""
+        return all(
+            r is not None
+            and {t["task_id"] for t in r["tasks"] if t.get("result_url")} >= EXPECTED_TASKS
+            for r in reports
         )
 
 
@@ -249,7 +305,11 @@ def render_lab(lab: Lab, reports: list[dict[str, Any] | None], elapsed: float) -
     if known is not None:
         polling = known.get("polling", {}).get(SAMPLE_REPO, {})
         lines += ["", f"tasks from {SAMPLE_REPO} (polled by {polling.get('poller', '-')}):"]
-        lines += [f"  {t['task_id']:<14} {t['model']:<8} {t['title']}" for t in known["tasks"]]
+        lines += [
+            f"  {t['task_id']:<14} {t['state']:<9} {t.get('holder') or '-':<12}"
+            f" {t.get('result_url') or t['title']}"
+            for t in known["tasks"]
+        ]
     return "\n".join(lines)
 
 
@@ -260,9 +320,11 @@ def run_lab(
     *,
     keep: bool = False,
     until_ready: bool = False,
+    until_done: bool = False,
 ) -> int:
     """Run the lab until Ctrl-C or `duration`; with `until_ready`, stop as soon as the mesh
-    has formed and every node knows the sample tasks. 0 when both happened and every node
+    has formed and every node knows the sample tasks; with `until_done`, once every node
+    knows how every sample task ended. 0 when what was waited for happened and every node
     exited cleanly."""
     made_root = root is None
     lab_root = Path(tempfile.mkdtemp(prefix="bzzz-lab-")) if root is None else root
@@ -278,6 +340,8 @@ def run_lab(
             progress.update(lab, reports)
             if until_ready and progress.ready():
                 break
+            if until_done and progress.finished_at is not None:
+                break
             progress.show()
             time.sleep(1.0)
     except KeyboardInterrupt:
@@ -289,7 +353,8 @@ def run_lab(
     print("\n\n".join([progress.last_view, *progress.status_lines()]))
     print(f"lab stopped: {sum(code == 0 for code in codes)}/{count} nodes exited cleanly")
     clean = all(code == 0 for code in codes)
-    return 0 if clean and progress.ready() else 1
+    reached = progress.finished_at is not None if until_done else progress.ready()
+    return 0 if clean and reached else 1
 
 
 class Progress:
@@ -299,6 +364,7 @@ class Progress:
         self.started = started
         self.formed_at: float | None = None
         self.tasks_at: float | None = None
+        self.finished_at: float | None = None
         self.last_view = ""
         self._interactive = sys.stdout.isatty()
         self._printed_at = -1
@@ -311,6 +377,8 @@ class Progress:
             self.formed_at = self.elapsed()
         if self.tasks_at is None and lab.tasks_known(reports):
             self.tasks_at = self.elapsed()
+        if self.finished_at is None and lab.tasks_finished(reports):
+            self.finished_at = self.elapsed()
         self.last_view = render_lab(lab, reports, self.elapsed())
 
     def ready(self) -> bool:
@@ -340,5 +408,10 @@ class Progress:
             lines.append(
                 f"tasks announced: every node knows the {len(EXPECTED_TASKS)} tasks,"
                 f" {self.tasks_at:.1f}s after start"
+            )
+        if self.finished_at is not None:
+            lines.append(
+                f"tasks finished: every node knows each task's result,"
+                f" {self.finished_at:.1f}s after start"
             )
         return lines

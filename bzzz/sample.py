@@ -61,7 +61,8 @@ EXPECTED_TASKS = frozenset(f"{SAMPLE_REPO}#{n}" for n in (1, 2, 3))
 
 
 def sample_world(node_accounts: Sequence[str]) -> dict[str, Any]:
-    """A forge seed: the sample repository, its owner, a passer-by, one account per node."""
+    """A forge seed: the sample repository, its owner, a passer-by, one account per node.
+    The node accounts are collaborators: only trusted accounts' claim comments count."""
     users = [SAMPLE_OWNER, "passer-by", *node_accounts]
     return {
         "users": [{"login": login} for login in users],
@@ -71,6 +72,7 @@ def sample_world(node_accounts: Sequence[str]) -> dict[str, Any]:
                 "name": SAMPLE_NAME,
                 "files": FILES,
                 "labels": ["bzzz-task", "model:ollama"],
+                "collaborators": list(node_accounts),
                 "issues": ISSUES,
             }
         ],

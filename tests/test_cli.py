@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -53,13 +54,15 @@ def test_status_peers_and_stop(make_node: NodeFactory) -> None:
     assert b.process.returncode == 0
 
 
-def test_lab_forms_a_mesh_takes_the_sample_tasks_and_stops_cleanly() -> None:
-    result = bzzz("lab", "--nodes", "3", "--until-ready", "--duration", "60", timeout=120)
+def test_lab_turns_the_sample_issues_into_pull_requests_and_stops_cleanly() -> None:
+    result = bzzz("lab", "--nodes", "3", "--until-done", "--duration", "90", timeout=150)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "mesh formed" in result.stdout
     assert "tasks announced: every node knows the 3 tasks" in result.stdout
+    assert "tasks finished: every node knows each task's result" in result.stdout
+    view = result.stdout.rpartition("tasks from lab/hello")[2]
     for number in (1, 2, 3):
-        assert f"lab/hello#{number}" in result.stdout
+        assert re.search(rf"lab/hello#{number} +done +lab-node-\d +http://\S+/pull/\d+", view)
     assert "lab/hello#4" not in result.stdout  # no label
     assert "lab/hello#5" not in result.stdout  # untrusted author
     assert "3/3 nodes exited cleanly" in result.stdout
