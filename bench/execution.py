@@ -1,4 +1,5 @@
-"""Execution benchmark: what running a task's commands costs.
+"""Execution benchmark: what running a task's commands costs, and how long an issue
+takes to become a pull request in the lab.
 
 Sandboxes: for each backend, N times in one run with the backends alternating, create a
 sandbox on an empty workspace, run `true` in it, destroy it; the median and p90 of each
@@ -6,13 +7,21 @@ phase and of the whole. Docker uses the engine given (--docker-host, else a priv
 dockerd this script starts) with the image imported from --rootfs (built there by
 mmdebstrap when the file is missing).
 
+Lab: `bzzz lab`'s parts (3 nodes with their workers, the local forge, the lab model
+server, the sandbox `auto` picks) after the sample issues are done (forks exist); then
+one issue at a time, with a title the lab model's playbook knows: opened -> announced on
+task_broadcast -> claim confirmed -> pull request created (forge request log and node
+logs, one clock).
+
     .venv/bin/python -m bench.execution [--runs 30] [--backends docker bubblewrap]
-        [--docker-host URL] [--rootfs FILE] [--out docs/benchmarks.md]
+        [--docker-host URL] [--rootfs FILE] [--lab-issues 6] [--only sandboxes|lab]
+        [--out docs/benchmarks.md]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -21,17 +30,23 @@ import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
+
+import github
 
 from bench.gossip import write_section
 from bzzz.config import SandboxSettings
-from workers.sandbox import BACKENDS, open_sandbox
+from bzzz.lab import Lab, wait_for
+from bzzz.sample import ISSUES, SAMPLE_REPO
+from workers.sandbox import BACKENDS, choose_backend, open_sandbox
 from workers.sandbox.bubblewrap_backend import BubblewrapSandbox
 from workers.sandbox.docker_backend import docker_client
 from workers.sandbox.dockerd import PrivateDockerd
 from workers.sandbox.image import build_image
 
 TITLE = "## Execution: sandboxes (`bench/execution.py`)"
+LAB_TITLE = "## Execution: issue to pull request in the lab (`bench/execution.py`)"
 
 
 @dataclass
@@ -115,6 +130,93 @@ def render_sandboxes(phases: dict[str, Phases], runs: int, notes: dict[str, str]
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class IssueTiming:
+    """Seconds from opening the issue."""
+
+    announced: float
+    claimed: float
+    pull_request: float
+
+
+def lab_issue_to_pull_request(issues: int, poll_interval: float) -> list[IssueTiming]:
+    root = Path(tempfile.mkdtemp(prefix="bzzz-bench-lab-"))
+    lab = Lab(root, 3, poll_interval=poll_interval)
+    timings = []
+    try:
+        lab.init()
+        lab.start()
+        wait_for(lambda: lab.tasks_finished(lab.reports()), 180, "the sample issues' results")
+        gh = github.Github(
+            base_url=lab.forge.api_url, auth=github.Auth.Token(lab.owner_token), retry=None
+        )
+        repo = gh.get_repo(SAMPLE_REPO)
+        for n in range(issues):
+            title = ISSUES[n % 3]["title"]
+            mark = lab.forge.requests()[-1].seq
+            opened = time.time()
+            number = repo.create_issue(title=title, labels=["bzzz-task"]).number
+            task = f"{SAMPLE_REPO}#{number}"
+            created: list[float] = []
+
+            def pull_created(mark: int = mark, created: list[float] = created) -> bool:
+                created[:] = [
+                    r.time
+                    for r in lab.forge.requests(mark)
+                    if r.method == "POST" and r.path.endswith("/pulls") and r.status == 201
+                ]
+                return bool(created)
+
+            wait_for(pull_created, 120, f"a pull request for {task}")
+            announced = min(_logged(node.home, f"announcing task {task} ") for node in lab.nodes)
+            claimed = min(_logged(node.home, f"{task}: claimed (comment") for node in lab.nodes)
+            timings.append(IssueTiming(announced - opened, claimed - opened, created[0] - opened))
+            print(task, timings[-1], flush=True)
+    finally:
+        lab.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    return timings
+
+
+def _logged(home: Path, text: str) -> float:
+    """When a node's log first said `text` (epoch seconds; infinity if it never did)."""
+    for line in (home / "logs" / "node.log").read_text().splitlines():
+        entry = json.loads(line)
+        if str(entry.get("message", "")).startswith(text):
+            return datetime.fromisoformat(entry["time"]).timestamp()
+    return float("inf")
+
+
+def render_lab(timings: list[IssueTiming], poll_interval: float) -> str:
+    def row(name: str, values: list[float]) -> str:
+        return f"| {name} | {statistics.median(values):.2f} s | {max(values):.2f} s |"
+
+    backend = choose_backend(SandboxSettings())
+    return (
+        "\n".join(
+            [
+                LAB_TITLE,
+                "",
+                f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} with"
+                f" {os.cpu_count()} CPUs: 3 nodes, poll interval {poll_interval:g} s, sandbox"
+                f" {backend}, the lab model server (scripted replies: the time is Bzzz's, not a"
+                f" model's). {len(timings)} issues, one at a time; seconds from opening each.",
+                "",
+                "| from opening the issue to | median | max |",
+                "|---|---|---|",
+                row("announced (task_broadcast)", [t.announced for t in timings]),
+                row("claim confirmed on the forge", [t.claimed for t in timings]),
+                row("pull request opened", [t.pull_request for t in timings]),
+                "",
+                "Claim to pull request (fork clone, branch, sandboxed loop of 3-4 commands, commit,"
+                " push, pull request): median"
+                f" {statistics.median([t.pull_request - t.claimed for t in timings]):.2f} s.",
+            ]
+        )
+        + "\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -128,8 +230,18 @@ def main() -> None:
         default=Path(tempfile.gettempdir()) / "bzzz-sandbox-rootfs.tar",
         help="root file system tarball for a private dockerd's image (built when missing)",
     )
+    parser.add_argument("--lab-issues", type=int, default=6)
+    parser.add_argument("--poll-interval", type=float, default=2.0)
+    parser.add_argument("--only", choices=("sandboxes", "lab"))
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     args = parser.parse_args()
+    if args.only != "sandboxes":
+        timings = lab_issue_to_pull_request(args.lab_issues, args.poll_interval)
+        section = render_lab(timings, args.poll_interval)
+        print(section)
+        write_section(args.out, section)
+    if args.only == "lab":
+        return
     base = SandboxSettings()
     settings: dict[str, SandboxSettings] = {}
     notes: dict[str, str] = {}

@@ -31,7 +31,7 @@ from bzzz.forge.server import LocalForge
 from bzzz.home import init_home
 from bzzz.labmodel import LabModelServer
 from bzzz.render import table
-from bzzz.sample import EXPECTED_TASKS, SAMPLE_REPO, sample_world
+from bzzz.sample import EXPECTED_TASKS, SAMPLE_OWNER, SAMPLE_REPO, sample_world
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
@@ -202,11 +202,13 @@ class Lab:
         self.workers = [WorkerPool(node) for node in self.nodes]
         self.forge = LocalForge(root / "forge")
         self.model = LabModelServer()
+        self.owner_token = ""
 
     def init(self) -> None:
         """Seed the forge (one account per node) and write every node's home."""
         made = self.forge.seed(sample_world([node.name for node in self.nodes]))
         tokens = {user["login"]: user["token"] for user in made["users"]}
+        self.owner_token = tokens[SAMPLE_OWNER]  # for benchmarks that open issues
         self.forge.start()
         self.model.start()
         previous: list[str] = []
