@@ -98,6 +98,27 @@ def _parser() -> argparse.ArgumentParser:
     tasks = command("tasks", "List the tasks the running node knows.", _tasks)
     tasks.add_argument("--json", action="store_true", help="machine-readable output")
 
+    logs = command("logs", "Show the node's and its workers' recent log, merged by time.", _logs)
+    logs.add_argument("--task", help="only what mentions this task (OWNER/REPO#NUMBER)")
+    logs.add_argument(
+        "--level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="lowest level",
+    )
+    logs.add_argument("--since", help="only the last 90s, 10m, 2h, 1d...")
+    logs.add_argument("--lines", type=int, default=50, help="at most this many (0: all)")
+    logs.add_argument("--follow", "-f", action="store_true", help="then keep printing new lines")
+    logs.add_argument("--json", action="store_true", help="the JSON records as written")
+
+    doctor = command(
+        "doctor",
+        "Check config, identity, forge and token, model server, sandbox, queue and git"
+        " identity; say what to fix.",
+        _doctor,
+    )
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+
     command("stop", "Ask the running node to shut down.", _stop)
 
     psk = command("psk", "Write a new pre-shared key file for a private network.", _psk, home=False)
@@ -284,6 +305,38 @@ def _tasks(args: argparse.Namespace) -> int:
     report = _ask(args, "status")
     print(json.dumps(report.get("tasks", []), indent=2) if args.json else render_tasks(report))
     return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from bzzz import logview  # noqa: PLC0415
+
+    try:
+        since = logview.parse_since(args.since) if args.since else None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    log_dir = load_settings(resolve_home(args.home)).log_path.parent
+    options = {"task": args.task, "level": args.level}
+    entries = logview.recent(log_dir, since=since, lines=args.lines, **options)
+    if not entries and not args.follow:
+        print(f"nothing logged in {log_dir} matches", file=sys.stderr)
+    shown = (json.dumps(e.raw) if args.json else e.line() for e in entries)
+    for text in shown:
+        print(text)
+    if args.follow:
+        for entry in logview.follow(log_dir, **options):
+            print(json.dumps(entry.raw) if args.json else entry.line(), flush=True)
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from bzzz import doctor  # noqa: PLC0415
+
+    checks = doctor.diagnose(resolve_home(args.home))
+    if args.json:
+        print(json.dumps([c.as_json() for c in checks], indent=2))
+    else:
+        print("\n".join(doctor.render(checks)))
+    return doctor.exit_code(checks)
 
 
 def _stop(args: argparse.Namespace) -> int:

@@ -1,0 +1,280 @@
+"""`bzzz doctor`: check what a node needs, and say what to fix.
+
+Each check reads, never writes (no claim, no fork, no queue message). A check that needs
+what an earlier one found missing is skipped, saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import httpx
+import ollama
+
+from bzzz.config import ConfigError, Settings, load_settings
+from bzzz.control import ControlError, request
+from bzzz.forge.api import ForgeError
+from bzzz.forge.github import GitHubForge
+from bzzz.forge.token import Token, TokenError, load_token
+from bzzz.identity import IdentityError, load_identity, peer_id_of
+
+
+class Verdict(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    verdict: Verdict
+    detail: str
+    fix: str = ""
+
+    def as_json(self) -> dict[str, str]:
+        return {
+            "check": self.name,
+            "verdict": self.verdict.value,
+            "detail": self.detail,
+            "fix": self.fix,
+        }
+
+
+def ok(name: str, detail: str) -> Check:
+    return Check(name, Verdict.OK, detail)
+
+
+def fail(name: str, detail: str, fix: str) -> Check:
+    return Check(name, Verdict.FAIL, detail, fix)
+
+
+def diagnose(home: Path, environ: dict[str, str] | None = None) -> list[Check]:
+    environ = dict(os.environ if environ is None else environ)
+    try:
+        settings = load_settings(home, environ=environ)
+    except ConfigError as exc:
+        return [fail("config", str(exc).partition(" Fix: ")[0], _fix_of(str(exc)))]
+    checks = [ok("config", f"{settings.config_path} is valid")]
+    checks.append(_identity(settings))
+    token_check, token = _token(settings, environ)
+    checks.append(token_check)
+    checks.extend(_forge(settings, token))
+    checks.append(_model(settings))
+    checks.append(_sandbox(settings))
+    checks.append(_broker(settings))
+    checks.append(_git_identity(settings, environ))
+    checks.append(_executor(settings))
+    checks.append(_node_running(settings))
+    return checks
+
+
+def _fix_of(message: str) -> str:
+    return message.partition(" Fix: ")[2] or "see docs/configuration.md"
+
+
+def _identity(settings: Settings) -> Check:
+    try:
+        key = load_identity(settings.identity_path)
+    except IdentityError as exc:
+        text = str(exc)
+        fix = (
+            _fix_of(text) if " Fix: " in text else f"run `bzzz init --home {settings.home} --force`"
+        )
+        return fail("identity", text.partition(" Fix: ")[0], fix)
+    return ok("identity", f"peer ID {peer_id_of(key)}")
+
+
+def _token(settings: Settings, environ: dict[str, str]) -> tuple[Check, Token | None]:
+    fix = (
+        "set BZZZ_FORGE_TOKEN, or forge.token_file (mode 0600), or a systemd credential forge-token"
+    )
+    try:
+        token = load_token(settings.token_path, environ)
+    except (TokenError, OSError) as exc:
+        return fail("forge token", str(exc), fix), None
+    if token is None:
+        return fail("forge token", "no token is configured", fix), None
+    return ok("forge token", "found (not shown)"), token
+
+
+def _forge(settings: Settings, token: Token | None) -> list[Check]:
+    api = settings.forge.api_url
+    if token is None:
+        return [Check("forge", Verdict.SKIP, f"{api}: needs a token")]
+    forge = GitHubForge(api, token, timeout=min(settings.forge.timeout, 10.0))
+    try:
+        login = forge.login()
+    except ForgeError as exc:
+        if exc.status in (401, 403):
+            fix = "make a new token for the node's account and configure it"
+            return [fail("forge", f"{api} refused the token ({exc.status})", fix)]
+        return [fail("forge", f"{api}: {exc}", "check forge.api_url and the network to it")]
+    checks = [ok("forge", f"{api} as {login}")]
+    if not settings.tasks.repositories:
+        checks.append(
+            Check(
+                "repositories",
+                Verdict.WARN,
+                "none configured: this node takes no tasks",
+                "list them in tasks.repositories",
+            )
+        )
+    for repo in settings.tasks.repositories:
+        try:
+            info = forge.get_repository(repo)
+        except ForgeError as exc:
+            fix = f"give {login} read access to {repo} (a collaborator, so its claims count)"
+            checks.append(fail(f"repository {repo}", str(exc), fix))
+            continue
+        access = "can push" if info.can_push else "read only: Bzzz forks it to push"
+        checks.append(ok(f"repository {repo}", f"readable by {login}, {access}"))
+    return checks
+
+
+def _model(settings: Settings) -> Check:
+    host = settings.capabilities.ollama_host
+    try:
+        listed = ollama.Client(host=host, timeout=5.0).list()
+    except (ConnectionError, httpx.HTTPError, ollama.ResponseError) as exc:
+        return fail(
+            "model server",
+            f"{host}: {type(exc).__name__}: {exc}",
+            "start ollama there, or set capabilities.ollama_host",
+        )
+    names = sorted(m.model for m in listed.models if m.model)
+    wanted = settings.agent.model
+    if wanted and wanted not in names and f"{wanted}:latest" not in names:
+        return fail(
+            "model server",
+            f"{host} does not have agent.model {wanted!r} (it has {', '.join(names) or 'none'})",
+            f"`ollama pull {wanted}` there, or change agent.model",
+        )
+    if not names:
+        return fail("model server", f"{host} has no models", "`ollama pull` a model there")
+    return ok("model server", f"{host}: {', '.join(names)}")
+
+
+def _sandbox(settings: Settings) -> Check:
+    from workers.sandbox import SandboxError, choose_backend, open_sandbox  # noqa: PLC0415
+
+    try:
+        backend = choose_backend(settings.sandbox)
+        with (
+            tempfile.TemporaryDirectory(prefix="bzzz-doctor-") as workspace,
+            open_sandbox(settings.sandbox, Path(workspace)) as box,
+        ):
+            ran = box.exec("echo ok > probe && cat probe", timeout=30)
+    except SandboxError as exc:
+        return fail("sandbox", str(exc), "see docs/sandbox.md; `bzzz sandbox check` says more")
+    if ran.exit_code != 0 or ran.stdout.strip() != "ok":
+        return fail(
+            "sandbox",
+            f"{backend}: a test command gave exit {ran.exit_code}: {ran.stderr.strip()[:200]}",
+            "run `bzzz sandbox check` for details",
+        )
+    return ok("sandbox", f"{backend} runs commands")
+
+
+def _broker(settings: Settings) -> Check:
+    from bzzz.queue.url import BrokerURLError, redact_url  # noqa: PLC0415
+    from bzzz.work import open_broker  # noqa: PLC0415
+
+    url = redact_url(settings.workers.broker_url)
+    try:
+        broker = open_broker(settings)
+    except BrokerURLError as exc:
+        return fail("queue", str(exc), "fix workers.broker_url")
+    try:
+        detail = _ping(broker)
+    except Exception as exc:  # each broker library fails its own way
+        return fail(
+            "queue",
+            f"{url}: {type(exc).__name__}: {exc}",
+            "start the broker or fix workers.broker_url",
+        )
+    finally:
+        broker.close()
+    return ok("queue", f"{url}: {detail}")
+
+
+def _ping(broker: Any) -> str:
+    from bzzz.queue.sqlite import SQLiteBroker  # noqa: PLC0415
+
+    if isinstance(broker, SQLiteBroker):
+        return f"{len(broker.dead_letters())} dead letters"
+    if hasattr(broker, "client"):  # Redis
+        broker.client.ping()
+        return "answers"
+    broker.connection  # RabbitMQ: opening the connection is the check  # noqa: B018
+    return "answers"
+
+
+def _git_identity(settings: Settings, environ: dict[str, str]) -> Check:
+    from workers.workspace import WorkspaceError, node_identity  # noqa: PLC0415
+
+    try:
+        identity = node_identity(settings, environ)
+    except WorkspaceError as exc:
+        text = str(exc)
+        return fail("git identity", text, "set git.author_name and git.author_email")
+    return ok("git identity", f"{identity.name} <{identity.email}>")
+
+
+def _executor(settings: Settings) -> Check:
+    from workers.executors import load_executor  # noqa: PLC0415
+
+    path = settings.workers.executor
+    try:
+        load_executor(path)
+    except (ImportError, AttributeError) as exc:
+        return fail("executor", f"{path}: {exc}", 'set workers.executor = "workers.agent:run"')
+    if path == "workers.executors:decline":
+        return Check(
+            "executor",
+            Verdict.WARN,
+            f"{path}: this node fails every task it claims",
+            'set workers.executor = "workers.agent:run" to run tasks',
+        )
+    return ok("executor", path)
+
+
+def _node_running(settings: Settings) -> Check:
+    try:
+        report = request(settings.control_socket, {"cmd": "status"}, timeout=3.0)
+    except ControlError:
+        return Check(
+            "node",
+            Verdict.WARN,
+            "not running",
+            f"start it: `bzzz node --home {settings.home}` (or systemctl start bzzz-node)",
+        )
+    peers = report.get("peers") or []
+    alive = sum(1 for p in peers if p.get("alive"))
+    if not alive:
+        return Check(
+            "node",
+            Verdict.WARN,
+            "running, but it hears no peer",
+            "check network.bootstrap, mDNS on the LAN, firewalls (docs/deployment.md)",
+        )
+    return ok("node", f"running, {alive} peers alive")
+
+
+def render(checks: list[Check]) -> Iterator[str]:
+    marks = {Verdict.OK: "ok  ", Verdict.WARN: "WARN", Verdict.FAIL: "FAIL", Verdict.SKIP: "skip"}
+    for check in checks:
+        yield f"{marks[check.verdict]}  {check.name}: {check.detail}"
+        if check.fix:
+            yield f"      fix: {check.fix}"
+
+
+def exit_code(checks: list[Check]) -> int:
+    return 1 if any(c.verdict is Verdict.FAIL for c in checks) else 0
