@@ -159,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     _forge_parser(commands)
     _model_parser(commands)
     _sandbox_parser(commands)
+    _systemd_parser(commands)
     return parser
 
 
@@ -247,6 +248,46 @@ def _sandbox_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
         sub.add_argument("--home", help="node home directory (default: $BZZZ_HOME or ~/.bzzz)")
         sub.add_argument("--image", help="image name (default: sandbox.image)")
         sub.add_argument("--docker-host", help="Docker engine (default: sandbox.docker_host)")
+
+
+def _systemd_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    help_text = "systemd units for the node and its workers (see docs/systemd.md)."
+    systemd = commands.add_parser("systemd", help=help_text, description=help_text)
+    actions = systemd.add_subparsers(required=True, metavar="ACTION")
+    install = actions.add_parser(
+        "install",
+        help="write the units, create the user and the directories",
+        description="Write bzzz-node.service and bzzz-worker@.service to /etc/systemd/system, "
+        "tell the node how many worker units it has, create the user and the node's home, "
+        "and print what was done and the `systemctl enable` line to run. Into / it needs "
+        "root; --dry-run and --prefix do not.",
+    )
+    install.set_defaults(handler=_systemd_install)
+    install.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="worker units to run (default 1)"
+    )
+    install.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print every file (in full) and command; write, create and run nothing",
+    )
+    install.add_argument(
+        "--prefix",
+        type=Path,
+        default=Path("/"),
+        metavar="DIR",
+        help="install the files under DIR; create no user, run nothing (default /)",
+    )
+    install.add_argument("--user", default="bzzz", help="user the services run as (bzzz)")
+    install.add_argument(
+        "--home",
+        type=Path,
+        default=Path("/var/lib/bzzz"),
+        help="the node's home, under /var/lib (default /var/lib/bzzz)",
+    )
+    install.add_argument(
+        "--bin", type=Path, help="the bzzz the units run (default: this one)", metavar="PATH"
+    )
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -459,6 +500,18 @@ def _forge_seed(args: argparse.Namespace) -> int:
         print(f"bzzz: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(made, indent=2))
+    return 0
+
+
+def _systemd_install(args: argparse.Namespace) -> int:
+    from bzzz.deploy.systemd import InstallError, UnitSettings, default_bin, install  # noqa: PLC0415
+
+    try:
+        settings = UnitSettings(user=args.user, home=args.home, bin=args.bin or default_bin())
+        install(settings, args.workers, prefix=args.prefix, dry_run=args.dry_run)
+    except InstallError as exc:
+        print(f"bzzz: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,0 +1,1 @@
+"""Installing Bzzz on a machine as services."""
