@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bzzz.claims.ledger import ClaimState
+from bzzz.claims.ledger import ClaimNote, ClaimState
 from bzzz.forge.github import GitHubForge
 from bzzz.forge.server import LocalForge
 from bzzz.forge.server.faults import Fault
@@ -77,6 +77,12 @@ def running_on(nodes: dict[str, NodeProcess], task: str = TASK) -> str:
     return holder
 
 
+def standing(notes: list[ClaimNote]) -> list[ClaimNote]:
+    """The claims that count: not those withdrawn after losing a race for the task (peers
+    may race when a task_claim is slow to arrive; the forge decides, the loser releases)."""
+    return [n for n in notes if n.state is not ClaimState.RELEASED]
+
+
 def worker_log(pool: Workers) -> str:
     path = pool.node.home / "worker.out"
     return path.read_text(errors="replace") if path.exists() else ""
@@ -106,7 +112,7 @@ def test_a_task_whose_worker_is_killed_is_redelivered_and_runs_once(
             10,
             "the forge to record it done",
         )
-        notes = claim_notes(forge, 1)
+        notes = standing(claim_notes(forge, 1))
         assert [(n.node, n.state) for n in notes] == [(holder, ClaimState.DONE)]
 
 
@@ -135,7 +141,7 @@ def test_a_killed_node_is_taken_over_and_does_not_run_the_task_again_on_restart(
             10,
             "the forge to record it done",
         )
-        notes = {n.node: n for n in claim_notes(forge, 1)}
+        notes = {n.node: n for n in standing(claim_notes(forge, 1))}
         assert notes[taker].state is ClaimState.DONE
         assert notes[taker].takes_over == holder  # said so on the issue
         assert notes[holder].state is ClaimState.CLAIM  # ran out, never finished
@@ -177,7 +183,7 @@ def test_a_node_cut_off_mid_task_loses_its_lease_and_does_not_finish_it(
         wait_for(lambda: task_states(nodes[holder]).get(TASK) == "done", 30, "it to learn the end")
         wait_for(
             lambda: (
-                {n.node: n.state for n in claim_notes(forge, 1)}
+                {n.node: n.state for n in claim_notes(forge, 1) if n.node in (holder, taker)}
                 == {holder: ClaimState.RELEASED, taker: ClaimState.DONE}
             ),
             20,
@@ -314,8 +320,9 @@ def test_a_task_that_fails_on_every_node_is_quarantined_with_a_report(
             "the task to be quarantined",
         )
         notes = claim_notes(forge, 1)
-        assert sorted(n.node for n in notes) == sorted(NODES)  # one attempt per node
-        assert {n.state for n in notes} == {ClaimState.FAILED}
+        failures = sorted(n.node for n in notes if n.state is ClaimState.FAILED)
+        assert failures == sorted(NODES)  # one attempt per node
+        assert not standing(notes) or {n.state for n in standing(notes)} == {ClaimState.FAILED}
         reports = [c for c in reader.get_comments(REPO, 1) if "quarantined" in c.body]
         assert len(reports) == 1
         for node in nodes:

@@ -12,11 +12,10 @@ from bzzz.cli import main
 from bzzz.home import init_home
 from bzzz.logview import follow, parse_since, recent
 
-NOW = datetime.now(UTC)
-
 
 def record(minutes_ago: float, level: str, message: str, **extra: str) -> str:
-    when = (NOW - timedelta(minutes=minutes_ago)).isoformat(timespec="milliseconds")
+    """A log line written `minutes_ago` before now (now: when the test writes it)."""
+    when = (datetime.now(UTC) - timedelta(minutes=minutes_ago)).isoformat(timespec="milliseconds")
     return json.dumps({"time": when, "level": level, "logger": "x", "message": message, **extra})
 
 

@@ -137,7 +137,9 @@ def test_an_issue_becomes_one_pull_request_and_a_hopeless_one_is_reported(
             f"{node.name} to see the hopeless task quarantined",
         )
     notes = claim_notes(forge, 2)
-    assert sorted((n.node, n.state) for n in notes) == [(n, ClaimState.FAILED) for n in NODES]
+    failures = sorted(n.node for n in notes if n.state is ClaimState.FAILED)
+    assert failures == NODES  # one attempt per node (claims that lost a race are released)
+    assert {n.state for n in notes} <= {ClaimState.FAILED, ClaimState.RELEASED}
     reports = [c for c in reader.get_comments(REPO, 2) if "could not finish this task" in c.body]
     assert sorted(c.author for c in reports) == NODES
     assert "bzzz-quarantined" in reader.get_issue(REPO, 2).labels
