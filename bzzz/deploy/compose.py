@@ -186,21 +186,26 @@ def own_addresses() -> list[str]:
     return sorted({str(info[4][0]) for info in infos if not str(info[4][0]).startswith("127.")})
 
 
-def account_number(name: str, accounts: int) -> int:
-    """K of account peer-K, which must be one the forge has."""
+def account_number(name: str) -> int:
+    """K of account peer-K."""
     match = re.fullmatch(rf"{SERVICE}-([1-9][0-9]*)", name)
     if match is None:
-        raise LabError(f"{name!r} is not a lab account: peer-1 .. peer-{accounts}")
-    number = int(match[1])
-    if number > accounts:
+        raise LabError(f"{name!r} is not a lab account: peer-1, peer-2, ...")
+    return int(match[1])
+
+
+def check_account(name: str, seeded: Mapping[str, Any]) -> None:
+    """Refuse an account the forge was not seeded with (`seeded`: its marker)."""
+    accounts = int(seeded.get("accounts", 0))
+    if account_number(name) > accounts:
         raise LabError(
             f"this is {name}, but the forge has accounts for {accounts} peers only. Fix: "
-            f"docker compose down -v, then up again with BZZZ_LAB_ACCOUNTS={number} or more."
+            f"docker compose down -v, then up again with "
+            f"BZZZ_LAB_ACCOUNTS={account_number(name)} or more."
         )
-    return number
 
 
-def replica_account(accounts: int, lookup: Callable[[str], list[str]] | None = None) -> str:
+def replica_account(lookup: Callable[[str], list[str]] | None = None) -> str:
     """peer-K, K being this container's replica number of the service `peer`."""
     if lookup is None:
         servers = nameservers()
@@ -219,9 +224,7 @@ def replica_account(accounts: int, lookup: Callable[[str], list[str]] | None = N
             continue
         numbers = [n for n in (replica_number(name, SERVICE) for name in names) if n]
         if numbers:
-            name = f"{SERVICE}-{numbers[0]}"
-            account_number(name, accounts)
-            return name
+            return f"{SERVICE}-{numbers[0]}"
     raise LabError(
         f"cannot tell which replica of {SERVICE!r} this container is (addresses "
         f"{addresses or 'none'}, names {names or 'none'}). Fix: run it as a compose service "
@@ -234,9 +237,12 @@ def wait_for_forge(settings: LabSettings, accounts_dir: Path, name: str, within:
     deadline = time.monotonic() + within
     health = f"{settings.forge_url}/_forge/health"
     problem = ""
+    path = token_path(accounts_dir, name)
     while time.monotonic() < deadline:
-        path = token_path(accounts_dir, name)
-        if (accounts_dir / SEEDED).exists() and path.exists():
+        marker = accounts_dir / SEEDED
+        if marker.exists():
+            check_account(name, json.loads(marker.read_text(encoding="utf-8")))
+        if marker.exists() and path.exists():
             try:
                 with urllib.request.urlopen(health, timeout=3) as response:  # noqa: S310
                     if response.status == 200:
@@ -381,9 +387,13 @@ def leave_root(name: str, uid: int, argv: Sequence[str]) -> None:
 
 
 def peer_main(settings: LabSettings) -> int:
-    name = settings.peer or replica_account(settings.accounts)
-    number = account_number(name, settings.accounts)
+    name = settings.peer or replica_account()
+    number = account_number(name)
     if os.geteuid() == 0:
+        if os.environ.get("BZZZ_LAB_IMAGE") != "1":  # set by compose/Dockerfile
+            raise LabError(
+                "a peer starts as root only in the lab's image (it mounts /proc), not here"
+            )
         leave_root(name, USER_ID + number, ["-m", "bzzz.deploy.compose", "peer"])
     _say(f"this is {name} (uid {os.getuid()})")
     peer_id = prepare_peer(settings, PEER_HOME, ACCOUNTS_DIR, name)
