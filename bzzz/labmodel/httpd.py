@@ -11,12 +11,11 @@ import contextlib
 import json
 import logging
 import socket
-import threading
-import time
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from bzzz.httpserver import TrackingHTTPServer
 from bzzz.labmodel.wire import ndjson
 
 log = logging.getLogger(__name__)
@@ -31,56 +30,10 @@ class BadBody(Exception):
         self.status = status
 
 
-class LabHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-
+class LabHTTPServer(TrackingHTTPServer):
     def __init__(self, address: tuple[str, int], handle: Callable[[Exchange], None]) -> None:
         self.handle = handle
-        self._open: set[socket.socket] = set()
-        self._workers: set[threading.Thread] = set()
-        self._open_lock = threading.Lock()
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
         super().__init__(address, Exchange)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        me = threading.current_thread()
-        with self._open_lock:
-            self._workers.add(me)
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._open_lock:
-                self._workers.discard(me)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """End every open connection; their threads see EOF and finish."""
-        with self._open_lock:
-            open_now = list(self._open)
-        for sock in open_now:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def join_workers(self, timeout: float) -> bool:
-        """Wait for the connection threads to end; whether they all did in time."""
-        deadline = time.monotonic() + timeout
-        with self._open_lock:
-            workers = list(self._workers)
-        for worker in workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
-        return not any(worker.is_alive() for worker in workers)
 
 
 class Exchange(BaseHTTPRequestHandler):

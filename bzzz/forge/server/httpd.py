@@ -11,12 +11,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import sys
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
+
+from bzzz.httpserver import TrackingHTTPServer
 
 log = logging.getLogger(__name__)
 
@@ -34,61 +33,10 @@ class App(Protocol):
     def connection_closed(self) -> None: ...
 
 
-class ForgeHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-
+class ForgeHTTPServer(TrackingHTTPServer):
     def __init__(self, address: tuple[str, int], app: App) -> None:
         self.app = app
-        self._open: set[socket.socket] = set()
-        self._workers: set[threading.Thread] = set()
-        self._open_lock = threading.Lock()
         super().__init__(address, Exchange)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        me = threading.current_thread()
-        with self._open_lock:
-            self._workers.add(me)
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._open_lock:
-                self._workers.discard(me)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that drops its kept-alive connection is normal (git does); anything
-        else still gets the standard report."""
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """End every open connection; their threads see EOF and finish."""
-        with self._open_lock:
-            open_now = list(self._open)
-        for sock in open_now:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def join_workers(self, timeout: float) -> bool:
-        """Wait for the connection threads to end; whether they all did in time."""
-        deadline = time.monotonic() + timeout
-        with self._open_lock:
-            workers = list(self._workers)
-        for worker in workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
-        return not any(worker.is_alive() for worker in workers)
 
 
 class Exchange(BaseHTTPRequestHandler):
