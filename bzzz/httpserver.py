@@ -69,3 +69,20 @@ class TrackingHTTPServer(ThreadingHTTPServer):
         for worker in workers:
             worker.join(max(0.0, deadline - time.monotonic()))
         return not any(worker.is_alive() for worker in workers)
+
+    def serve_in_background(self, name: str) -> threading.Thread:
+        """Serve from a daemon thread; the socket already accepts."""
+        thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True
+        )
+        thread.start()
+        return thread
+
+    def stop_serving(self, thread: threading.Thread | None, timeout: float = 10.0) -> bool:
+        """Stop, close every connection, wait for the threads; whether they all ended."""
+        self.shutdown()
+        self.close_connections()
+        self.server_close()
+        if thread is not None:
+            thread.join(timeout)
+        return self.join_workers(timeout)

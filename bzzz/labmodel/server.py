@@ -54,13 +54,7 @@ class LabModelServer:
         self._stopping.clear()
         app = LabModelApp(self._models, self._requests, self._stopping)
         self._server = LabHTTPServer((self.host, self._port), app.handle)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"labmodel-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = self._server.serve_in_background(f"labmodel-{self.port}")
         return self
 
     def stop(self) -> None:
@@ -69,12 +63,7 @@ class LabModelServer:
         if server is None:
             return
         self._stopping.set()
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=10)
-        if not server.join_workers(timeout=10):
+        if not server.stop_serving(thread):
             log.warning("lab model server on port %s: connections still busy", self.port)
         self._server = self._thread = None
 

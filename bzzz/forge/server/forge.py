@@ -81,13 +81,7 @@ class LocalForge:
         except OSError:
             self._requests.close()
             raise
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"forge-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = self._server.serve_in_background(f"forge-{self.port}")
         return self
 
     def stop(self) -> None:
@@ -95,12 +89,7 @@ class LocalForge:
         server, thread = self._server, self._thread
         if server is None:
             return
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=10)
-        if not server.join_workers(timeout=10):
+        if not server.stop_serving(thread):
             log.warning("forge on port %s: connections still busy after stop", self.port)
         if self._requests is not None:
             self._requests.close()
