@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from bzzz.forge.api import ForgeError
 from bzzz.work import TaskSpec
@@ -29,6 +30,8 @@ from workers.sandbox import Sandbox, SandboxError, open_sandbox
 from workers.workspace import WorkspaceError, node_identity, prepare
 
 log = logging.getLogger(__name__)
+
+HOLD_CHECK_INTERVAL = 30.0  # seconds between forge reads of the claim while the loop runs
 
 
 class SandboxRunner:
@@ -134,6 +137,24 @@ def _reason(task: TaskText, context: Context, model: str, sandbox: Sandbox) -> L
         chat,
         SandboxRunner(sandbox),
         budget,
-        keep_going=context.still_holds,
+        keep_going=_at_most_every(HOLD_CHECK_INTERVAL, context.still_holds),
         on_step=progress,
     )
+
+
+def _at_most_every(seconds: float, check: Callable[[], bool]) -> Callable[[], bool]:
+    """`check`, asked again only once `seconds` have passed since it last said yes.
+    Commands run with no network, so a few more after a lease is lost harm nothing;
+    the check before delivering is always fresh."""
+    last_yes = -seconds
+
+    def throttled() -> bool:
+        nonlocal last_yes
+        if time.monotonic() - last_yes < seconds:
+            return True
+        if check():
+            last_yes = time.monotonic()
+            return True
+        return False
+
+    return throttled
