@@ -163,17 +163,27 @@ def wait_for(
 class WorkerPool:
     """`bzzz worker` for a node: its worker processes, in their own process group."""
 
-    def __init__(self, node: NodeProcess) -> None:
+    def __init__(
+        self,
+        node: NodeProcess,
+        env: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
+    ) -> None:
+        """`env`: added to the node's; `prefix`: a command to run the pool under (e.g. a
+        network namespace's `ip netns exec NS`)."""
         self.node = node
+        self.env = env or {}
+        self.prefix = list(prefix)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        command = [sys.executable, "-m", "bzzz", "worker", "--home", str(self.node.home)]
         with (self.node.home / "worker.out").open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "bzzz", "worker", "--home", str(self.node.home)],
+                [*self.prefix, *command],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.node.env},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.node.env, **self.env},
                 start_new_session=True,
             )
 

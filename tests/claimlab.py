@@ -8,8 +8,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from bzzz.claims.ledger import ClaimNote
 from bzzz.forge.github import GitHubForge
 from bzzz.forge.server import LocalForge
 from bzzz.forge.token import Token
-from bzzz.lab import NodeProcess
+from bzzz.lab import NodeProcess, WorkerPool
 from tests.conftest import NodeFactory
 
 REPO = "lab/app"
@@ -76,8 +74,9 @@ def claim_node(
     )
 
 
-class Workers:
-    """`bzzz worker` for a node (the record executor), killed at the end of the test."""
+class Workers(WorkerPool):
+    """`bzzz worker` for a node (the record executor), started at once and killed at the
+    end of the test."""
 
     def __init__(
         self,
@@ -87,29 +86,13 @@ class Workers:
         retry_seconds: float = 1.0,
         prefix: Sequence[str] = (),
     ) -> None:
-        """`prefix`: a command to run the pool under (a network namespace's)."""
-        self.node = node
-        self.prefix = list(prefix)
-        self.env = {
-            **os.environ,
-            **node.env,
+        env = {
             "BZZZ_RECORD_FILE": str(record),
             "BZZZ_RECORD_SECONDS": str(seconds),
             "BZZZ_RECORD_RETRY_SECONDS": str(retry_seconds),
         }
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(node, env, prefix)
         self.start()
-
-    def start(self) -> None:
-        with (self.node.home / "worker.out").open("ab") as out:
-            command = [sys.executable, "-m", "bzzz", "worker", "--home", str(self.node.home)]
-            self.process = subprocess.Popen(
-                [*self.prefix, *command],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                start_new_session=True,
-            )
 
     def children(self) -> list[psutil.Process]:
         """The worker processes under the pool's supervisor (not multiprocessing's
@@ -126,10 +109,10 @@ class Workers:
                     workers.append(child)
         return workers
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+            self.process.wait(timeout)
 
 
 def ran(record: Path) -> list[tuple[str, str]]:
