@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bzzz.network.addresses import AddressError, parse_bootstrap, parse_listen, parse_peer_id
-from bzzz.network.psk import PskError, read_psk
+from bzzz.addresses import AddressError, parse_bootstrap, parse_listen, parse_peer_id
 from bzzz.protocol import NODE_ID_PATTERN, REPO_PATTERN
+from bzzz.psk import PskError, read_psk
 
 CONFIG_FILE = "config.toml"
 IDENTITY_FILE = "identity.key"

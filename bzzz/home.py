@@ -10,7 +10,7 @@ from libp2p.peer.id import ID
 
 from bzzz.config import CONFIG_FILE, IDENTITY_FILE, ConfigError, load_settings, render_config
 from bzzz.identity import create_identity, load_identity, peer_id_of
-from bzzz.network.psk import write_psk
+from bzzz.psk import write_psk
 
 PSK_FILE = "swarm.key"
 

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from bzzz.lab import NodeProcess, wait_for
-from bzzz.network.psk import read_psk, write_psk
+from bzzz.psk import read_psk, write_psk
 from tests.conftest import NodeFactory, alive_names, fast, start_all, wait_alive
 
 PSK = {"network": {"psk_file": "swarm.key"}}
