@@ -6,7 +6,6 @@ seconds for the forge's rate-limit reset times).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +13,7 @@ from datetime import datetime
 from bzzz.config import TaskSettings
 from bzzz.forge.api import ErrorKind, ForgeError, Issue, IssuePage
 from bzzz.protocol import TaskBroadcast, TaskParams
+from bzzz.rendezvous import ordered
 
 MAX_INPUT_CHARS = 32_000  # keeps a broadcast well under the 64 KiB message limit
 MODEL_LABEL = "model:"
@@ -73,11 +73,8 @@ def poller_for(repo: str, candidates: Iterable[str]) -> str | None:
     Every peer computes the same answer from the same set of candidates, and when the
     chosen peer leaves only its repositories move to other peers.
     """
-
-    def weight(peer_id: str) -> bytes:
-        return hashlib.sha256(f"{repo}\x00{peer_id}".encode()).digest()
-
-    return max(candidates, key=weight, default=None)
+    order = ordered(repo, dict.fromkeys(candidates, 1.0))
+    return order[0] if order else None
 
 
 @dataclass
