@@ -10,11 +10,13 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from multiaddr import Multiaddr
 
+from bzzz.errors import BzzzError, ExitCode
+
 WILDCARDS = {"0.0.0.0", "::"}  # noqa: S104 - names, not binds
 
 
-class AddressError(ValueError):
-    pass
+class AddressError(BzzzError, ValueError):
+    exit_code = ExitCode.CONFIG
 
 
 def _parse(text: str) -> Multiaddr:

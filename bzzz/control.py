@@ -18,6 +18,8 @@ from typing import Any
 import trio
 from trio_typing import TaskStatus
 
+from bzzz.errors import BzzzError, ExitCode
+
 log = logging.getLogger(__name__)
 
 MAX_REQUEST = 64 * 1024
@@ -27,8 +29,8 @@ SUN_PATH_MAX = 107
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-class ControlError(Exception):
-    pass
+class ControlError(BzzzError):
+    exit_code = ExitCode.CONFIG
 
 
 def _check_path(path: Path) -> None:

@@ -10,9 +10,11 @@ from libp2p.crypto.keys import KeyPair, KeyType
 from libp2p.crypto.serialization import deserialize_private_key
 from libp2p.peer.id import ID
 
+from bzzz.errors import BzzzError, ExitCode
 
-class IdentityError(Exception):
-    pass
+
+class IdentityError(BzzzError):
+    exit_code = ExitCode.CONFIG
 
 
 def create_identity(path: Path) -> KeyPair:

@@ -12,11 +12,13 @@ import re
 import secrets
 from pathlib import Path
 
+from bzzz.errors import BzzzError, ExitCode
+
 HEADER = "/key/swarm/psk/1.0.0/"
 
 
-class PskError(ValueError):
-    pass
+class PskError(BzzzError, ValueError):
+    exit_code = ExitCode.CONFIG
 
 
 def read_psk(path: Path) -> str:

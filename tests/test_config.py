@@ -13,6 +13,7 @@ import pytest
 
 from bzzz.cli import main
 from bzzz.config import ConfigError, Settings, load_settings, render_config_docs, resolve_home
+from bzzz.errors import BzzzError, ExitCode
 from bzzz.home import init_home
 from bzzz.identity import IdentityError, load_identity, peer_id_of
 
@@ -244,3 +245,22 @@ def test_configuration_docs_are_generated_from_the_code() -> None:
     assert docs.read_text() == render_config_docs(), (
         "run: python -m bzzz.config > docs/configuration.md"
     )
+
+
+def test_python_m_bzzz_config_prints_the_docs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bzzz.config"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout == render_config_docs()
+
+
+def test_configuration_errors_are_bzzz_errors_with_the_usage_exit_code(tmp_path: Path) -> None:
+    with pytest.raises(BzzzError) as caught:
+        load_settings(tmp_path, environ={})
+    assert isinstance(caught.value, ConfigError)
+    assert caught.value.exit_code is ExitCode.CONFIG
+    assert int(ExitCode.CONFIG) == 2
+    assert issubclass(IdentityError, BzzzError)
+    assert IdentityError.exit_code == 2
+    assert BzzzError.exit_code is ExitCode.FAILURE
+    assert int(ExitCode.FAILURE) == 1

@@ -18,6 +18,8 @@ from enum import StrEnum
 from importlib import resources
 from typing import Any, Protocol
 
+from bzzz.errors import BzzzError
+
 MAX_COMMAND_CHARS = 4000
 
 REPLY_SCHEMA: dict[str, Any] = {
@@ -114,11 +116,15 @@ class ModelReply:
     tokens: int  # prompt and reply tokens this call used
 
 
-class ModelUnreachable(Exception):
+class ModelError(BzzzError):
+    """Asking the model failed."""
+
+
+class ModelUnreachable(ModelError):
     """The model server did not answer (refused, timed out)."""
 
 
-class ModelFailed(Exception):
+class ModelFailed(ModelError):
     """The model server answered with an error (unknown model, server error)."""
 
 
@@ -140,7 +146,7 @@ class CommandRunner(Protocol):
     def run(self, command: str, timeout: float) -> CommandResult: ...
 
 
-class RunnerBroke(Exception):
+class RunnerBroke(BzzzError):
     """The sandbox itself failed (not the command): the loop cannot go on."""
 
 

@@ -35,6 +35,7 @@ import pygit2
 from pygit2.enums import CheckoutStrategy, ConfigLevel, CredentialType, RepositoryInitFlag
 
 from bzzz.config import Settings
+from bzzz.errors import BzzzError
 from bzzz.forge.api import ErrorKind, Forge, ForgeError, Repository
 from bzzz.forge.token import Token
 from bzzz.work import TaskSpec
@@ -57,7 +58,7 @@ class GitIdentity:
     email: str
 
 
-class WorkspaceError(Exception):
+class WorkspaceError(BzzzError):
     """A git step failed. The message never contains the token."""
 
 

@@ -11,6 +11,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+from bzzz.errors import BzzzError
+
 
 class ErrorKind(StrEnum):
     AUTH = "auth"  # bad or missing token (401)
@@ -21,7 +23,7 @@ class ErrorKind(StrEnum):
     UNAVAILABLE = "unavailable"  # 5xx, timeout, connection refused
 
 
-class ForgeError(Exception):
+class ForgeError(BzzzError):
     """A forge request failed. The message names the repository and the cause; the
     original exception is kept as __cause__. No token ever appears in it."""
 

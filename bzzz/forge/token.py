@@ -13,12 +13,14 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from bzzz.errors import BzzzError, ExitCode
+
 TOKEN_ENV = "BZZZ_FORGE_TOKEN"  # noqa: S105 - the variable's name, not a token
 CREDENTIAL_NAME = "forge-token"
 
 
-class TokenError(Exception):
-    pass
+class TokenError(BzzzError):
+    exit_code = ExitCode.CONFIG
 
 
 class Token:

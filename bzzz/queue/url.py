@@ -19,6 +19,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware
 
+from bzzz.errors import BzzzError, ExitCode
 from bzzz.queue.sqlite import (
     DEFAULT_BUSY_TIMEOUT,
     DEFAULT_DEAD_LETTER_TTL,
@@ -32,8 +33,10 @@ AMQP = ("amqp", "amqps")
 ACCEPTED = "sqlite:///abs/path, sqlite:relative/path, redis://, rediss://, amqp:// or amqps://"
 
 
-class BrokerURLError(ValueError):
+class BrokerURLError(BzzzError, ValueError):
     """A broker URL Bzzz cannot use; the message shows the URL redacted."""
+
+    exit_code = ExitCode.CONFIG
 
 
 def broker_from_url(

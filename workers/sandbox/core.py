@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from bzzz.config import SandboxSettings
+from bzzz.errors import BzzzError, ExitCode
 
 # Inside every sandbox: the workspace, the user commands run as, and the whole environment.
 WORKSPACE = "/workspace"
@@ -42,8 +43,10 @@ class ExecResult:
     duration_s: float
 
 
-class SandboxError(Exception):
+class SandboxError(BzzzError):
     """The sandbox itself failed (not the command run in it)."""
+
+    exit_code = ExitCode.CONFIG
 
 
 class SandboxUnavailable(SandboxError):
