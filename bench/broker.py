@@ -41,7 +41,7 @@ from dramatiq import Message
 from dramatiq.broker import Broker
 
 from bench.gossip import percentile, write_section
-from bzzz.lab import free_port, wait_for
+from bzzz.lab.processes import free_port, wait_for
 from bzzz.queue import broker_from_url
 from bzzz.queue.sqlite import DEFAULT_LEASE
 

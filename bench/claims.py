@@ -28,9 +28,9 @@ import github
 from bench.gossip import percentile, write_section
 from bzzz.claims import ledger
 from bzzz.forge.github import GitHubForge
-from bzzz.forge.server import LocalForge
 from bzzz.forge.token import Token
-from bzzz.lab import NodeProcess, free_port, wait_for
+from bzzz.lab.forge import LocalForge
+from bzzz.lab.processes import NodeProcess, free_port, wait_for
 
 REPO = "lab/app"
 LABEL = "bzzz-task"

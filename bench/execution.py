@@ -37,8 +37,9 @@ import github
 
 from bench.gossip import write_section
 from bzzz.config import SandboxSettings
-from bzzz.lab import Lab, wait_for
-from bzzz.sample import ISSUES, SAMPLE_REPO
+from bzzz.lab.processes import wait_for
+from bzzz.lab.run import Lab
+from bzzz.lab.sample import ISSUES, SAMPLE_REPO
 from workers.sandbox import BACKENDS, choose_backend, open_sandbox
 from workers.sandbox.bubblewrap_backend import BubblewrapSandbox
 from workers.sandbox.docker_backend import docker_client

@@ -30,7 +30,7 @@ from typing import Any
 import psutil
 
 from bzzz.home import init_home
-from bzzz.lab import free_port
+from bzzz.lab.processes import free_port
 from bzzz.protocol import PresencePing, Topic, decode, encode, utc_now
 from bzzz.state import PeerTable
 

@@ -30,8 +30,8 @@ from typing import Any
 import github
 
 from bench.gossip import percentile, write_section
-from bzzz.forge.server import LocalForge
-from bzzz.lab import NodeProcess, free_port, wait_for
+from bzzz.lab.forge import LocalForge
+from bzzz.lab.processes import NodeProcess, free_port, wait_for
 
 REPOS = ("lab/alpha", "lab/beta")
 LABEL = "bzzz-task"

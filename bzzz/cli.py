@@ -124,94 +124,12 @@ def _parser() -> argparse.ArgumentParser:
     psk = command("psk", "Write a new pre-shared key file for a private network.", _psk, home=False)
     psk.add_argument("path", type=Path, help="where to write the key (must not exist)")
 
-    lab = command(
-        "lab",
-        "Run a local lab: N nodes on loopback, with their mesh forming live.",
-        _lab,
-        home=False,
-    )
-    lab.add_argument("--nodes", type=int, default=3, help="number of nodes (default 3)")
-    lab.add_argument(
-        "--duration",
-        type=float,
-        default=None,
-        help="stop after this many seconds (default: Ctrl-C)",
-    )
-    lab.add_argument(
-        "--root",
-        type=Path,
-        default=None,
-        help="directory for the nodes' homes (default: a temporary one)",
-    )
-    lab.add_argument(
-        "--keep", action="store_true", help="keep the nodes' homes and logs after stopping"
-    )
-    lab.add_argument(
-        "--until-ready",
-        action="store_true",
-        help="stop once the mesh has formed and every node knows the sample tasks",
-    )
-    lab.add_argument(
-        "--until-done",
-        action="store_true",
-        help="stop once every node knows how every sample task ended (its pull request)",
-    )
-    _forge_parser(commands)
-    _model_parser(commands)
+    from bzzz.lab.cli import add_lab_commands  # noqa: PLC0415 - the lab's, kept apart
+
+    add_lab_commands(commands)
     _sandbox_parser(commands)
     _systemd_parser(commands)
     return parser
-
-
-def _forge_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    help_text = "Bzzz's local GitHub-compatible forge (REST API and git over HTTP)."
-    forge = commands.add_parser("forge", help=help_text, description=help_text)
-    actions = forge.add_subparsers(required=True, metavar="ACTION")
-    serve = actions.add_parser(
-        "serve",
-        help="serve a forge from a directory until SIGTERM or Ctrl-C",
-        description="Serve a forge from DIR until SIGTERM or Ctrl-C. The admin endpoints "
-        "(/_forge/...) need the token in $BZZZ_FORGE_ADMIN_TOKEN; without it they are off.",
-    )
-    serve.set_defaults(handler=_forge_serve)
-    serve.add_argument("--root", type=Path, required=True, metavar="DIR", help="state directory")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=0, help="port (default: a free one, printed)")
-    serve.add_argument(
-        "--rate-limit", type=int, default=5000, help="requests per window per token (5000)"
-    )
-    serve.add_argument(
-        "--anonymous-rate-limit", type=int, default=60, help="per client IP without token (60)"
-    )
-    serve.add_argument(
-        "--rate-window", type=float, default=3600.0, help="rate-limit window in seconds (3600)"
-    )
-    seed = actions.add_parser(
-        "seed",
-        help="create users, repositories and issues from a JSON file",
-        description="Create users, repositories, labels and issues in DIR from FILE "
-        "(format: bzzz/forge/server/seed.py); print what was made, tokens included.",
-    )
-    seed.set_defaults(handler=_forge_seed)
-    seed.add_argument("--root", type=Path, required=True, metavar="DIR", help="state directory")
-    seed.add_argument("file", type=Path, metavar="FILE.json", help="what to create")
-
-
-def _model_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    help_text = "Bzzz's lab model server: ollama's API answered from scripts (not an LLM)."
-    model = commands.add_parser("model", help=help_text, description=help_text)
-    actions = model.add_subparsers(required=True, metavar="ACTION")
-    serve = actions.add_parser(
-        "serve",
-        help="serve the lab model and scripted models until SIGTERM or Ctrl-C",
-        description="Serve model `lab` (the sample repository's playbook) and the models of "
-        "FILE (a JSON object: model name -> list of steps; see docs/labmodel.md) until "
-        "SIGTERM or Ctrl-C. Point ollama clients, or a node's ollama_host, at the URL printed.",
-    )
-    serve.set_defaults(handler=_model_serve)
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=0, help="port (default: a free one, printed)")
-    serve.add_argument("--script", type=Path, metavar="FILE", help="scripted models (JSON)")
 
 
 def _sandbox_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -392,114 +310,13 @@ def _ask(args: argparse.Namespace, cmd: str) -> dict[str, object]:
 
 
 def _psk(args: argparse.Namespace) -> int:
-    from bzzz.network.psk import write_psk  # noqa: PLC0415
+    from bzzz.psk import write_psk  # noqa: PLC0415
 
     try:
         write_psk(args.path)
     except FileExistsError:
         raise ConfigError(f"{args.path} exists already; refusing to overwrite a key") from None
     print(f"wrote {args.path}; set network.psk_file to it on every node of the private network")
-    return 0
-
-
-def _lab(args: argparse.Namespace) -> int:
-    from bzzz.lab import run_lab  # noqa: PLC0415
-
-    if args.nodes < 1:
-        raise ConfigError("--nodes must be at least 1")
-    return run_lab(
-        args.nodes,
-        args.duration,
-        args.root,
-        keep=args.keep,
-        until_ready=args.until_ready,
-        until_done=args.until_done,
-    )
-
-
-def _forge_serve(args: argparse.Namespace) -> int:
-    import os  # noqa: PLC0415
-    import signal  # noqa: PLC0415
-    import threading  # noqa: PLC0415
-
-    from bzzz.forge.server import LocalForge  # noqa: PLC0415
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        forge = LocalForge(
-            args.root,
-            args.host,
-            args.port,
-            admin_token=os.environ.get("BZZZ_FORGE_ADMIN_TOKEN") or None,
-            rate_limit=args.rate_limit,
-            anonymous_rate_limit=args.anonymous_rate_limit,
-            rate_window=args.rate_window,
-        ).start()
-    except OSError as exc:
-        print(f"bzzz: error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 2
-    print(f"forge serving {forge.root} at {forge.url} (API base {forge.api_url})", flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        forge.stop()
-    return 0
-
-
-def _model_serve(args: argparse.Namespace) -> int:
-    import signal  # noqa: PLC0415
-    import threading  # noqa: PLC0415
-
-    from bzzz import labmodel  # noqa: PLC0415
-
-    models = labmodel.default_models()
-    if args.script is not None:
-        try:
-            script = labmodel.load_script(args.script)
-        except labmodel.ScriptError as exc:
-            print(f"bzzz: error: {exc}", file=sys.stderr)
-            return 2
-        models.update((name, labmodel.Scripted(steps)) for name, steps in script.items())
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        server = labmodel.LabModelServer(args.host, args.port, models).start()
-    except OSError as exc:
-        print(f"bzzz: error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 2
-    names = ", ".join(info.name for info in server.models())
-    print(f"lab model server (scripted, not an LLM) at {server.url}; models: {names}", flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-    return 0
-
-
-def _forge_seed(args: argparse.Namespace) -> int:
-    from bzzz.forge.server import LocalForge, SeedError  # noqa: PLC0415
-
-    try:
-        spec = json.loads(args.file.read_text())
-    except (OSError, ValueError) as exc:
-        print(f"bzzz: error: cannot read {args.file}: {exc}", file=sys.stderr)
-        return 2
-    if not isinstance(spec, dict):
-        print(f"bzzz: error: {args.file} must hold a JSON object", file=sys.stderr)
-        return 2
-    try:
-        made = LocalForge(args.root).seed(spec)
-    except SeedError as exc:
-        print(f"bzzz: error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(made, indent=2))
     return 0
 
 

@@ -17,9 +17,9 @@ import psutil
 from bzzz.claims import ledger
 from bzzz.claims.ledger import ClaimNote
 from bzzz.forge.github import GitHubForge
-from bzzz.forge.server import LocalForge
 from bzzz.forge.token import Token
-from bzzz.lab import NodeProcess, WorkerPool
+from bzzz.lab.forge import LocalForge
+from bzzz.lab.processes import NodeProcess, WorkerPool
 from tests.conftest import NodeFactory
 
 REPO = "lab/app"

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from bzzz.forge.server import LocalForge
-from bzzz.lab import NodeProcess, free_port, wait_for
+from bzzz.lab.forge import LocalForge
+from bzzz.lab.processes import NodeProcess, free_port, wait_for
 
 # Fast liveness for tests: pings every second, dead after three silent seconds.
 FAST: dict[str, dict[str, Any]] = {

@@ -13,10 +13,10 @@ import pytest
 from bzzz.config import Settings, load_settings
 from bzzz.forge.api import Forge
 from bzzz.forge.github import GitHubForge
-from bzzz.forge.server import LocalForge
 from bzzz.forge.token import Token
 from bzzz.home import init_home
-from bzzz.labmodel import (
+from bzzz.lab.forge import LocalForge
+from bzzz.lab.model import (
     ChatRequest,
     LabModelServer,
     Reply,
@@ -26,7 +26,7 @@ from bzzz.labmodel import (
     done_step,
     run_step,
 )
-from bzzz.sample import FILES, ISSUES, SAMPLE_NAME, SAMPLE_OWNER, SAMPLE_REPO
+from bzzz.lab.sample import FILES, ISSUES, SAMPLE_NAME, SAMPLE_OWNER, SAMPLE_REPO
 from bzzz.work import TaskSpec
 from tests.conftest import seeded_forge
 from workers import agent

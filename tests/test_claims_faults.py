@@ -18,10 +18,10 @@ import pytest
 
 from bzzz.claims.ledger import ClaimNote, ClaimState
 from bzzz.forge.github import GitHubForge
-from bzzz.forge.server import LocalForge
-from bzzz.forge.server.faults import Fault
 from bzzz.forge.token import Token
-from bzzz.lab import NodeProcess, wait_for
+from bzzz.lab.forge import LocalForge
+from bzzz.lab.forge.faults import Fault
+from bzzz.lab.processes import NodeProcess, wait_for
 from tests.claimlab import (
     CLAIMS,
     REPO,

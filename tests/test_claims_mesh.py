@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from bzzz.claims.ledger import ClaimState
-from bzzz.forge.server import LocalForge
-from bzzz.lab import NodeProcess, wait_for
+from bzzz.lab.forge import LocalForge
+from bzzz.lab.processes import NodeProcess, wait_for
 from tests.claimlab import CLAIMS, Workers, claim_node, claim_notes, ran, task_states, world
 from tests.conftest import NodeFactory, seeded_forge, start_all, wait_alive
 

@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 
-from bzzz.lab import wait_for
+from bzzz.lab.processes import wait_for
 from tests.conftest import NodeFactory, start_all, wait_alive
 
 
@@ -55,7 +55,7 @@ def test_status_peers_and_stop(make_node: NodeFactory) -> None:
 
 
 def test_lab_turns_the_sample_issues_into_pull_requests_and_stops_cleanly() -> None:
-    result = bzzz("lab", "--nodes", "3", "--until-done", "--duration", "90", timeout=150)
+    result = bzzz("lab", "run", "--nodes", "3", "--until-done", "--duration", "90", timeout=150)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "mesh formed" in result.stdout
     assert "tasks announced: every node knows the 3 tasks" in result.stdout

@@ -36,8 +36,8 @@ import pytest
 from github import Auth, Github
 
 from bzzz.config import load_settings
-from bzzz.deploy import compose
-from bzzz.deploy.reverse_dns import (
+from bzzz.lab import compose
+from bzzz.lab.compose.reverse_dns import (
     DnsError,
     decode_answers,
     encode_query,
@@ -46,9 +46,9 @@ from bzzz.deploy.reverse_dns import (
     read_name,
     replica_number,
 )
-from bzzz.forge.server import LocalForge
-from bzzz.lab import wait_for
-from bzzz.sample import EXPECTED_TASKS, SAMPLE_REPO
+from bzzz.lab.forge import LocalForge
+from bzzz.lab.processes import wait_for
+from bzzz.lab.sample import EXPECTED_TASKS, SAMPLE_REPO
 from workers.sandbox.dockerd import PrivateDockerd, dockerd_path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,7 +151,7 @@ def test_the_replica_number_comes_from_the_container_name(name: str, number: int
 
 
 def test_a_replica_takes_the_account_of_its_number(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(compose, "own_addresses", lambda: ["172.20.0.5"])
+    monkeypatch.setattr("bzzz.lab.compose.peer.own_addresses", lambda: ["172.20.0.5"])
     answers = {"172.20.0.5": ["lab_peer_2.lab_lab."]}
     assert compose.replica_account(answers.__getitem__) == "peer-2"
 
@@ -261,7 +261,7 @@ def test_the_supervisor_passes_sigterm_on(tmp_path: Path) -> None:
     marks = [tmp_path / "one", tmp_path / "two"]
     code = (
         "import os, sys\n"
-        "from bzzz.deploy.compose import Supervisor\n"
+        "from bzzz.lab.compose import Supervisor\n"
         f"s = Supervisor([{sleeper(60, marks[0])!r}, {sleeper(60, marks[1])!r}], os.environ)\n"
         "sys.exit(s.run())\n"
     )
@@ -367,11 +367,11 @@ def test_the_compose_file_is_valid_and_has_the_documented_roles(
         assert service["networks"] == {"lab": None} or list(service["networks"]) == ["lab"]
         assert not service.get("ports"), "the lab publishes no port"
         assert service["init"] is True
-    assert services["forge"]["command"] == ["python3", "-m", "bzzz.deploy.compose", "forge"]
+    assert services["forge"]["command"] == ["python3", "-m", "bzzz.lab.compose", "forge"]
     assert services["forge"]["healthcheck"]["test"][0] == "CMD"
-    assert services["model"]["command"][:3] == ["bzzz", "model", "serve"]
+    assert services["model"]["command"][:4] == ["bzzz", "lab", "model", "serve"]
     peer = services["peer"]
-    assert peer["command"] == ["python3", "-m", "bzzz.deploy.compose", "peer"]
+    assert peer["command"] == ["python3", "-m", "bzzz.lab.compose", "peer"]
     assert peer["depends_on"]["forge"]["condition"] == "service_healthy"
     assert peer["cap_add"] == ["SYS_ADMIN"]
     assert "privileged" not in peer

@@ -10,10 +10,10 @@ import pytest
 
 from bzzz.config import load_settings
 from bzzz.doctor import Check, Verdict, diagnose, exit_code
-from bzzz.forge.server import LocalForge
 from bzzz.home import init_home
-from bzzz.lab import free_port
-from bzzz.labmodel import LabModelServer
+from bzzz.lab.forge import LocalForge
+from bzzz.lab.model import LabModelServer
+from bzzz.lab.processes import free_port
 from tests.conftest import seeded_forge
 from workers.sandbox import SandboxUnavailable, choose_backend
 

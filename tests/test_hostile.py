@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bzzz.lab import NodeProcess, wait_for
+from bzzz.lab.processes import NodeProcess, wait_for
 from bzzz.protocol import DecodeError, DropReason, Topic, decode
 from tests.conftest import NodeFactory, alive_names, start_all, wait_alive
 from tests.strategies import hostile_payloads

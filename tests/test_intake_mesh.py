@@ -18,10 +18,10 @@ from typing import Any
 import github
 import pytest
 
-from bzzz.forge.server import Fault, LocalForge, LoggedRequest
-from bzzz.lab import NodeProcess, wait_for
+from bzzz.lab.forge import Fault, LocalForge, LoggedRequest
+from bzzz.lab.processes import NodeProcess, wait_for
 from tests.conftest import FAST, NodeFactory, seeded_forge, start_all, wait_alive
-from tests.forge.conftest import clone, commit_file, push
+from tests.lab.forge.conftest import clone, commit_file, push
 
 REPO = "lab/app"
 NODES = ("node-a", "node-b", "node-c")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bzzz.lab import NodeProcess, wait_for
+from bzzz.lab.processes import NodeProcess, wait_for
 from tests.conftest import NodeFactory, start_all_in, wait_alive
 from tests.netns import lan
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from bzzz.lab import wait_for
+from bzzz.lab.processes import wait_for
 from tests.conftest import NodeFactory, alive_names, start_all, wait_alive
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bzzz.labmodel import HttpError, LabModelServer, Scripted, Text, done_step, run_step
+from bzzz.lab.model import HttpError, LabModelServer, Scripted, Text, done_step, run_step
 from tests.test_loop import TASK, Shell
 from workers.loop import Budget, Ending, ModelFailed, ModelUnreachable, run_loop
 from workers.models import OllamaChat, choose_model

@@ -6,7 +6,7 @@ import shutil
 import time
 from typing import Any
 
-from bzzz.lab import NodeProcess, wait_for
+from bzzz.lab.processes import NodeProcess, wait_for
 from bzzz.psk import read_psk, write_psk
 from tests.conftest import NodeFactory, alive_names, fast, start_all, wait_alive
 

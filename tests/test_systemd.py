@@ -37,7 +37,7 @@ from bzzz.deploy.systemd import (
     render_units,
     render_workers_drop_in,
 )
-from bzzz.lab import wait_for
+from bzzz.lab.processes import wait_for
 from tests.conftest import NodeFactory
 from workers.pool import SHUTDOWN_TIMEOUT
 from workers.sandbox.bubblewrap_backend import bwrap_args, make_state_dir

@@ -14,11 +14,11 @@ import pytest
 from bzzz.claims.ledger import ClaimState
 from bzzz.config import load_settings
 from bzzz.forge.github import GitHubForge
-from bzzz.forge.server import LocalForge
 from bzzz.forge.token import Token
-from bzzz.lab import NodeProcess, wait_for
-from bzzz.labmodel import LabModelServer, Scripted, Text, default_models
-from bzzz.sample import FILES
+from bzzz.lab.forge import LocalForge
+from bzzz.lab.model import LabModelServer, Scripted, Text, default_models
+from bzzz.lab.processes import NodeProcess, wait_for
+from bzzz.lab.sample import FILES
 from tests.claimlab import REPO, Workers, claim_node, claim_notes, task_states, token
 from tests.conftest import NodeFactory, seeded_forge, start_all, wait_alive
 from tests.test_agent import git

@@ -15,12 +15,12 @@ import pytest
 
 from bzzz.config import ConfigError, GitSettings, NodeSettings, Settings, load_settings
 from bzzz.forge.github import GitHubForge
-from bzzz.forge.server import LocalForge
 from bzzz.forge.token import Token
-from bzzz.lab import wait_for
+from bzzz.lab.forge import LocalForge
+from bzzz.lab.processes import wait_for
 from bzzz.work import TaskSpec
 from tests.conftest import seeded_forge
-from tests.forge.conftest import clone, commit_file, push
+from tests.lab.forge.conftest import clone, commit_file, push
 from workers.workspace import (
     GitIdentity,
     PushRejected,

@@ -15,7 +15,7 @@ import redis
 from dramatiq import Worker
 from dramatiq.broker import Broker
 
-from bzzz.lab import free_port, wait_for
+from bzzz.lab.processes import free_port, wait_for
 from bzzz.queue import SQLiteBroker, broker_from_url
 
 TEST_LEASE = 2.0  # seconds; short so that tests of expiry stay short

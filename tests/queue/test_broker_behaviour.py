@@ -19,7 +19,7 @@ from dramatiq import Message, QueueJoinTimeout, Worker
 from dramatiq.broker import Broker
 from dramatiq.errors import BrokerConnectionError
 
-from bzzz.lab import wait_for
+from bzzz.lab.processes import wait_for
 from bzzz.queue import DELIVERIES, DELIVERY_ID, PoisonGuard, PrefetchPerThread, SQLiteBroker
 from tests.queue.conftest import running_worker
 

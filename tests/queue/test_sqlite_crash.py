@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from dramatiq import Message
 
-from bzzz.lab import wait_for
+from bzzz.lab.processes import wait_for
 from bzzz.queue import SQLiteBroker
 
 REPO = Path(__file__).resolve().parents[2]

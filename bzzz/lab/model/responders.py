@@ -1,0 +1,117 @@
+"""Responders: how a lab model picks its reply. Stateless: the reply depends on the request.
+
+A script's position is the number of assistant messages already in the conversation, so
+the same request always gets the same reply, whichever server or thread answers it, and a
+client that retries a turn gets that turn's reply again.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from bzzz.lab.model.chat import ChatRequest
+from bzzz.lab.model.steps import Reply, Text, done_step
+from bzzz.lab.sample import ISSUES, SAMPLE_PLAYBOOK
+
+Responder = Callable[[ChatRequest], Reply]
+
+NO_PLAYBOOK_SUMMARY = (
+    "The lab model has no playbook for this issue, so it changed nothing. "
+    "(Bzzz's lab model server answers from scripts; it is not a language model.)"
+)
+
+
+def step_at(steps: Sequence[Reply], position: int) -> Reply:
+    """The step at `position`; past the end of the script, the last one again."""
+    return steps[min(position, len(steps) - 1)]
+
+
+class Scripted:
+    """Replies in order, one per turn; the last one repeats."""
+
+    def __init__(self, steps: Iterable[Reply]) -> None:
+        self.steps = tuple(steps)
+        if not self.steps:
+            raise ValueError("a script needs at least one step")
+
+    def __call__(self, request: ChatRequest) -> Reply:
+        return step_at(self.steps, request.assistant_turns)
+
+    def __repr__(self) -> str:
+        return f"Scripted({list(self.steps)!r})"
+
+
+@dataclass(frozen=True)
+class PlaybookEntry:
+    """An issue's scripted steps. It is recognised by its title, else by all `keywords`."""
+
+    title: str
+    steps: tuple[Reply, ...]
+    keywords: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.steps:
+            raise ValueError(f"playbook entry {self.title!r} has no steps")
+
+
+class Playbook:
+    """Plays the steps of the issue the conversation is about.
+
+    The issue is found in the first user message: the entry whose title it contains
+    (compared as lower-case words, so quoting and escaping do not matter), else the first
+    entry whose keywords it all contains. When the first user message names none, the
+    system and user messages together are searched the same way. A conversation about no
+    known issue gets `unknown`: by default a `done` action whose summary says the lab
+    model has no playbook for it, which leaves the repository unchanged.
+    """
+
+    def __init__(self, entries: Iterable[PlaybookEntry], unknown: Reply | None = None) -> None:
+        self.entries = tuple(entries)
+        self.unknown = unknown if unknown is not None else done_step(NO_PLAYBOOK_SUMMARY)
+
+    def __call__(self, request: ChatRequest) -> Reply:
+        entry = self.entry_for(request)
+        if entry is None:
+            return self.unknown
+        return step_at(entry.steps, request.assistant_turns)
+
+    def entry_for(self, request: ChatRequest) -> PlaybookEntry | None:
+        first = request.first_user_message()
+        everything = "\n".join(m.content for m in request.messages if m.role in ("system", "user"))
+        for text in (first, everything):
+            if entry := self._match(_words(text)):
+                return entry
+        return None
+
+    def _match(self, words: str) -> PlaybookEntry | None:
+        for entry in self.entries:
+            if _contains(words, _words(entry.title)):
+                return entry
+        for entry in self.entries:
+            if entry.keywords and all(_contains(words, _words(k)) for k in entry.keywords):
+                return entry
+        return None
+
+
+def sample_playbook() -> Playbook:
+    """The playbook for the lab's sample repository (`bzzz.lab.sample.SAMPLE_PLAYBOOK`)."""
+    titles = {issue["number"]: issue["title"] for issue in ISSUES}
+    return Playbook(
+        PlaybookEntry(
+            title=titles[number],
+            steps=tuple(Text(json.dumps(action)) for action in play["steps"]),
+            keywords=tuple(play.get("keywords", ())),
+        )
+        for number, play in SAMPLE_PLAYBOOK.items()
+    )
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def _contains(words: str, phrase: str) -> bool:
+    return bool(phrase) and f" {phrase} " in f" {words} "

@@ -1,0 +1,71 @@
+"""`LabModelServer`: an ollama-compatible HTTP server in this process, for tests and the lab."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+from bzzz.lab.httpserver import BackgroundServer
+from bzzz.lab.model.app import LabModelApp
+from bzzz.lab.model.httpd import LabHTTPServer
+from bzzz.lab.model.registry import LoggedRequest, ModelRegistry, RequestLog
+from bzzz.lab.model.responders import Responder, Scripted, sample_playbook
+from bzzz.lab.model.steps import Reply
+from bzzz.lab.model.wire import ModelInfo
+
+LAB_MODEL = "lab"
+
+
+def default_models() -> dict[str, Responder]:
+    """The lab's model: `lab`, which plays the sample repository's playbook."""
+    return {LAB_MODEL: sample_playbook()}
+
+
+class LabModelServer(BackgroundServer):
+    """ollama's HTTP API on `host:port` (0: a free port), answered by scripted responders.
+
+    It is not a language model: every reply comes from a `Responder` (a script or a
+    playbook). `models` maps model names to responders; None serves `default_models()`.
+    `url` is what to give `ollama.Client(host=...)` or a node's `ollama_host`.
+    """
+
+    kind = "lab model server"
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        models: Mapping[str, Responder] | None = None,
+    ) -> None:
+        super().__init__(host, port)
+        self._models = ModelRegistry()
+        self._requests = RequestLog()
+        self._stopping_event = threading.Event()
+        for name, responder in (default_models() if models is None else models).items():
+            self._models.register(name, responder)
+
+    def _listen(self) -> LabHTTPServer:
+        self._stopping_event.clear()
+        app = LabModelApp(self._models, self._requests, self._stopping_event)
+        return LabHTTPServer((self.host, self._port), app.handle)
+
+    def _stopping(self) -> None:
+        """Scripted delays end now, so that their connections can close."""
+        self._stopping_event.set()
+
+    def register(self, name: str, responder: Responder) -> ModelInfo:
+        """Serve `responder` as model `name` (replacing any model of that name)."""
+        return self._models.register(name, responder)
+
+    def register_script(self, name: str, steps: list[Reply]) -> ModelInfo:
+        return self._models.register(name, Scripted(steps))
+
+    def unregister(self, name: str) -> bool:
+        return self._models.unregister(name)
+
+    def models(self) -> list[ModelInfo]:
+        return self._models.infos()
+
+    def requests(self, after: int = 0) -> list[LoggedRequest]:
+        """The requests answered or being answered, oldest first (`after`: a `seq` seen)."""
+        return self._requests.entries(after)

@@ -1,0 +1,186 @@
+"""The lab's process handles: a `bzzz node` (NodeProcess) and its `bzzz worker` pool
+(WorkerPool) as OS processes of their own, each in its own process group, and the helpers
+that start them on loopback (free_port) and wait for them (wait_for). `bzzz lab run` and
+the tests both run their nodes through these.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bzzz.config import CONTROL_SOCKET
+from bzzz.control import ControlError, request
+from bzzz.home import init_home
+
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 20.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class NodeProcess:
+    """One `bzzz node` in its own OS process, with its home directory."""
+
+    def __init__(self, home: Path, name: str, port: int, env: dict[str, str] | None = None) -> None:
+        self.home = home
+        self.name = name
+        self.port = port
+        self.peer_id = ""
+        self.env = env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def addr(self) -> str:
+        return f"/ip4/127.0.0.1/tcp/{self.port}/p2p/{self.peer_id}"
+
+    def init(self, bootstrap: Sequence[str] = (), **extra: dict[str, Any]) -> str:
+        network = {"mdns": False, **extra.pop("network", {})}
+        self.peer_id = str(
+            init_home(
+                self.home,
+                self.name,
+                listen=[f"/ip4/127.0.0.1/tcp/{self.port}"],
+                bootstrap=bootstrap,
+                extra={"network": network, **extra},
+                force=True,
+            )
+        )
+        return self.peer_id
+
+    def start(self, wait: bool = True, command_prefix: Sequence[str] = ()) -> None:
+        if self.process is not None and self.process.poll() is None:
+            raise RuntimeError(f"{self.name} is running already")
+        log = (self.home / "node.out").open("ab")
+        self.process = subprocess.Popen(
+            [*command_prefix, sys.executable, "-m", "bzzz", "node", "--home", str(self.home)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+            start_new_session=True,
+        )
+        log.close()
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        wait_for(
+            lambda: self.status() is not None,
+            timeout,
+            f"{self.name} did not start",
+            check=self._check_alive,
+        )
+
+    def _check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(
+                f"{self.name} exited with {self.process.returncode}:\n{self.output()[-3000:]}"
+            )
+
+    def status(self) -> dict[str, Any] | None:
+        try:
+            return request(self.home / CONTROL_SOCKET, {"cmd": "status"}, timeout=5.0)
+        except ControlError:
+            return None
+
+    def output(self) -> str:
+        path = self.home / "node.out"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def send_signal(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(sig)
+
+    def wait(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """Wait for the process to exit; SIGKILL it if it does not in time."""
+        if self.process is None:
+            return None
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        return self.process.returncode
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int | None:
+        """Signal the node and wait for it; SIGKILL if it does not exit in time."""
+        self.send_signal(sig)
+        return self.wait(timeout)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def wait_for(
+    condition: Callable[[], bool],
+    timeout: float,
+    message: str,
+    interval: float = 0.1,
+    check: Callable[[], None] | None = None,
+) -> None:
+    """Poll `condition` until it holds; raise TimeoutError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if check is not None:
+            check()
+        if condition():
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{message} within {timeout:g} s")
+        time.sleep(interval)
+
+
+class WorkerPool:
+    """`bzzz worker` for a node: its worker processes, in their own process group."""
+
+    def __init__(
+        self,
+        node: NodeProcess,
+        env: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
+    ) -> None:
+        """`env`: added to the node's; `prefix`: a command to run the pool under (e.g. a
+        network namespace's `ip netns exec NS`)."""
+        self.node = node
+        self.env = env or {}
+        self.prefix = list(prefix)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "bzzz", "worker", "--home", str(self.node.home)]
+        with (self.node.home / "worker.out").open("ab") as out:
+            self.process = subprocess.Popen(
+                [*self.prefix, *command],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.node.env, **self.env},
+                start_new_session=True,
+            )
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)

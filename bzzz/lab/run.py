@@ -1,0 +1,259 @@
+"""`bzzz lab run`: N nodes as separate processes on loopback, from issues to pull requests.
+
+Each node gets a home under the lab root, listens on a free loopback port and
+bootstraps to the node before it (a chain); the DHT fills in the rest of the
+mesh. mDNS is off: on loopback it would advertise on the machine's real network.
+A local forge, seeded with a sample repository, gives each node an account and
+the nodes their tasks; the lab model server (ollama's API, answering from the sample
+repository's playbook) is their model; each node has a `bzzz worker` pool that runs
+its claimed tasks in a sandbox and opens pull requests. The nodes and pools are the
+process handles of `bzzz.lab.processes`, which the tests use too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bzzz.lab.forge import LocalForge
+from bzzz.lab.model import LabModelServer
+from bzzz.lab.processes import NodeProcess, WorkerPool, free_port
+from bzzz.lab.sample import EXPECTED_TASKS, SAMPLE_OWNER, SAMPLE_REPO, sample_world
+from bzzz.render import table
+
+
+class Lab:
+    """N nodes with their workers, a local forge seeded with a sample repository whose
+    issues they take, and the lab model server they ask."""
+
+    def __init__(self, root: Path, count: int, poll_interval: float = 5.0) -> None:
+        self.root = root
+        self.poll_interval = poll_interval
+        self.nodes = [
+            NodeProcess(root / f"node-{i}", f"lab-node-{i}", free_port())
+            for i in range(1, count + 1)
+        ]
+        self.workers = [WorkerPool(node) for node in self.nodes]
+        self.forge = LocalForge(root / "forge")
+        self.model = LabModelServer()
+        self.owner_token = ""
+
+    def init(self) -> None:
+        """Seed the forge (one account per node) and write every node's home."""
+        made = self.forge.seed(sample_world([node.name for node in self.nodes]))
+        tokens = {user["login"]: user["token"] for user in made["users"]}
+        self.owner_token = tokens[SAMPLE_OWNER]  # for benchmarks that open issues
+        self.forge.start()
+        self.model.start()
+        previous: list[str] = []
+        for node in self.nodes:
+            node.home.mkdir(parents=True, exist_ok=True)
+            token_file = node.home / "forge.token"
+            fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(tokens[node.name])
+            node.init(
+                bootstrap=previous[-1:],
+                forge={
+                    "api_url": self.forge.api_url,
+                    "token_file": "forge.token",
+                    "seconds_between_writes": 0.0,
+                },
+                tasks={"repositories": [SAMPLE_REPO], "poll_interval": self.poll_interval},
+                capabilities={"ollama_host": self.model.url},
+                workers={"executor": "workers.agent:run", "heartbeat": 5.0},
+                agent={"model": "lab", "model_timeout": 30.0},
+                git={"author_name": node.name, "author_email": f"{node.name}@lab.bzzz.invalid"},
+            )
+            previous.append(node.addr)
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start(wait=False)
+        for pool in self.workers:
+            pool.start()
+
+    def stop(self) -> list[int | None]:
+        for pool in self.workers:
+            if pool.process is not None and pool.process.poll() is None:
+                pool.process.send_signal(signal.SIGTERM)
+        for node in self.nodes:
+            node.send_signal(signal.SIGTERM)
+        codes = [node.wait() for node in self.nodes]
+        for pool in self.workers:
+            pool.stop()
+        self.model.stop()
+        self.forge.stop()
+        return codes
+
+    def reports(self) -> list[dict[str, Any] | None]:
+        return [node.status() for node in self.nodes]
+
+    def mesh_complete(self, reports: list[dict[str, Any] | None]) -> bool:
+        want = len(self.nodes) - 1
+        return all(r is not None and sum(p["alive"] for p in r["peers"]) == want for r in reports)
+
+    def tasks_known(self, reports: list[dict[str, Any] | None]) -> bool:
+        return all(
+            r is not None and {t["task_id"] for t in r["tasks"]} >= EXPECTED_TASKS for r in reports
+        )
+
+    def tasks_finished(self, reports: list[dict[str, Any] | None]) -> bool:
+        """Every node knows how every sample task ended (a pull request, or a failure)."""
+        return all(
+            r is not None
+            and {t["task_id"] for t in r["tasks"] if t.get("result_url")} >= EXPECTED_TASKS
+            for r in reports
+        )
+
+
+def render_lab(lab: Lab, reports: list[dict[str, Any] | None], elapsed: float) -> str:
+    rows: list[list[object]] = []
+    for node, report in zip(lab.nodes, reports, strict=True):
+        if report is None:
+            state = (
+                "running"
+                if node.running()
+                else f"exited {node.process.returncode if node.process else '-'}"
+            )
+            rows.append([node.name, node.peer_id[-8:], state, "-", "-", "-", "-", "-", "-"])
+            continue
+        alive = [p["node_id"] for p in report["peers"] if p["alive"]]
+        dropped = sum((report["messages"].get("dropped") or {}).values())
+        caps = report.get("capabilities") or {}
+        rows.append(
+            [
+                node.name,
+                node.peer_id[-8:],
+                report["status"],
+                f"{len(alive)}/{len(lab.nodes) - 1}",
+                report["connections"],
+                report["mesh"].get("capabilities", 0),
+                f"{caps.get('cpu', '-')}",
+                len(report.get("tasks") or []),
+                dropped,
+            ]
+        )
+    headers = ("NODE", "PEER", "STATE", "PEERS ALIVE", "LINKS", "MESH", "CPU%", "TASKS", "DROPPED")
+    view = f"Bzzz lab: {len(lab.nodes)} nodes on loopback, forge {lab.forge.url}, {elapsed:.0f}s"
+    lines = [view, "", table(headers, rows)]
+    known = next((r for r in reports if r is not None and r.get("tasks")), None)
+    if known is not None:
+        polling = known.get("polling", {}).get(SAMPLE_REPO, {})
+        lines += ["", f"tasks from {SAMPLE_REPO} (polled by {polling.get('poller', '-')}):"]
+        lines += [
+            f"  {t['task_id']:<14} {t['state']:<9} {t.get('holder') or '-':<12}"
+            f" {t.get('result_url') or t['title']}"
+            for t in known["tasks"]
+        ]
+    return "\n".join(lines)
+
+
+def run_lab(
+    count: int,
+    duration: float | None,
+    root: Path | None,
+    *,
+    keep: bool = False,
+    until_ready: bool = False,
+    until_done: bool = False,
+) -> int:
+    """Run the lab until Ctrl-C or `duration`; with `until_ready`, stop as soon as the mesh
+    has formed and every node knows the sample tasks; with `until_done`, once every node
+    knows how every sample task ended. 0 when what was waited for happened and every node
+    exited cleanly."""
+    made_root = root is None
+    lab_root = Path(tempfile.mkdtemp(prefix="bzzz-lab-")) if root is None else root
+    lab = Lab(lab_root, count)
+    print(f"lab homes in {lab_root}")
+    lab.init()
+    progress = Progress(time.monotonic())
+    lab.start()
+    codes: list[int | None] = []
+    try:
+        while duration is None or progress.elapsed() < duration:
+            reports = lab.reports()
+            progress.update(lab, reports)
+            if until_ready and progress.ready():
+                break
+            if until_done and progress.finished_at is not None:
+                break
+            progress.show()
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        print("\nstopping the lab…")
+    finally:
+        codes = lab.stop()
+        if made_root and not keep:
+            shutil.rmtree(lab_root, ignore_errors=True)
+    print("\n\n".join([progress.last_view, *progress.status_lines()]))
+    print(f"lab stopped: {sum(code == 0 for code in codes)}/{count} nodes exited cleanly")
+    clean = all(code == 0 for code in codes)
+    reached = progress.finished_at is not None if until_done else progress.ready()
+    return 0 if clean and reached else 1
+
+
+class Progress:
+    """What the lab has reached so far, and when; shows the live view."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.formed_at: float | None = None
+        self.tasks_at: float | None = None
+        self.finished_at: float | None = None
+        self.last_view = ""
+        self._interactive = sys.stdout.isatty()
+        self._printed_at = -1
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def update(self, lab: Lab, reports: list[dict[str, Any] | None]) -> None:
+        if self.formed_at is None and lab.mesh_complete(reports):
+            self.formed_at = self.elapsed()
+        if self.tasks_at is None and lab.tasks_known(reports):
+            self.tasks_at = self.elapsed()
+        if self.finished_at is None and lab.tasks_finished(reports):
+            self.finished_at = self.elapsed()
+        self.last_view = render_lab(lab, reports, self.elapsed())
+
+    def ready(self) -> bool:
+        return self.formed_at is not None and self.tasks_at is not None
+
+    def show(self) -> None:
+        text = "\n\n".join([self.last_view, *self.status_lines()])
+        if self._interactive:
+            print("\x1b[2J\x1b[H" + text + "\n\nCtrl-C stops the lab.", flush=True)
+        elif int(self.elapsed()) // 5 != self._printed_at:  # a snapshot every 5 s in a log
+            self._printed_at = int(self.elapsed()) // 5
+            print(text + "\n", flush=True)
+
+    def status_lines(self) -> list[str]:
+        lines = []
+        if self.formed_at is None:
+            lines.append(
+                "the mesh has not formed (node logs: each home's node.out; keep them with --keep)"
+            )
+        else:
+            lines.append(
+                f"mesh formed: every node hears every other, {self.formed_at:.1f}s after start"
+            )
+        if self.tasks_at is None:
+            lines.append("not every node knows the sample tasks yet")
+        else:
+            lines.append(
+                f"tasks announced: every node knows the {len(EXPECTED_TASKS)} tasks,"
+                f" {self.tasks_at:.1f}s after start"
+            )
+        if self.finished_at is not None:
+            lines.append(
+                f"tasks finished: every node knows each task's result,"
+                f" {self.finished_at:.1f}s after start"
+            )
+        return lines
