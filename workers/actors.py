@@ -26,7 +26,7 @@ from bzzz.claims import ledger
 from bzzz.config import Settings
 from bzzz.forge.api import Forge, ForgeError
 from bzzz.forge.token import Token
-from bzzz.queue.sqlite import DELIVERIES
+from bzzz.queue.delivery import DELIVERIES
 from bzzz.work import (
     EVENTS_QUEUE,
     RUN_TASK,

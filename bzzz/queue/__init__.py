@@ -6,8 +6,10 @@
 See docs/queue.md.
 """
 
+from bzzz.queue.dead_letters import DeadLetter
+from bzzz.queue.delivery import DELIVERIES, DELIVERY_ID
 from bzzz.queue.middleware import PoisonGuard, PrefetchPerThread
-from bzzz.queue.sqlite import DELIVERIES, DELIVERY_ID, DeadLetter, SQLiteBroker
+from bzzz.queue.sqlite import SQLiteBroker
 from bzzz.queue.url import BrokerURLError, broker_from_url, redact_url
 
 __all__ = [

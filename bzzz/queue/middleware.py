@@ -8,7 +8,7 @@ from dramatiq.broker import Broker, MessageProxy
 from dramatiq.middleware import Middleware, SkipMessage
 from dramatiq.worker import Worker
 
-from bzzz.queue.sqlite import DELIVERIES
+from bzzz.queue.delivery import DELIVERIES
 
 log = logging.getLogger(__name__)
 
