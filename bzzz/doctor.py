@@ -218,7 +218,7 @@ def _ping(broker: Any) -> str:
 
 
 def _git_identity(settings: Settings, environ: dict[str, str]) -> Check:
-    from workers.workspace import WorkspaceError, node_identity  # noqa: PLC0415
+    from workers.git_access import WorkspaceError, node_identity  # noqa: PLC0415
 
     try:
         identity = node_identity(settings, environ)

@@ -21,15 +21,8 @@ from bzzz.lab.processes import wait_for
 from bzzz.work import TaskSpec
 from tests.conftest import seeded_forge
 from tests.lab.forge.conftest import clone, commit_file, push
-from workers.workspace import (
-    GitIdentity,
-    PushRejected,
-    Workspace,
-    WorkspaceError,
-    branch_name,
-    node_identity,
-    prepare,
-)
+from workers.git_access import GitIdentity, WorkspaceError, node_identity
+from workers.workspace import PushRejected, Workspace, branch_name, prepare
 
 TOKENS = {
     "lab": "tok-lab-5b1c0e77a2",

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from bzzz.forge.api import ForgeError
 from bzzz.work import TaskSpec
 from workers.executors import Context, Outcome
+from workers.git_access import WorkspaceError, node_identity
 from workers.loop import (
     Budget,
     CommandResult,
@@ -27,7 +28,7 @@ from workers.loop import (
 from workers.models import OllamaChat, choose_model
 from workers.results import RunFacts, deliver, report_failure
 from workers.sandbox import Sandbox, SandboxError, open_sandbox
-from workers.workspace import WorkspaceError, node_identity, prepare
+from workers.workspace import prepare
 
 log = logging.getLogger(__name__)
 
