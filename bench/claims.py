@@ -110,7 +110,7 @@ def bench(count: int, root: Path, window: float, issues: int) -> Result:
         for node in nodes:
             node.wait_ready()
         wait_for(
-            lambda: all(len((n.status() or {}).get("peers", [])) >= count - 1 for n in nodes),
+            lambda: all(len(getattr(n.status(), "peers", ())) >= count - 1 for n in nodes),
             60,
             "the mesh",
         )

@@ -149,8 +149,9 @@ def bench_bzzz(count: int, root: Path, interval: float, window: float, issues: i
 
 def known(node: NodeProcess) -> dict[str, float]:
     """Task id -> when this node learnt of it (epoch seconds)."""
-    report = node.status() or {"tasks": []}
-    return {t["task_id"]: datetime.fromisoformat(t["seen_at"]).timestamp() for t in report["tasks"]}
+    report = node.status()
+    tasks = report.tasks if report else ()
+    return {t.task_id: datetime.fromisoformat(t.seen_at).timestamp() for t in tasks}
 
 
 def bench_naive(count: int, root: Path, interval: float, window: float, issues: int) -> Result:

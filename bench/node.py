@@ -30,7 +30,7 @@ from multiaddr import Multiaddr
 from bzzz.config import GossipSettings, NetworkSettings, load_settings
 from bzzz.identity import load_identity
 from bzzz.network.host import build_stack
-from bzzz.node import Node
+from bzzz.node.wiring import build_node
 from bzzz.protocol import Message, PresencePing, Topic, utc_now
 
 TOPIC = Topic.PRESENCE_PING
@@ -74,22 +74,22 @@ async def serve_commands(publish: Any, status: Any, recorder: Recorder, stop: tr
 
 async def run_bzzz(home: Path) -> None:
     settings = load_settings(home)
-    node = Node(settings, load_identity(settings.identity_path))
+    node = build_node(settings, load_identity(settings.identity_path))
+    parts = node.parts
     recorder = Recorder()
 
     def listen(origin: ID, message: Message) -> None:
         recorder.record(message.model_extra or {})
 
-    node.listeners.append(listen)
+    parts.dispatcher.listeners.append(listen)
 
     async def publish(extra: dict[str, Any]) -> None:
-        await node.gossip.publish(PresencePing(node_id=node.name, timestamp=utc_now(), **extra))
+        await parts.gossip.publish(PresencePing(node_id=node.name, timestamp=utc_now(), **extra))
 
     def status() -> dict[str, Any]:
-        now = node._clock()
         return {
-            "heard": len(node.peers.live_peer_ids(now)),
-            "subscribed": len(node.stack.pubsub.peer_topics.get(TOPIC, ())),
+            "heard": len(parts.membership.peers.live_peer_ids(node.clock())),
+            "subscribed": len(parts.stack.pubsub.peer_topics.get(TOPIC, ())),
         }
 
     stop = trio.Event()

@@ -236,6 +236,7 @@ def to_message(
     polls: tuple[str, ...] = (),
     *,
     slots: int | None = None,
+    cannot_run: list[str] | None = None,
 ) -> Capabilities:
     gpus = [GpuDevice(**vars(gpu)) for gpu in reading.gpus]
     mean_gpu = sum(gpu.utilization for gpu in reading.gpus) / len(gpus) if gpus else 0.0
@@ -250,6 +251,7 @@ def to_message(
         gpus=gpus,
         polls=list(polls),
         slots=slots,
+        cannot_run=cannot_run,
         timestamp=timestamp,
     )
 
@@ -268,6 +270,8 @@ def changed(previous: Capabilities | None, current: Capabilities, load_change: f
     if [g.name for g in previous.gpus or ()] != [g.name for g in current.gpus or ()]:
         return True
     if (previous.polls or []) != (current.polls or []):
+        return True
+    if (previous.cannot_run or []) != (current.cannot_run or []):
         return True
     loads = [(previous.cpu, current.cpu), (previous.gpu, current.gpu)]
     if previous.memory is not None and current.memory is not None:

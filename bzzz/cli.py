@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bzzz import __version__
 from bzzz.config import (
@@ -16,8 +17,9 @@ from bzzz.config import (
     load_settings,
     resolve_home,
 )
-from bzzz.control import ControlError, request
-from bzzz.identity import IdentityError
+from bzzz.control import request
+from bzzz.errors import BzzzError, ExitCode
+from bzzz.node.status import NodeStatus
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,11 +27,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result: int = args.handler(args)
-    except (ConfigError, IdentityError, ControlError) as exc:
+    except BzzzError as exc:
         print(f"bzzz: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
     return result
 
 
@@ -221,11 +223,11 @@ def _init(args: argparse.Namespace) -> int:
         force=args.force,
     )
     print(peer_id)
-    return 0
+    return ExitCode.OK
 
 
 def _node(args: argparse.Namespace) -> int:
-    from bzzz.runner import run_node  # noqa: PLC0415
+    from bzzz.node.wiring import run_node  # noqa: PLC0415
 
     settings = load_settings(resolve_home(args.home))
     return run_node(settings)
@@ -245,25 +247,27 @@ def _worker(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from bzzz.render import render_status  # noqa: PLC0415
 
-    report = _ask(args, "status")
-    print(json.dumps(report, indent=2) if args.json else render_status(report))
-    return 0
+    reply = _ask(args, "status")
+    print(json.dumps(reply, indent=2) if args.json else render_status(NodeStatus.from_json(reply)))
+    return ExitCode.OK
 
 
 def _peers(args: argparse.Namespace) -> int:
     from bzzz.render import render_peers  # noqa: PLC0415
 
-    report = _ask(args, "status")
-    print(json.dumps(report["peers"], indent=2) if args.json else render_peers(report))
-    return 0
+    reply = _ask(args, "status")
+    peers = reply["peers"]
+    print(json.dumps(peers, indent=2) if args.json else render_peers(NodeStatus.from_json(reply)))
+    return ExitCode.OK
 
 
 def _tasks(args: argparse.Namespace) -> int:
     from bzzz.render import render_tasks  # noqa: PLC0415
 
-    report = _ask(args, "status")
-    print(json.dumps(report.get("tasks", []), indent=2) if args.json else render_tasks(report))
-    return 0
+    reply = _ask(args, "status")
+    tasks = reply.get("tasks", [])
+    print(json.dumps(tasks, indent=2) if args.json else render_tasks(NodeStatus.from_json(reply)))
+    return ExitCode.OK
 
 
 def _logs(args: argparse.Namespace) -> int:
@@ -284,7 +288,7 @@ def _logs(args: argparse.Namespace) -> int:
     if args.follow:
         for entry in logview.follow(log_dir, **options):
             print(json.dumps(entry.raw) if args.json else entry.line(), flush=True)
-    return 0
+    return ExitCode.OK
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -300,10 +304,10 @@ def _doctor(args: argparse.Namespace) -> int:
 
 def _stop(args: argparse.Namespace) -> int:
     _ask(args, "stop")
-    return 0
+    return ExitCode.OK
 
 
-def _ask(args: argparse.Namespace, cmd: str) -> dict[str, object]:
+def _ask(args: argparse.Namespace, cmd: str) -> dict[str, Any]:
     from bzzz.config import CONTROL_SOCKET  # noqa: PLC0415
 
     return request(resolve_home(args.home) / CONTROL_SOCKET, {"cmd": cmd})
@@ -317,19 +321,15 @@ def _psk(args: argparse.Namespace) -> int:
     except FileExistsError:
         raise ConfigError(f"{args.path} exists already; refusing to overwrite a key") from None
     print(f"wrote {args.path}; set network.psk_file to it on every node of the private network")
-    return 0
+    return ExitCode.OK
 
 
 def _systemd_install(args: argparse.Namespace) -> int:
-    from bzzz.deploy.systemd import InstallError, UnitSettings, default_bin, install  # noqa: PLC0415
+    from bzzz.deploy.systemd import UnitSettings, default_bin, install  # noqa: PLC0415
 
-    try:
-        settings = UnitSettings(user=args.user, home=args.home, bin=args.bin or default_bin())
-        install(settings, args.workers, prefix=args.prefix, dry_run=args.dry_run)
-    except InstallError as exc:
-        print(f"bzzz: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    settings = UnitSettings(user=args.user, home=args.home, bin=args.bin or default_bin())
+    install(settings, args.workers, prefix=args.prefix, dry_run=args.dry_run)
+    return ExitCode.OK
 
 
 def _sandbox_settings(args: argparse.Namespace) -> SandboxSettings:
@@ -348,36 +348,26 @@ def _sandbox_settings(args: argparse.Namespace) -> SandboxSettings:
 
 
 def _sandbox_build_image(args: argparse.Namespace) -> int:
-    from workers.sandbox import SandboxError  # noqa: PLC0415
     from workers.sandbox.image import build_image  # noqa: PLC0415
 
     settings = _sandbox_settings(args)
-    try:
-        image_id = build_image(
-            settings,
-            rootfs=args.rootfs,
-            suite=args.suite,
-            mirror=args.mirror,
-            say=lambda text: print(text, flush=True),
-        )
-    except SandboxError as exc:
-        print(f"bzzz: error: {exc}", file=sys.stderr)
-        return 2
+    image_id = build_image(
+        settings,
+        rootfs=args.rootfs,
+        suite=args.suite,
+        mirror=args.mirror,
+        say=lambda text: print(text, flush=True),
+    )
     print(f"built {settings.image} ({image_id})")
-    return 0
+    return ExitCode.OK
 
 
 def _sandbox_check(args: argparse.Namespace) -> int:
-    from workers.sandbox import SandboxError  # noqa: PLC0415
     from workers.sandbox.selfcheck import check_sandbox  # noqa: PLC0415
 
-    try:
-        backend, results = check_sandbox(_sandbox_settings(args))
-    except SandboxError as exc:
-        print(f"bzzz: error: {exc}", file=sys.stderr)
-        return 2
+    backend, results = check_sandbox(_sandbox_settings(args))
     print(f"backend: {backend}")
     for result in results:
         mark = "ok  " if result.passed else "FAIL"
         print(f"  {mark} {result.name}" + ("" if result.passed else f": {result.detail}"))
-    return 0 if all(result.passed for result in results) else 1
+    return ExitCode.OK if all(result.passed for result in results) else ExitCode.FAILURE

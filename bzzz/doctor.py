@@ -19,10 +19,12 @@ import ollama
 
 from bzzz.config import ConfigError, Settings, load_settings
 from bzzz.control import ControlError, request
+from bzzz.errors import ExitCode
 from bzzz.forge.api import ForgeError
 from bzzz.forge.github import GitHubForge
 from bzzz.forge.token import Token, TokenError, load_token
 from bzzz.identity import IdentityError, load_identity, peer_id_of
+from bzzz.node.status import NodeStatus
 
 
 class Verdict(StrEnum):
@@ -240,7 +242,7 @@ def _executor(settings: Settings) -> Check:
         return Check(
             "executor",
             Verdict.WARN,
-            f"{path}: this node fails every task it claims",
+            f"{path}: this node takes no tasks",
             'set workers.executor = "workers.agent:run" to run tasks',
         )
     return ok("executor", path)
@@ -256,8 +258,8 @@ def _node_running(settings: Settings) -> Check:
             "not running",
             f"start it: `bzzz node --home {settings.home}` (or systemctl start bzzz-node)",
         )
-    peers = report.get("peers") or []
-    alive = sum(1 for p in peers if p.get("alive"))
+    status = NodeStatus.from_json(report)
+    alive = len(status.alive_peers())
     if not alive:
         return Check(
             "node",
@@ -265,7 +267,17 @@ def _node_running(settings: Settings) -> Check:
             "running, but it hears no peer",
             "check network.bootstrap, mDNS on the LAN, firewalls (docs/deployment.md)",
         )
-    return ok("node", f"running, {alive} peers alive")
+    ready = status.readiness
+    if not ready.takes_tasks:
+        reasons = [reason.partition(" Fix: ") for reason in ready.reasons]
+        return Check(
+            "node",
+            Verdict.WARN,
+            f"running, {alive} peers alive; it takes no tasks: "
+            + "; ".join(text.rstrip(".") for text, _, _ in reasons),
+            "; ".join(fix.rstrip(".") for _, _, fix in reasons if fix) or "see bzzz status",
+        )
+    return ok("node", f"running, {alive} peers alive, takes tasks ({ready.capacity} slots)")
 
 
 def render(checks: list[Check]) -> Iterator[str]:
@@ -277,4 +289,5 @@ def render(checks: list[Check]) -> Iterator[str]:
 
 
 def exit_code(checks: list[Check]) -> int:
-    return 1 if any(c.verdict is Verdict.FAIL for c in checks) else 0
+    failed = any(c.verdict is Verdict.FAIL for c in checks)
+    return ExitCode.FAILURE if failed else ExitCode.OK

@@ -115,6 +115,8 @@ class Capabilities(Message):
     polls: Annotated[list[RepoName], Field(max_length=1024)] | None = None
     # Tasks this node could take on now (free worker slots).
     slots: NonNegativeInt | None = None
+    # Why this node takes no tasks at all (no token, no model, ...), in a few words each.
+    cannot_run: Annotated[list[Name], Field(max_length=16)] | None = None
 
 
 class TaskParams(_Model):
@@ -132,6 +134,10 @@ class TaskBroadcast(Message):
     model: Name
     input: Text
     params: TaskParams
+    # Addition to the brief: the comment count when it was announced. Claims are
+    # comments, so a receiver reads the claims of a task with comments (or of unknown
+    # count) on the forge before it claims the task itself.
+    comments: NonNegativeInt | None = None
 
 
 class TaskClaim(Message):

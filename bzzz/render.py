@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+
+from bzzz.node.status import NodeStatus
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -41,17 +42,17 @@ def age(iso: str | None, now: datetime | None = None) -> str:
     return f"{seconds / 3600:.1f}h ago"
 
 
-def peer_rows(report: dict[str, Any]) -> list[list[object]]:
+def peer_rows(report: NodeStatus) -> list[list[object]]:
     rows: list[list[object]] = []
-    for peer in report["peers"]:
-        caps = peer.get("capabilities") or {}
+    for peer in report.peers:
+        caps = peer.capabilities or {}
         rows.append(
             [
-                peer["node_id"],
-                _short(peer["peer_id"]),
-                "alive" if peer["alive"] else "dead",
-                age(peer.get("last_seen")),
-                peer.get("connected"),
+                peer.node_id,
+                _short(peer.peer_id),
+                "alive" if peer.alive else "dead",
+                age(peer.last_seen),
+                peer.connected,
                 caps.get("status"),
                 caps.get("cpu"),
                 caps.get("gpu"),
@@ -76,8 +77,8 @@ PEER_HEADERS = (
 )
 
 
-def render_peers(report: dict[str, Any]) -> str:
-    if not report["peers"]:
+def render_peers(report: NodeStatus) -> str:
+    if not report.peers:
         return "no peers heard from yet"
     return table(PEER_HEADERS, peer_rows(report))
 
@@ -85,44 +86,57 @@ def render_peers(report: dict[str, Any]) -> str:
 TASK_HEADERS = ("TASK", "MODEL", "STATE", "HOLDER", "LEASE", "ATTEMPTS", "SEEN", "TITLE")
 
 
-def render_tasks(report: dict[str, Any]) -> str:
-    tasks = report.get("tasks") or []
-    if not tasks:
+def render_tasks(report: NodeStatus) -> str:
+    if not report.tasks:
         return "no tasks known yet"
     rows = [
         [
-            t["task_id"],
-            t["model"],
-            t["state"],
-            t.get("holder") or "-",
-            f"{t['lease_s']:.0f} s" if t.get("lease_s") else "-",
-            str(t.get("attempts", 0)),
-            age(t["announced_at"]),
-            t["title"][:50],
+            t.task_id,
+            t.model,
+            t.state,
+            t.holder or "-",
+            f"{t.lease_s:.0f} s" if t.lease_s else "-",
+            str(t.attempts),
+            age(t.announced_at),
+            t.title[:50],
         ]
-        for t in tasks
+        for t in report.tasks
     ]
     return table(TASK_HEADERS, rows)
 
 
-def _polling(report: dict[str, Any]) -> str:
-    polling = report.get("polling") or {}
-    return ", ".join(f"{repo} by {entry['poller']}" for repo, entry in polling.items()) or "-"
+def _polling(report: NodeStatus) -> str:
+    return ", ".join(f"{repo} by {entry.poller}" for repo, entry in report.polling.items()) or "-"
 
 
-def render_status(report: dict[str, Any]) -> str:
-    messages = report.get("messages", {})
-    dropped = messages.get("dropped") or {}
-    alive = sum(1 for peer in report["peers"] if peer["alive"])
+def _readiness(report: NodeStatus) -> list[str]:
+    ready = report.readiness
+    if ready.takes_tasks:
+        return [f"work     takes tasks: {ready.free_slots} of {ready.capacity} slots free"]
+    return ["work     takes no tasks:", *[f"         - {reason}" for reason in ready.reasons]]
+
+
+def _jobs(report: NodeStatus) -> list[str]:
+    failing = {name: job for name, job in report.jobs.items() if job.failing_since_runs}
+    return [
+        f"job      {name} failing ({job.failing_since_runs} runs): {job.last_error}"
+        for name, job in failing.items()
+    ]
+
+
+def render_status(report: NodeStatus) -> str:
+    dropped = report.messages.dropped
     lines = [
-        f"node     {report['node_id']}  ({report['status']}, up {report['uptime_s']:.0f}s)",
-        f"peer id  {report['peer_id']}",
-        *[f"addr     {addr}" for addr in report["addrs"]],
-        f"peers    {alive} alive of {len(report['peers'])} known,"
-        f" {report['connections']} connected",
-        f"mesh     {_mesh(report.get('mesh', {}))}",
+        f"node     {report.node_id}  ({report.status}, up {report.uptime_s:.0f}s)",
+        f"peer id  {report.peer_id}",
+        *[f"addr     {addr}" for addr in report.addrs],
+        f"peers    {len(report.alive_peers())} alive of {len(report.peers)} known,"
+        f" {report.connections} connected",
+        f"mesh     {_mesh(report.mesh)}",
         f"dropped  {', '.join(f'{k}={v}' for k, v in sorted(dropped.items())) or 'none'}",
-        f"tasks    {len(report.get('tasks') or [])} known; polled: {_polling(report)}",
+        f"tasks    {len(report.tasks)} known; polled: {_polling(report)}",
+        *_readiness(report),
+        *_jobs(report),
         "",
         render_peers(report),
     ]

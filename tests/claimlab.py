@@ -62,15 +62,19 @@ def claim_node(
     executor: str = "workers.executors:record",
     **sections: dict[str, Any],
 ) -> NodeProcess:
+    settings: dict[str, dict[str, Any]] = {
+        "forge": {"api_url": forge.api_url, "seconds_between_writes": 0.0, "timeout": 3.0},
+        "tasks": {"repositories": [REPO], "poll_interval": 1.0},
+        "claims": dict(CLAIMS),
+        "workers": {"threads": threads, "heartbeat": 1.0, "executor": executor},
+    }
+    for section, values in sections.items():  # on top of the defaults above
+        settings.setdefault(section, {}).update(values)
     return make_node(
         login,
         bootstrap=bootstrap,
         env={"BZZZ_FORGE_TOKEN": token(login), "PATH": path},
-        forge={"api_url": forge.api_url, "seconds_between_writes": 0.0, "timeout": 3.0},
-        tasks={"repositories": [REPO], "poll_interval": 1.0},
-        claims=CLAIMS,
-        workers={"threads": threads, "heartbeat": 1.0, "executor": executor},
-        **sections,
+        **settings,
     )
 
 
@@ -129,7 +133,7 @@ def runs(record: Path) -> list[dict[str, Any]]:
 
 def task_states(node: NodeProcess) -> dict[str, str]:
     report = node.status()
-    return {str(t["task_id"]): str(t["state"]) for t in (report or {}).get("tasks", [])}
+    return {t.task_id: t.state for t in report.tasks} if report else {}
 
 
 def claim_notes(forge: LocalForge, number: int) -> list[ClaimNote]:

@@ -83,7 +83,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def alive_names(node: NodeProcess) -> set[str]:
     report = node.status()
-    return set() if report is None else {p["node_id"] for p in report["peers"] if p["alive"]}
+    return set() if report is None else {p.node_id for p in report.alive_peers()}
 
 
 def wait_alive(node: NodeProcess, names: set[str], timeout: float = 20.0) -> None:

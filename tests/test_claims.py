@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bzzz.claims import ledger
-from bzzz.claims.driver import solves
+from bzzz.claims.arbiter import solves
 from bzzz.claims.ledger import ClaimNote, ClaimState
 from bzzz.claims.machine import (
     Announce,
@@ -145,7 +145,7 @@ SETTINGS = ClaimSettings(lease=60.0, gossip_renew=5.0, rank_delay=2.0, margin=10
 
 
 def book(position: int | None = 0, node: str = "me") -> ClaimBook:
-    return ClaimBook(node, SETTINGS, lambda task, model, failed: position)
+    return ClaimBook(node, SETTINGS, ranking=lambda task, model, market, failed, used: position)
 
 
 def won(b: ClaimBook, now: float, cid: int = 10) -> list[object]:
@@ -217,7 +217,7 @@ def test_after_a_restart_a_claim_is_adopted_if_a_worker_still_runs_it() -> None:
     assert b.learn("t#1", "ollama", 0.0, check_first=True) == [Check("t#1")]
     assert b.checked("t#1", held_verdict("me", 7, 50.0), still_a_task=True, now=1.0) == []
     assert b.get("t#1").phase is Phase.ADOPTING  # type: ignore[union-attr]
-    assert b.free_slots_used() == 1
+    assert b.used_slots() == 1
     assert b.adopt("t#1", 8, 2.0) == []  # not that claim
     assert b.adopt("t#1", 7, 2.0) == [Announce("t#1", 50.0 - 5.0 - 1.0), Renew("t#1", 7)]
     assert b.holds("t#1", 2.0)

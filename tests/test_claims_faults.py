@@ -39,7 +39,7 @@ from tests.netns import HUB_ADDRESS, call_in, entered, hub_of, lan, set_link
 
 NODES = ["node-a", "node-b", "node-c"]
 TASK = f"{REPO}#1"
-DECLINE = "workers.executors:decline"  # fails every task: "no executor configured"
+FAIL = "workers.executors:fail"  # fails every task
 # Long enough for a takeover to be possible while the first run is still going.
 TAKEOVER_TIMEOUT = CLAIMS["lease"] + CLAIMS["clock_skew"] + 30
 
@@ -302,9 +302,9 @@ def test_a_task_that_fails_on_every_node_is_quarantined_with_a_report(
     make_node: NodeFactory, pools: list[Workers], tmp_path: Path, tool_path: str
 ) -> None:
     with seeded_forge(world(NODES, 1), "bzzz-quarantine-") as forge:
-        first = claim_node(make_node, forge, NODES[0], [], tool_path, executor=DECLINE)
+        first = claim_node(make_node, forge, NODES[0], [], tool_path, executor=FAIL)
         rest = [
-            claim_node(make_node, forge, n, [first.addr], tool_path, executor=DECLINE)
+            claim_node(make_node, forge, n, [first.addr], tool_path, executor=FAIL)
             for n in NODES[1:]
         ]
         nodes = [first, *rest]

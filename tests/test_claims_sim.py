@@ -34,7 +34,7 @@ from bzzz.claims.machine import (
     Release,
     Renew,
 )
-from bzzz.claims.matching import Offer, rank
+from bzzz.claims.matching import Offer, Ranking, rank
 from bzzz.config import ClaimSettings
 from bzzz.forge.api import Comment
 
@@ -105,7 +105,9 @@ class Sim:
         self.gossip_loss = gossip_loss
         self.forge = Forge()
         self.names = [f"n{i}" for i in range(nodes)]
-        self.books = {name: ClaimBook(name, SETTINGS, self._ranker(name)) for name in self.names}
+        self.books = {
+            name: ClaimBook(name, SETTINGS, ranking=self._ranker(name)) for name in self.names
+        }
         self.crashed: set[str] = set()
         self.cut_off: set[str] = set()
         self.now = 0.0
@@ -116,8 +118,10 @@ class Sim:
         # adapter runs them), so a renewal in flight cannot undo a finished claim.
         self.forge_free_at = dict.fromkeys(self.names, 0.0)
 
-    def _ranker(self, name: str) -> Callable[[str, str, object], int | None]:
-        def position(task_id: str, model: str, failed_on: object) -> int | None:
+    def _ranker(self, name: str) -> Ranking:
+        def position(
+            task_id: str, model: str, market: object, failed_on: object, used: int
+        ) -> int | None:
             offers = [Offer(n, ("m",), ("ollama",), 1) for n in self.names]
             order = [p for p in rank(task_id, model, offers) if p not in failed_on]  # type: ignore[operator]
             return order.index(name) if name in order else None

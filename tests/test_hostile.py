@@ -88,8 +88,8 @@ def expected_verdict(topic: str, data: bytes, taken_names: set[str]) -> str:
 def counters(node: NodeProcess) -> tuple[Counter[str], int]:
     report = node.status()
     assert report is not None, "the target stopped answering"
-    messages = report["messages"]
-    return Counter(messages["dropped"]), sum(messages["received"].values())
+    messages = report.messages
+    return Counter(messages.dropped), sum(messages.received.values())
 
 
 @settings(

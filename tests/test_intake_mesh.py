@@ -105,7 +105,7 @@ def intake_node(
 
 def task_ids(node: NodeProcess) -> set[str]:
     report = node.status()
-    return set() if report is None else {task["task_id"] for task in report["tasks"]}
+    return set() if report is None else {task.task_id for task in report.tasks}
 
 
 def list_requests(forge: LocalForge, after: int = 0) -> list[LoggedRequest]:
@@ -114,8 +114,8 @@ def list_requests(forge: LocalForge, after: int = 0) -> list[LoggedRequest]:
 
 def polled_by(node: NodeProcess) -> str | None:
     report = node.status()
-    entry = (report or {}).get("polling", {}).get(REPO)
-    return None if entry is None else str(entry["poller"])
+    entry = report.polling.get(REPO) if report else None
+    return None if entry is None else entry.poller
 
 
 def pollers(forge: LocalForge, after: int = 0) -> set[str | None]:
@@ -139,22 +139,22 @@ def test_three_nodes_announce_exactly_the_right_tasks_once(
 
     reports = [node.status() for node in nodes]
     assert all(r is not None for r in reports)
-    published = sum(r["messages"]["published"].get("task_broadcast", 0) for r in reports)  # type: ignore[index]
-    received = [r["messages"]["received"].get("task_broadcast", 0) for r in reports]  # type: ignore[index]
+    published = sum(r.messages.published.get("task_broadcast", 0) for r in reports)  # type: ignore[union-attr]
+    received = [r.messages.received.get("task_broadcast", 0) for r in reports]  # type: ignore[union-attr]
     assert published == 2  # one announcement per task in the whole mesh
     assert sorted(received) == [0, 2, 2]  # the poller hears none back; the others each hear two
     (poller,) = pollers(forge)  # exactly one node polled
     for node, report in zip(nodes, reports, strict=True):
         token = TOKENS[node.name]
-        assert token not in json.dumps(report)
+        assert token not in json.dumps(report.to_json())  # type: ignore[union-attr]
         assert token not in node.output()
         assert token not in (node.home / "logs" / "node.log").read_text()
         assert token not in (node.home / "config.toml").read_text()
     for report in reports:
-        by_id = {t["task_id"]: t for t in report["tasks"]}  # type: ignore[index]
-        assert by_id[f"{REPO}#4"]["model"] == "qwen2.5-coder:7b"
-        assert by_id[f"{REPO}#1"]["model"] == "ollama"
-        assert {t["announced_by"] for t in by_id.values()} == {poller}
+        by_id = {t.task_id: t for t in report.tasks}  # type: ignore[union-attr]
+        assert by_id[f"{REPO}#4"].model == "qwen2.5-coder:7b"
+        assert by_id[f"{REPO}#1"].model == "ollama"
+        assert {t.announced_by for t in by_id.values()} == {poller}
     # A node names pollers once it has settled (two presence intervals after its start),
     # which may come after it heard the tasks.
     for node in nodes:
@@ -239,7 +239,7 @@ def test_rate_limits_and_outages_are_waited_out_without_losing_or_repeating(
     def next_poll_in() -> float:
         report = node.status()
         assert report is not None
-        return float(report["polling"][REPO]["next_in_s"])
+        return float(report.polling[REPO].next_in_s or 0.0)
 
     def survive(fault: Fault | None, title: str, exhaust: float | None = None) -> None:
         mark = forge.requests()[-1].seq
@@ -277,9 +277,7 @@ def test_rate_limits_and_outages_are_waited_out_without_losing_or_repeating(
 
     report = node.status()
     assert report is not None
-    assert (
-        report["messages"]["published"]["task_broadcast"] == len(report["tasks"]) == 6
-    )  # no repeats
+    assert report.messages.published["task_broadcast"] == len(report.tasks) == 6  # no repeats
     hammered = [r for r in list_requests(forge) if r.status >= 400]
     assert len(hammered) <= 8  # each fault met about once: waited out, not retried at once
 

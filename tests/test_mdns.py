@@ -23,11 +23,11 @@ def test_nodes_on_one_lan_find_each_other_by_mdns(make_node: NodeFactory) -> Non
             for node, (_, address) in zip(nodes, hosts, strict=True):
                 report = node.status()
                 assert report is not None
-                assert f"/ip4/{address}/tcp/4001/p2p/{node.peer_id}" in report["addrs"]
+                assert f"/ip4/{address}/tcp/4001/p2p/{node.peer_id}" in report.addrs
 
                 def found_by_mdns(node: NodeProcess = node) -> bool:
                     report = node.status()
-                    return report is not None and report["discovery"]["mdns_found"] >= 1
+                    return report is not None and (report.discovery.mdns_found or 0) >= 1
 
                 wait_for(found_by_mdns, 15, f"{node.name} to see a peer's mDNS announcement")
         finally:

@@ -18,19 +18,20 @@ def test_three_nodes_in_a_chain_see_each_others_capabilities(make_node: NodeFact
 
     report = a.status()
     assert report is not None
-    assert report["peer_id"] == a.peer_id
-    assert report["node_id"] == "a"
-    assert report["addrs"] == [a.addr]
-    by_name = {peer["node_id"]: peer for peer in report["peers"]}
-    assert by_name["c"]["peer_id"] == c.peer_id
-    caps = by_name["c"]["capabilities"]
+    assert report.peer_id == a.peer_id
+    assert report.node_id == "a"
+    assert list(report.addrs) == [a.addr]
+    by_name = {peer.node_id: peer for peer in report.peers}
+    assert by_name["c"].peer_id == c.peer_id
+    caps = by_name["c"].capabilities
+    assert caps is not None
     assert caps["type"] == "capabilities"
     assert caps["node_id"] == "c"
     assert caps["status"] == "idle"
     assert 0.0 <= caps["cpu"] <= 100.0
     assert isinstance(caps["models"], list)
     assert isinstance(caps["installed"], list)
-    assert report["messages"]["dropped"] == {}
+    assert report.messages.dropped == {}
 
 
 def test_dht_finds_a_peer_that_was_never_dialled(make_node: NodeFactory) -> None:
@@ -42,14 +43,14 @@ def test_dht_finds_a_peer_that_was_never_dialled(make_node: NodeFactory) -> None
     def linked() -> bool:
         report = left.status()
         return report is not None and any(
-            p["peer_id"] == right.peer_id and p["connected"] for p in report["peers"]
+            p.peer_id == right.peer_id and p.connected for p in report.peers
         )
 
     wait_for(linked, 30, "left to connect to right directly")
 
     def found_as_provider() -> bool:  # whichever looked first found the other
         reports = [left.status(), right.status()]
-        return sum(r["discovery"]["dht_found"] for r in reports if r is not None) >= 1
+        return sum(r.discovery.dht_found or 0 for r in reports if r is not None) >= 1
 
     wait_for(found_as_provider, 30, "a provider lookup in the namespace to find the other side")
     # Proof that the link does not run through the hub: stop the hub, left still hears right.
@@ -70,11 +71,11 @@ def test_restarted_node_keeps_its_peer_id_and_rejoins(make_node: NodeFactory) ->
     b.start()
     report = b.status()
     assert report is not None
-    assert report["peer_id"] == first_id
+    assert report.peer_id == first_id
     wait_alive(a, {"b"})
     wait_alive(b, {"a"})
-    peers = {p["node_id"]: p for p in a.status()["peers"]}  # type: ignore[index]
-    assert peers["b"]["peer_id"] == first_id
+    peers = {p.node_id: p for p in a.status().peers}  # type: ignore[union-attr]
+    assert peers["b"].peer_id == first_id
 
 
 def test_mesh_heals_after_the_bootstrap_node_is_killed_and_restarted(
@@ -108,7 +109,7 @@ def test_sigterm_shuts_down_cleanly_and_peers_see_the_link_close(make_node: Node
 
     def link_closed() -> bool:
         report = a.status()
-        return report is not None and report["connections"] == 0
+        return report is not None and report.connections == 0
 
     wait_for(link_closed, 10, "a to see b's connection closed")
 

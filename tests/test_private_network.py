@@ -48,15 +48,15 @@ def test_private_network_admits_only_nodes_with_its_key(make_node: NodeFactory) 
 
         def refused(node: NodeProcess = outsider) -> bool:
             report = node.status()
-            return report is not None and report["discovery"]["dial_failures"] >= 1
+            return report is not None and report.discovery.dial_failures >= 1
 
         wait_for(refused, 10, f"{outsider.name}'s dial to be refused")
     assert time.monotonic() - started < 10
     for outsider in (intruder, plain):
         report = outsider.status()
         assert report is not None
-        assert report["peers"] == []
-        assert report["connections"] == 0
+        assert report.peers == ()
+        assert report.connections == 0
     assert alive_names(a) == {"b"}
     assert (a.home / "swarm.key").stat().st_mode & 0o777 == 0o600
     secret = read_psk(a.home / "swarm.key")
@@ -77,7 +77,7 @@ def test_allowlist_refuses_unlisted_peers(make_node: NodeFactory) -> None:
 
     def refused() -> bool:
         report = a.status()
-        return report is not None and report["discovery"]["refused"] >= 1
+        return report is not None and report.discovery.refused >= 1
 
     wait_for(refused, 10, "a to refuse the stranger")
     report = stranger.status()

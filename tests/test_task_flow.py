@@ -109,8 +109,8 @@ def test_an_issue_becomes_one_pull_request_and_a_hopeless_one_is_reported(
     pools.extend(Workers(node, tmp_path / "unused.jsonl") for node in nodes)
 
     def result_urls(node: NodeProcess) -> dict[str, str]:
-        report = node.status() or {}
-        return {t["task_id"]: t["result_url"] for t in report.get("tasks", [])}
+        report = node.status()
+        return {t.task_id: t.result_url for t in report.tasks} if report else {}
 
     for node in nodes:  # every node hears the result (or reads it from the forge)
         wait_for(
@@ -147,7 +147,7 @@ def test_an_issue_becomes_one_pull_request_and_a_hopeless_one_is_reported(
 
     for node in nodes:  # no secret in any log, status or output
         secret = token(node.name)
-        status = json.dumps(node.status())
+        status = json.dumps(node.status_json())
         logs = [p.read_text(errors="replace") for p in (node.home / "logs").glob("*")]
         outputs = [node.output(), (node.home / "worker.out").read_text(errors="replace")]
         for text in (status, *logs, *outputs):

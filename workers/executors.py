@@ -2,8 +2,9 @@
 chosen by `workers.executor` (module:function).
 
 The real one is `workers.agent:run` (clone, reason with a model, sandboxed commands,
-pull request). `decline` fails every task (a node that should not run any); tests
-use `record`, which notes which node ran which task.
+pull request). A node whose executor is `decline` takes no tasks (it offers no worker
+slots); should one reach it anyway, it fails. Tests use `record`, which notes which
+node ran which task, and `fail`, which fails every task.
 """
 
 from __future__ import annotations
@@ -62,6 +63,16 @@ def decline(spec: TaskSpec, context: Context) -> Outcome:
         result_type="failure",
         result_url=spec.issue_url,
         reason="this node has no task executor configured (workers.executor)",
+    )
+
+
+def fail(spec: TaskSpec, context: Context) -> Outcome:
+    """For tests: run, and fail, every task (a task no node can solve)."""
+    return Outcome(
+        succeeded=False,
+        result_type="failure",
+        result_url=spec.issue_url,
+        reason="the task failed on this node (workers.executors:fail fails every task)",
     )
 
 

@@ -14,141 +14,46 @@ Times are monotonic seconds of this node.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
-from enum import StrEnum
-
+from bzzz.claims.actions import (
+    Action,
+    Announce,
+    Check,
+    Enqueue,
+    Finish,
+    Phase,
+    PostClaim,
+    Release,
+    Renew,
+    TaskClaim,
+)
 from bzzz.claims.ledger import ClaimNote, Verdict
+from bzzz.claims.matching import Market, Ranking, closed_market, position
 from bzzz.config import ClaimSettings
 
 RETRY_AFTER_ERROR = 10.0  # seconds before claiming again after the forge failed us
 
 
-class Phase(StrEnum):
-    SEEN = "seen"  # nobody is known to hold it
-    CHECKING = "checking"  # asking the forge who holds it (read only)
-    ADOPTING = "adopting"  # the forge names a claim this node made before it restarted
-    WAITING = "waiting"  # eligible; claims when its rank's delay has passed
-    CLAIMING = "claiming"  # our claim is on its way to the forge
-    HELD = "held"  # another node holds it
-    CLAIMED = "claimed"  # we hold it: confirmed by the forge, being enqueued
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"  # failed on this node; another may retry it
-    QUARANTINED = "quarantined"
-    CLOSED = "closed"  # the issue is no longer a task
-
-    @property
-    def ours(self) -> bool:
-        return self in (Phase.CLAIMED, Phase.QUEUED, Phase.RUNNING)
-
-    @property
-    def final(self) -> bool:
-        return self in (Phase.DONE, Phase.QUARANTINED, Phase.CLOSED)
-
-
-# ---- actions: what the node must do -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Check:
-    """Read the issue and its claims; answer with `ClaimBook.checked`."""
-
-    task_id: str
-
-
-@dataclass(frozen=True)
-class PostClaim:
-    task_id: str
-    attempt: int
-    takes_over: str  # node whose expired claim this one follows, or ""
-
-
-@dataclass(frozen=True)
-class Renew:
-    task_id: str
-    comment_id: int
-
-
-@dataclass(frozen=True)
-class Release:
-    task_id: str
-    comment_id: int
-    reason: str
-    failed: bool = False  # mark it failed (an attempt) rather than released
-
-
-@dataclass(frozen=True)
-class Enqueue:
-    task_id: str
-    comment_id: int  # the fencing token: the worker checks it still holds the forge's lease
-
-
-@dataclass(frozen=True)
-class Announce:
-    """Publish a task_claim: we hold the task for `lease_s` more seconds (0: let go)."""
-
-    task_id: str
-    lease_s: float
-
-
-@dataclass(frozen=True)
-class Finish:
-    task_id: str
-    comment_id: int
-    succeeded: bool
-    result_type: str
-    result_url: str
-    reason: str
-    duration_ms: int
-    quarantine: bool  # the failure on this node made the task fail on K nodes
-
-
-Action = Check | PostClaim | Renew | Release | Enqueue | Announce | Finish
-
-
-# Given a task's ID and requested model, and the nodes it failed on: our position in
-# the ranking of eligible peers (0 = best), or None if we are not eligible now.
-Ranker = Callable[[str, str, Collection[str]], int | None]
-
-
-@dataclass
-class TaskClaim:
-    task_id: str
-    model: str
-    phase: Phase = Phase.SEEN
-    holder: str = ""  # node name of the holder, when known
-    lease_until: float = 0.0  # when the holder's lease ends, as far as we know
-    claim_at: float = 0.0
-    attempts: frozenset[str] = frozenset()
-    comment_id: int = 0  # our claim comment while we claim or hold
-    our_lease_end: float = 0.0  # we stop working at this time unless renewed
-    next_forge_renewal: float = 0.0
-    next_gossip_renewal: float = 0.0
-    renewing: bool = False
-    started_at: float = 0.0
-    expired_holder: str = ""  # the node whose lease we saw run out
-    result_url: str = ""  # the finished task's pull request, issue or failure report
-    next_check: float = 0.0  # when to ask the forge again, if nothing else happens
-    adopt_until: float = 0.0  # an orphaned claim of ours is released unless a worker speaks up
-    history: list[str] = field(default_factory=list)
-
-
 class ClaimBook:
     def __init__(
-        self, node: str, settings: ClaimSettings, ranker: Ranker, *, orphan_grace: float = 30.0
+        self,
+        node: str,
+        settings: ClaimSettings,
+        *,
+        orphan_grace: float = 30.0,
+        ranking: Ranking = position,
     ) -> None:
-        """`orphan_grace`: how long a claim this node made before a restart waits for one
-        of its workers to say it still runs the task (a few worker heartbeats)."""
+        """`orphan_grace`: how long a claim made before a restart waits for a worker."""
         if settings.margin * 2 >= settings.lease:
             raise ValueError("claims: margin must be less than half the lease")
         self.node = node
         self.settings = settings
-        self._rank = ranker
+        self._ranking = ranking
+        # Who could take tasks now: an input the node keeps current (peers, capabilities).
+        self.market: Market = closed_market(node_id=node)
         self.orphan_grace = orphan_grace
         self.moves = 0  # phase changes so far: a cheap "has anything changed?"
         self._tasks: dict[str, TaskClaim] = {}
+        self._used = 0  # tasks in a busy phase, kept by _move
 
     def get(self, task_id: str) -> TaskClaim | None:
         return self._tasks.get(task_id)
@@ -161,9 +66,13 @@ class ClaimBook:
         task = self._tasks.get(task_id)
         return task is not None and task.phase.ours and now < task.our_lease_end
 
-    def free_slots_used(self) -> int:
-        busy = (Phase.CLAIMING, Phase.ADOPTING)
-        return sum(1 for t in self._tasks.values() if t.phase.ours or t.phase in busy)
+    def used_slots(self) -> int:
+        """Worker slots this node's claims use (claiming, adopting, held by us)."""
+        return self._used
+
+    def free_slots(self) -> int:
+        """Tasks this node could take on now: its capacity less what its claims use."""
+        return max(0, self.market.own.free_slots - self.used_slots())
 
     # ---- what the node learns ----------------------------------------------------------
 
@@ -366,27 +275,8 @@ class ClaimBook:
             task.attempts |= {self.node}
             quarantine = len(task.attempts) >= self.settings.max_attempts
             self._move(task, Phase.QUARANTINED if quarantine else Phase.FAILED)
-        return [
-            Finish(
-                task_id,
-                comment_id,
-                succeeded,
-                result_type,
-                result_url,
-                reason,
-                duration_ms,
-                quarantine,
-            )
-        ]
-
-    def closed(self, task_id: str) -> None:
-        """The issue is no longer a task (closed, unlabelled)."""
-        task = self._tasks.get(task_id)
-        if task is not None and not task.phase.ours:
-            self._move(task, Phase.CLOSED)
-
-    def forget(self, task_id: str) -> None:
-        self._tasks.pop(task_id, None)
+        outcome = (succeeded, result_type, result_url, reason, duration_ms, quarantine)
+        return [Finish(task_id, comment_id, *outcome)]
 
     # ---- time ---------------------------------------------------------------------------
 
@@ -395,6 +285,21 @@ class ClaimBook:
         for task in self._tasks.values():
             actions.extend(self._tick(task, now))
         return actions
+
+    def retire(self, now: float) -> list[str]:
+        """Forget tasks that have been finished (done, quarantined, closed) for longer
+        than the retention; returns their IDs. Until then a task's announcements and
+        claims are recognised as finished."""
+        retired = []
+        for task in list(self._tasks.values()):
+            if not task.phase.final:
+                task.finished_at = None
+            elif task.finished_at is None:
+                task.finished_at = now
+            elif now - task.finished_at >= self.settings.retention:
+                retired.append(task.task_id)
+                del self._tasks[task.task_id]
+        return retired
 
     def _tick(self, task: TaskClaim, now: float) -> list[Action]:
         match task.phase:
@@ -435,10 +340,12 @@ class ClaimBook:
             return []
         if self.node in task.attempts or len(task.attempts) >= self.settings.max_attempts:
             return []
-        position = self._rank(task.task_id, task.model, task.attempts)
-        if position is None:
+        place = self._ranking(
+            task.task_id, task.model, self.market, task.attempts, self.used_slots()
+        )
+        if place is None:
             return []
-        task.claim_at = now + position * self.settings.rank_delay
+        task.claim_at = now + place * self.settings.rank_delay
         self._move(task, Phase.WAITING)
         return self._tick(task, now)
 
@@ -486,6 +393,6 @@ class ClaimBook:
 
     def _move(self, task: TaskClaim, phase: Phase) -> None:
         if task.phase is not phase:
-            task.history.append(phase.value)
+            self._used += int(phase.busy) - int(task.phase.busy)
             task.phase = phase
             self.moves += 1

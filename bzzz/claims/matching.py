@@ -11,12 +11,13 @@ the others wait their rank's delay, so that normally only one peer ever claims.
 
 from __future__ import annotations
 
-import hashlib
-import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, replace
+
+from bzzz.rendezvous import ordered
 
 ANY_MODEL = ("", "any", "ollama")  # a task that names no particular model
+MAX_WEIGHT = 64  # a peer cannot claim the lion's share by announcing huge slot counts
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,28 @@ class Offer:
     models: tuple[str, ...]
     installed: tuple[str, ...]
     free_slots: int
+    node_id: str = ""  # the peer's node name: tasks name the nodes they failed on
+
+
+@dataclass(frozen=True)
+class Market:
+    """Who could take tasks now, as this node last saw it: its own offer, whose
+    `free_slots` is its capacity (the claim book subtracts the slots its claims use),
+    and the offers of its live peers."""
+
+    own: Offer
+    peers: tuple[Offer, ...] = ()
+
+
+# This node's place among the peers that could take a task now (0 = best; None: it
+# cannot), from the task's ID and model, the market, the nodes the task failed on and
+# the slots this node's claims use. `position` is the real one; tests fix the place.
+Ranking = Callable[[str, str, "Market", Collection[str], int], int | None]
+
+
+def closed_market(peer_id: str = "", node_id: str = "") -> Market:
+    """A market in which this node offers nothing: it never claims."""
+    return Market(Offer(peer_id, (), (), 0, node_id))
 
 
 def can_run(model: str, offer: Offer) -> bool:
@@ -40,20 +63,24 @@ def can_run(model: str, offer: Offer) -> bool:
 
 def rank(task_id: str, model: str, offers: Iterable[Offer]) -> list[str]:
     """Peer IDs of the eligible peers, best first."""
-    eligible = [o for o in offers if o.free_slots > 0 and can_run(model, o)]
-    eligible.sort(key=lambda o: (-_score(task_id, o), o.peer_id))
-    return [o.peer_id for o in eligible]
+    eligible = {o.peer_id: min(o.free_slots, MAX_WEIGHT) for o in offers if _eligible(model, o)}
+    return ordered(task_id, eligible)
 
 
-def claim_delay(position: int, step: float) -> float:
-    """How long the peer at `position` (0 = best) waits before claiming."""
-    return position * step
+def position(
+    task_id: str, model: str, market: Market, failed_on: Collection[str], used_slots: int
+) -> int | None:
+    """This node's place among the peers that could take the task now (0 = best), or
+    None if it cannot take it: not eligible, or no slot free once `used_slots` are
+    subtracted from its capacity. Peers the task failed on are left out."""
+    own = replace(market.own, free_slots=max(0, market.own.free_slots - used_slots))
+    others = [o for o in market.peers if o.node_id not in failed_on and o.peer_id != own.peer_id]
+    order = rank(task_id, model, [own, *others])
+    return order.index(own.peer_id) if own.peer_id in order else None
 
 
-def _score(task_id: str, offer: Offer) -> float:
-    digest = hashlib.sha256(f"{task_id}\x00{offer.peer_id}".encode()).digest()
-    unit = (int.from_bytes(digest[:8], "big") + 1) / (2**64 + 2)  # strictly inside (0, 1)
-    return -min(offer.free_slots, 64) / math.log(unit)
+def _eligible(model: str, offer: Offer) -> bool:
+    return offer.free_slots > 0 and can_run(model, offer)
 
 
 def _canonical(model: str) -> str:

@@ -86,8 +86,15 @@ class TaskSettings:
         "Prefix of the working branch of a task; {number} is the issue number.",
         default="bzzz/task-{number}-",
     )
+    history: int = doc(
+        "Finished tasks (done, quarantined, closed) kept in the task table and tasks.json,"
+        " the most recent first; unfinished tasks are all kept.",
+        default=1000,
+    )
 
     def check(self) -> None:
+        if self.history < 0:
+            raise Invalid("tasks.history", f"is {self.history}", "use 0 or more")
         for repo in self.repositories:
             if not re.fullmatch(REPO_PATTERN, repo):
                 raise Invalid("tasks.repositories", f"has {repo!r}", "write each as owner/name")
@@ -147,6 +154,11 @@ class ClaimSettings:
     max_attempts: int = doc(
         "A task that failed on this many different nodes is quarantined.", default=3
     )
+    retention: float = doc(
+        "Seconds a finished task stays in the claim machine, where its announcements and"
+        " claims are recognised at no cost; after that they are checked on the forge.",
+        default=3600.0,
+    )
     quarantine_label: str = doc(
         "Label put on a quarantined task's issue.", default="bzzz-quarantined"
     )
@@ -171,6 +183,8 @@ class ClaimSettings:
             raise Invalid("claims.rank_delay", "or clock_skew is negative", "use 0 or more")
         if self.max_attempts < 1:
             raise Invalid("claims.max_attempts", f"is {self.max_attempts}", "use 1 or more")
+        if self.retention < 0:
+            raise Invalid("claims.retention", f"is {self.retention}", "use 0 or more")
         if not self.quarantine_label.strip():
             raise Invalid("claims.quarantine_label", "is empty", 'use e.g. "bzzz-quarantined"')
 
@@ -191,7 +205,10 @@ class WorkerSettings:
         default=3,
     )
     executor: str = doc(
-        "What runs a task, as module:function.", default="workers.executors:decline"
+        "What runs a task, as module:function: workers.agent:run (clone, a model's"
+        " sandboxed commands, a pull request), or workers.executors:decline for a node"
+        " that takes no tasks.",
+        default="workers.agent:run",
     )
 
     @property

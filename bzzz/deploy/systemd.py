@@ -22,6 +22,7 @@ from pathlib import Path
 from string import Template
 
 from bzzz.config import CONFIG_FILE
+from bzzz.errors import BzzzError, ExitCode
 from workers.pool import SHUTDOWN_TIMEOUT
 
 NODE_UNIT = "bzzz-node.service"
@@ -39,8 +40,10 @@ USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 Say = Callable[[str], None]
 
 
-class InstallError(Exception):
+class InstallError(BzzzError):
     """The units cannot be installed as asked; the message says why and what to do."""
+
+    exit_code = ExitCode.CONFIG
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ class Issue:
     html_url: str
     is_pull_request: bool
     locked: bool = False
+    comments: int = 0  # how many comments it has (claims are comments)
 
 
 @dataclass(frozen=True)

@@ -267,6 +267,7 @@ def _issue(repo: str, raw: dict[str, Any]) -> Issue:
         html_url=str(raw.get("html_url") or ""),
         is_pull_request="pull_request" in raw,
         locked=bool(raw.get("locked")),
+        comments=int(raw.get("comments") or 0),
     )
 
 

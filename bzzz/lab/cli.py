@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from bzzz.config import ConfigError
+from bzzz.errors import ExitCode
 
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -173,7 +174,7 @@ def _on_sigterm() -> threading.Event:
 
 def _cannot_serve(args: argparse.Namespace, exc: OSError) -> int:
     print(f"bzzz: error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
-    return 2
+    return ExitCode.CONFIG
 
 
 def _forge_serve(args: argparse.Namespace) -> int:
@@ -197,27 +198,23 @@ def _forge_serve(args: argparse.Namespace) -> int:
         _serve_until_stopped(stop)
     finally:
         forge.stop()
-    return 0
+    return ExitCode.OK
 
 
 def _forge_seed(args: argparse.Namespace) -> int:
-    from bzzz.lab.forge import LocalForge, SeedError  # noqa: PLC0415
+    from bzzz.lab.forge import LocalForge  # noqa: PLC0415
 
     try:
         spec = json.loads(args.file.read_text())
     except (OSError, ValueError) as exc:
         print(f"bzzz: error: cannot read {args.file}: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
     if not isinstance(spec, dict):
         print(f"bzzz: error: {args.file} must hold a JSON object", file=sys.stderr)
-        return 2
-    try:
-        made = LocalForge(args.root).seed(spec)
-    except SeedError as exc:
-        print(f"bzzz: error: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
+    made = LocalForge(args.root).seed(spec)
     print(json.dumps(made, indent=2))
-    return 0
+    return ExitCode.OK
 
 
 def _model_serve(args: argparse.Namespace) -> int:
@@ -225,11 +222,7 @@ def _model_serve(args: argparse.Namespace) -> int:
 
     models = model.default_models()
     if args.script is not None:
-        try:
-            script = model.load_script(args.script)
-        except model.ScriptError as exc:
-            print(f"bzzz: error: {exc}", file=sys.stderr)
-            return 2
+        script = model.load_script(args.script)
         models.update((name, model.Scripted(steps)) for name, steps in script.items())
     stop = _on_sigterm()
     try:
@@ -242,4 +235,4 @@ def _model_serve(args: argparse.Namespace) -> int:
         _serve_until_stopped(stop)
     finally:
         server.stop()
-    return 0
+    return ExitCode.OK

@@ -20,6 +20,7 @@ from typing import Any
 from bzzz.config import CONTROL_SOCKET
 from bzzz.control import ControlError, request
 from bzzz.home import init_home
+from bzzz.node.status import NodeStatus
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
@@ -89,7 +90,13 @@ class NodeProcess:
                 f"{self.name} exited with {self.process.returncode}:\n{self.output()[-3000:]}"
             )
 
-    def status(self) -> dict[str, Any] | None:
+    def status(self) -> NodeStatus | None:
+        """The node's status report, or None while it does not answer."""
+        reply = self.status_json()
+        return None if reply is None else NodeStatus.from_json(reply)
+
+    def status_json(self) -> dict[str, Any] | None:
+        """The report as `bzzz status --json` prints it."""
         try:
             return request(self.home / CONTROL_SOCKET, {"cmd": "status"}, timeout=5.0)
         except ControlError:

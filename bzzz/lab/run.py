@@ -19,12 +19,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from bzzz.lab.forge import LocalForge
 from bzzz.lab.model import LabModelServer
 from bzzz.lab.processes import NodeProcess, WorkerPool, free_port
 from bzzz.lab.sample import EXPECTED_TASKS, SAMPLE_OWNER, SAMPLE_REPO, sample_world
+from bzzz.node.status import NodeStatus
 from bzzz.render import table
 
 
@@ -92,28 +92,27 @@ class Lab:
         self.forge.stop()
         return codes
 
-    def reports(self) -> list[dict[str, Any] | None]:
+    def reports(self) -> list[NodeStatus | None]:
         return [node.status() for node in self.nodes]
 
-    def mesh_complete(self, reports: list[dict[str, Any] | None]) -> bool:
+    def mesh_complete(self, reports: list[NodeStatus | None]) -> bool:
         want = len(self.nodes) - 1
-        return all(r is not None and sum(p["alive"] for p in r["peers"]) == want for r in reports)
+        return all(r is not None and len(r.alive_peers()) == want for r in reports)
 
-    def tasks_known(self, reports: list[dict[str, Any] | None]) -> bool:
+    def tasks_known(self, reports: list[NodeStatus | None]) -> bool:
         return all(
-            r is not None and {t["task_id"] for t in r["tasks"]} >= EXPECTED_TASKS for r in reports
+            r is not None and {t.task_id for t in r.tasks} >= EXPECTED_TASKS for r in reports
         )
 
-    def tasks_finished(self, reports: list[dict[str, Any] | None]) -> bool:
+    def tasks_finished(self, reports: list[NodeStatus | None]) -> bool:
         """Every node knows how every sample task ended (a pull request, or a failure)."""
         return all(
-            r is not None
-            and {t["task_id"] for t in r["tasks"] if t.get("result_url")} >= EXPECTED_TASKS
+            r is not None and {t.task_id for t in r.tasks if t.result_url} >= EXPECTED_TASKS
             for r in reports
         )
 
 
-def render_lab(lab: Lab, reports: list[dict[str, Any] | None], elapsed: float) -> str:
+def render_lab(lab: Lab, reports: list[NodeStatus | None], elapsed: float) -> str:
     rows: list[list[object]] = []
     for node, report in zip(lab.nodes, reports, strict=True):
         if report is None:
@@ -122,37 +121,55 @@ def render_lab(lab: Lab, reports: list[dict[str, Any] | None], elapsed: float) -
                 if node.running()
                 else f"exited {node.process.returncode if node.process else '-'}"
             )
-            rows.append([node.name, node.peer_id[-8:], state, "-", "-", "-", "-", "-", "-"])
+            rows.append([node.name, node.peer_id[-8:], state, "-", "-", "-", "-", "-", "-", "-"])
             continue
-        alive = [p["node_id"] for p in report["peers"] if p["alive"]]
-        dropped = sum((report["messages"].get("dropped") or {}).values())
-        caps = report.get("capabilities") or {}
+        caps = report.capabilities or {}
         rows.append(
             [
                 node.name,
                 node.peer_id[-8:],
-                report["status"],
-                f"{len(alive)}/{len(lab.nodes) - 1}",
-                report["connections"],
-                report["mesh"].get("capabilities", 0),
+                report.status,
+                f"{len(report.alive_peers())}/{len(lab.nodes) - 1}",
+                report.connections,
+                report.mesh.get("capabilities", 0),
                 f"{caps.get('cpu', '-')}",
-                len(report.get("tasks") or []),
-                dropped,
+                len(report.tasks),
+                sum(report.messages.dropped.values()),
+                _work(report),
             ]
         )
-    headers = ("NODE", "PEER", "STATE", "PEERS ALIVE", "LINKS", "MESH", "CPU%", "TASKS", "DROPPED")
+    headers = (
+        "NODE",
+        "PEER",
+        "STATE",
+        "PEERS ALIVE",
+        "LINKS",
+        "MESH",
+        "CPU%",
+        "TASKS",
+        "DROPPED",
+        "WORK",
+    )
     view = f"Bzzz lab: {len(lab.nodes)} nodes on loopback, forge {lab.forge.url}, {elapsed:.0f}s"
     lines = [view, "", table(headers, rows)]
-    known = next((r for r in reports if r is not None and r.get("tasks")), None)
+    known = next((r for r in reports if r is not None and r.tasks), None)
     if known is not None:
-        polling = known.get("polling", {}).get(SAMPLE_REPO, {})
-        lines += ["", f"tasks from {SAMPLE_REPO} (polled by {polling.get('poller', '-')}):"]
+        polling = known.polling.get(SAMPLE_REPO)
+        poller = polling.poller if polling else "-"
+        lines += ["", f"tasks from {SAMPLE_REPO} (polled by {poller}):"]
         lines += [
-            f"  {t['task_id']:<14} {t['state']:<9} {t.get('holder') or '-':<12}"
-            f" {t.get('result_url') or t['title']}"
-            for t in known["tasks"]
+            f"  {t.task_id:<14} {t.state:<9} {t.holder or '-':<12} {t.result_url or t.title}"
+            for t in known.tasks
         ]
     return "\n".join(lines)
+
+
+def _work(report: NodeStatus) -> str:
+    """Whether the node takes tasks: its free slots, or why it takes none."""
+    ready = report.readiness
+    if ready.takes_tasks:
+        return f"{ready.free_slots}/{ready.capacity} slots free"
+    return "takes none: " + "; ".join((report.capabilities or {}).get("cannot_run") or ["-"])
 
 
 def run_lab(
@@ -214,7 +231,7 @@ class Progress:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def update(self, lab: Lab, reports: list[dict[str, Any] | None]) -> None:
+    def update(self, lab: Lab, reports: list[NodeStatus | None]) -> None:
         if self.formed_at is None and lab.mesh_complete(reports):
             self.formed_at = self.elapsed()
         if self.tasks_at is None and lab.tasks_known(reports):

@@ -24,7 +24,8 @@ from bzzz.protocol import DecodeError, DropReason, Message, Topic, decode, encod
 
 log = logging.getLogger(__name__)
 
-OnMessage = Callable[[ID, Message], None]
+# Handles an accepted message; returns a drop reason if it is refused after all.
+OnMessage = Callable[[ID, Message], DropReason | None]
 SenderCheck = Callable[[ID, str], bool]
 
 BACKPRESSURE_POLL = 0.005
@@ -40,14 +41,12 @@ class Gossip:
         queue_high_water: int,
         may_speak_for: SenderCheck,
         is_allowed: Callable[[ID], bool],
-        on_message: OnMessage,
     ) -> None:
         self._pubsub = pubsub
         self._max_bytes = max_message_bytes
         self._high_water = queue_high_water
         self._may_speak_for = may_speak_for
         self._is_allowed = is_allowed
-        self._on_message = on_message
         self.dropped: Counter[str] = Counter()
         self.received: Counter[str] = Counter()
         self.published: Counter[str] = Counter()
@@ -84,16 +83,21 @@ class Gossip:
         self.dropped[reason] += 1
         log.debug("dropped %s message from %s: %s: %s", topic, origin, reason, detail[:200])
 
-    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Subscribe to every topic and drain the subscriptions until cancelled."""
+    async def run(
+        self, on_message: OnMessage, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Subscribe to every topic and hand each accepted message to `on_message`
+        until cancelled."""
         async with trio.open_nursery() as nursery:
             for topic in Topic:
                 self._pubsub.set_topic_validator(topic, self._validator(topic), False)
                 subscription = await self._pubsub.subscribe(topic)
-                nursery.start_soon(self._drain, topic, subscription)
+                nursery.start_soon(self._drain, topic, subscription, on_message)
             task_status.started()
 
-    async def _drain(self, topic: Topic, subscription: ISubscriptionAPI) -> None:
+    async def _drain(
+        self, topic: Topic, subscription: ISubscriptionAPI, on_message: OnMessage
+    ) -> None:
         own_id = self._pubsub.my_id
         async for msg in subscription:
             origin = ID(msg.from_id)
@@ -107,9 +111,12 @@ class Gossip:
                 continue
             self.received[topic] += 1
             try:
-                self._on_message(origin, message)
+                refused = on_message(origin, message)
             except Exception:
                 log.exception("handling %s message from %s failed", topic, origin)
+                continue
+            if refused is not None:
+                self._drop(refused, topic, origin, "refused by its handler")
 
     async def publish(self, message: Message) -> None:
         await self._wait_for_queue_room()

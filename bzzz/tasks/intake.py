@@ -6,7 +6,7 @@ seconds for the forge's rate-limit reset times).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -63,6 +63,7 @@ def to_broadcast(issue: Issue, settings: TaskSettings, timestamp: datetime) -> T
         params=TaskParams(
             branch_prefix=settings.branch_prefix.replace("{number}", str(issue.number))
         ),
+        comments=issue.comments,
         timestamp=timestamp,
     )
 
@@ -75,6 +76,19 @@ def poller_for(repo: str, candidates: Iterable[str]) -> str | None:
     """
     order = ordered(repo, dict.fromkeys(candidates, 1.0))
     return order[0] if order else None
+
+
+def assign_pollers(
+    own_peer: str, own_repos: Iterable[str], peer_repos: Mapping[str, Iterable[str]]
+) -> dict[str, str]:
+    """Who polls each repository: for every repository that this node or a live peer
+    offers to poll (`peer_repos`: live peer ID -> its offered repositories), the poller
+    among those that offer it."""
+    offers: dict[str, list[str]] = {repo: [own_peer] for repo in own_repos}
+    for peer_id, repos in peer_repos.items():
+        for repo in repos:
+            offers.setdefault(repo, []).append(peer_id)
+    return {repo: poller_for(repo, peers) or "" for repo, peers in offers.items()}
 
 
 @dataclass

@@ -1,8 +1,10 @@
-"""Polling the forge for tasks: the blocking side of intake, run in a scheduler thread.
+"""Polling the forge for tasks, in two halves.
 
-Each tick polls the repositories this node is the poller of (see intake.poller_for)
-when they are due, conditionally, and hands every task found to `announce`, which
-runs on the trio side and announces only tasks it does not know yet.
+`Poller` is trio-owned: it knows which repositories this node polls, when each is
+due, its ETag and back-off, and whether the forge accepts our token. Each tick it
+makes a `PollPlan`; `fetch` carries the plan out in a scheduler thread (the only part
+that blocks) and returns `PollResults`, which `Poller.absorb` turns back into state
+and the tasks found.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bzzz.config import TaskSettings
-from bzzz.forge.api import ErrorKind, Forge, ForgeError
+from bzzz.forge.api import ErrorKind, Forge, ForgeError, IssuePage
 from bzzz.protocol import TaskBroadcast, utc_now
 from bzzz.tasks.intake import BROKEN_WAIT, RepoPoll, is_task, to_broadcast
 from bzzz.tasks.sources import RepositorySource
@@ -32,26 +34,73 @@ class PollView:
     error: str | None
 
 
+@dataclass(frozen=True)
+class Found:
+    """A task found by a poll; `comments` > 0 means it may carry claims already."""
+
+    task: TaskBroadcast
+    comments: int
+
+
+@dataclass(frozen=True)
+class PollRequest:
+    repo: str
+    etag: str | None
+
+
+@dataclass(frozen=True)
+class PollPlan:
+    requests: tuple[PollRequest, ...]
+    recheck_token: bool  # ask the forge whether it accepts our token again
+
+
+@dataclass(frozen=True)
+class Polled:
+    repo: str
+    page: IssuePage | None  # None: the poll failed
+    error: ForgeError | None = None
+
+
+@dataclass(frozen=True)
+class PollResults:
+    polled: tuple[Polled, ...]
+    login: str | None = None  # the token's login, when it was rechecked and accepted
+    token_error: ForgeError | None = None  # why the recheck failed
+
+
+def fetch(forge: Forge, label: str, plan: PollPlan) -> PollResults:
+    """Carry out a plan against the forge (blocking: runs in a scheduler thread)."""
+    login = token_error = None
+    if plan.recheck_token:
+        try:
+            login = forge.login()
+        except ForgeError as error:
+            token_error = error
+    polled = []
+    for request in plan.requests:
+        try:
+            page = forge.list_open_issues(request.repo, label, request.etag)
+            polled.append(Polled(request.repo, page))
+        except ForgeError as error:
+            polled.append(Polled(request.repo, None, error))
+    return PollResults(tuple(polled), login, token_error)
+
+
 class Poller:
     def __init__(
         self,
-        forge: Forge,
         *,
         settings: TaskSettings,
         source: RepositorySource,
-        announce: Callable[[TaskBroadcast], None],
-        assigned: Callable[[], frozenset[str]],
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self._forge = forge
         self._settings = settings
         self._source = source
-        self._announce = announce
-        self._assigned = assigned
         self._clock = clock
         self._wall = wall
         self._polls: dict[str, RepoPoll] = {}
+        self.assigned: frozenset[str] = frozenset()  # the repositories this node polls
         self.credentials_ok = True  # False after the forge refused our token
         self._recheck_at = 0.0
 
@@ -59,51 +108,57 @@ class Poller:
         """The repositories this node offers to poll (none while its token is refused)."""
         return self._source.repositories() if self.credentials_ok else ()
 
-    def tick(self) -> None:
-        if not self.credentials_ok:
-            self._recheck_credentials()
-        mine = self._assigned()
+    def plan(self) -> PollPlan | None:
+        now = self._clock()
+        recheck = not self.credentials_ok and now >= self._recheck_at
+        if recheck:
+            self._recheck_at = now + BROKEN_WAIT
+        requests = []
         for repo in self._source.repositories():
             poll = self._polls.setdefault(repo, RepoPoll(repo))
-            if repo in mine and poll.due(self._clock(), slack=TICK_SLACK):
-                self._poll(poll)
+            if repo in self.assigned and poll.due(now, slack=TICK_SLACK):
+                requests.append(PollRequest(repo, poll.etag))
+        if not (requests or recheck):
+            return None
+        return PollPlan(tuple(requests), recheck)
 
-    def _recheck_credentials(self) -> None:
-        if self._clock() < self._recheck_at:
-            return
-        self._recheck_at = self._clock() + BROKEN_WAIT
-        try:
-            login = self._forge.login()
-        except ForgeError as error:
-            log.debug("forge token still refused: %s", error)
-            return
-        log.info("the forge accepts our token again (as %s)", login)
-        self.credentials_ok = True
+    def absorb(self, results: PollResults) -> list[Found]:
+        """Take in what a plan brought back; returns the tasks found."""
+        if results.login is not None:
+            log.info("the forge accepts our token again (as %s)", results.login)
+            self.credentials_ok = True
+        elif results.token_error is not None:
+            log.debug("forge token still refused: %s", results.token_error)
+        tasks: list[Found] = []
+        for polled in results.polled:
+            poll = self._polls.setdefault(polled.repo, RepoPoll(polled.repo))
+            if polled.page is None:
+                if polled.error is not None:
+                    self._failed(poll, polled.error)
+                continue
+            if poll.error is not None:
+                log.info("polling %s works again", poll.repo)
+            self.credentials_ok = True
+            poll.succeeded(polled.page, self._clock(), self._wall(), self._settings.poll_interval)
+            tasks.extend(
+                Found(to_broadcast(issue, self._settings, utc_now()), issue.comments)
+                for issue in polled.page.issues or ()
+                if is_task(issue, self._settings)
+            )
+        return tasks
 
-    def _poll(self, poll: RepoPoll) -> None:
-        repo, settings = poll.repo, self._settings
-        try:
-            page = self._forge.list_open_issues(repo, settings.label, poll.etag)
-        except ForgeError as error:
-            known = poll.error
-            wait = poll.failed(error, self._clock(), self._wall(), settings.poll_interval)
-            if poll.error != known:
-                log.warning("polling %s failed: %s (next try in %.0f s)", repo, error, wait)
-            if error.kind is ErrorKind.AUTH:
-                self.credentials_ok = False  # peers take over our repositories
-                self._recheck_at = self._clock() + BROKEN_WAIT
-            return
-        if poll.error is not None:
-            log.info("polling %s works again", repo)
-        self.credentials_ok = True
-        poll.succeeded(page, self._clock(), self._wall(), settings.poll_interval)
-        for issue in page.issues or ():
-            if is_task(issue, settings):
-                self._announce(to_broadcast(issue, settings, utc_now()))
+    def _failed(self, poll: RepoPoll, error: ForgeError) -> None:
+        known = poll.error
+        wait = poll.failed(error, self._clock(), self._wall(), self._settings.poll_interval)
+        if poll.error != known:
+            log.warning("polling %s failed: %s (next try in %.0f s)", poll.repo, error, wait)
+        if error.kind is ErrorKind.AUTH:
+            self.credentials_ok = False  # peers take over our repositories
+            self._recheck_at = self._clock() + BROKEN_WAIT
 
     def views(self) -> list[PollView]:
         now = self._clock()
         return [
             PollView(p.repo, p.polls, p.not_modified, max(0.0, p.next_at - now), p.error)
-            for p in list(self._polls.values())
+            for p in self._polls.values()
         ]

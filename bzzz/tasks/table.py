@@ -1,7 +1,9 @@
 """The tasks a node knows of: every task_broadcast it heard or sent, once each.
 
 Pure; `load` and `save` move it to and from a JSON file in the node's home, so a
-restarted node does not announce known tasks again.
+restarted node does not announce known tasks again. Unfinished tasks are all kept;
+of the finished ones (done, quarantined, closed) only the latest `history`, so a node
+that runs for months keeps a table of bounded size.
 """
 
 from __future__ import annotations
@@ -35,11 +37,23 @@ class TaskRecord:
     lease_s: float = 0.0  # seconds left on the holder's lease when last reported
     attempts: int = 0  # nodes it failed on
     result_url: str = ""  # its pull request, follow-up issue or failure report, once finished
+    finished_at: str = ""  # when this node learnt it was finished (UTC, ISO 8601)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+
+FINISHED = frozenset({"done", "quarantined", "closed"})
+DEFAULT_HISTORY = 1000
 
 
 class TaskTable:
-    def __init__(self, records: dict[str, TaskRecord] | None = None) -> None:
+    def __init__(
+        self, records: dict[str, TaskRecord] | None = None, history: int = DEFAULT_HISTORY
+    ) -> None:
         self._records = dict(records or {})
+        self.history = history
 
     def __contains__(self, task_id: object) -> bool:
         return task_id in self._records
@@ -68,14 +82,27 @@ class TaskTable:
     def get(self, task_id: str) -> TaskRecord | None:
         return self._records.get(task_id)
 
-    def update(self, task_id: str, **changes: Any) -> bool:
+    def update(self, task_id: str, now: datetime, **changes: Any) -> bool:
         """Change a record's claim fields; True if anything changed."""
         record = self._records.get(task_id)
         if record is None:
             return False
         updated = replace(record, **changes)
+        if updated.finished != record.finished:
+            stamp = now.isoformat(timespec="milliseconds") if updated.finished else ""
+            updated = replace(updated, finished_at=stamp)
         self._records[task_id] = updated
         return updated != record
+
+    def prune(self) -> list[str]:
+        """Forget the oldest finished tasks beyond `history`; returns their IDs."""
+        finished = sorted(
+            (r for r in self._records.values() if r.finished), key=lambda r: r.finished_at
+        )
+        gone = [r.task_id for r in finished[: max(0, len(finished) - self.history)]]
+        for task_id in gone:
+            del self._records[task_id]
+        return gone
 
     def records(self) -> list[TaskRecord]:
         return sorted(self._records.values(), key=lambda r: (r.repo, _number(r.task_id), r.task_id))
@@ -84,25 +111,27 @@ class TaskTable:
         return json.dumps({"tasks": [asdict(r) for r in self.records()]}, indent=1)
 
     @classmethod
-    def from_json(cls, text: str) -> TaskTable:
+    def from_json(cls, text: str, history: int = DEFAULT_HISTORY) -> TaskTable:
         data = json.loads(text)
         records = {raw["task_id"]: TaskRecord(**raw) for raw in data.get("tasks", [])}
-        return cls(records)
+        table = cls(records, history)
+        table.prune()
+        return table
 
 
-def load(path: Path) -> TaskTable:
+def load(path: Path, history: int = DEFAULT_HISTORY) -> TaskTable:
     """The saved table; an unreadable file is set aside (and logged), not fatal."""
     try:
-        return TaskTable.from_json(path.read_text(encoding="utf-8"))
+        return TaskTable.from_json(path.read_text(encoding="utf-8"), history)
     except FileNotFoundError:
-        return TaskTable()
+        return TaskTable(history=history)
     except (ValueError, KeyError, TypeError) as exc:
         aside = path.with_suffix(".corrupt")
         os.replace(path, aside)
         log.warning(
             "%s was unreadable (%s); moved it to %s and start with no tasks", path, exc, aside
         )
-        return TaskTable()
+        return TaskTable(history=history)
 
 
 def save(table_json: str, path: Path) -> None:

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bzzz.errors import BzzzError, ExitCode
 from bzzz.lab.forge.gitrepos import GitError, GitRepos
 from bzzz.lab.forge.store import Store, comments, issues, repos, users
 from bzzz.lab.forge.store.records import Repo, User
@@ -34,8 +35,10 @@ REPO_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 COLOR = re.compile(r"^[0-9a-fA-F]{6}$")
 
 
-class SeedError(ValueError):
-    pass
+class SeedError(BzzzError, ValueError):
+    """A seed file that does not describe a world the forge can make."""
+
+    exit_code = ExitCode.CONFIG
 
 
 def seed(store: Store, git: GitRepos, spec: Mapping[str, Any]) -> dict[str, Any]:

@@ -30,11 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bzzz.errors import BzzzError, ExitCode
+
 KINDS = ("content", "json", "run", "done", "tool_call", "error", "stream_error")
 
 
-class ScriptError(ValueError):
+class ScriptError(BzzzError, ValueError):
     """A script or step that does not follow the format above."""
+
+    exit_code = ExitCode.CONFIG
 
 
 def _check_delay(delay: float) -> None:

@@ -1,0 +1,90 @@
+"""What this node offers: whether it takes tasks (and why not), its free slots, the
+market its claim machine ranks itself in, and the capabilities it publishes. Trio-owned.
+
+Inputs arrive from the scheduler's jobs (capability readings, sandbox probes), from
+peers' capabilities and from claims changing; each recomputes the offer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+from bzzz.capabilities import Reading
+from bzzz.claims.driver import ClaimDriver
+from bzzz.claims.matching import Market, Offer
+from bzzz.node import readiness
+from bzzz.node.announcer import Announcer, Self
+from bzzz.node.membership import Membership
+from bzzz.node.readiness import Facts
+from bzzz.node.status import Readiness
+from bzzz.protocol import Message
+from bzzz.tasks.poller import Poller
+
+
+class Offering:
+    def __init__(
+        self,
+        *,
+        peer_id: str,
+        name: str,
+        facts: Facts,
+        announcer: Announcer,
+        membership: Membership,
+        claims: ClaimDriver | None,
+        poller: Poller | None,
+        publish: Callable[[Message], Awaitable[None]],
+    ) -> None:
+        self._peer_id = peer_id
+        self._name = name
+        self.facts = facts
+        self.announcer = announcer
+        self._membership = membership
+        self._claims = claims
+        self._poller = poller
+        self._publish = publish
+        self.readiness: Readiness = readiness.assess(facts)
+
+    async def on_reading(self, reading: Reading) -> None:
+        """A capability reading from the scheduler's thread."""
+        self.facts = replace(self.facts, models=reading.models)
+        await self.changed(reading)
+
+    async def on_sandbox(self, problem: str | None) -> None:
+        """The sandbox probe's answer: None when a sandbox runs commands."""
+        self.facts = replace(self.facts, sandbox_checked=True, sandbox_problem=problem)
+        await self.changed()
+
+    async def changed(self, reading: Reading | None = None) -> None:
+        """Recompute the offer and publish our capabilities if they changed enough."""
+        self.refresh()
+        message = self.announcer.capabilities(reading, self.own_state())
+        if message is not None:
+            await self._publish(message)
+
+    def refresh(self) -> None:
+        """Recompute whether this node takes tasks and what it offers the claim machine."""
+        claims = self._claims
+        reading = self.announcer.reading
+        capacity = 0 if readiness.problems(self.facts) else self.facts.capacity
+        own = Offer(
+            self._peer_id,
+            reading.models if reading else (),
+            reading.installed if reading else (),
+            capacity,
+            self._name,
+        )
+        if claims is not None:
+            claims.set_market(Market(own, self._membership.offers()))
+        free = claims.book.free_slots() if claims is not None else 0
+        self.readiness = readiness.assess(self.facts, free)
+
+    def own_state(self) -> Self:
+        claims = self._claims
+        free = claims.book.free_slots() if claims is not None else None
+        return Self(
+            status="busy" if self.readiness.capacity and free == 0 else "idle",
+            polls=self._poller.repositories() if self._poller is not None else (),
+            slots=free,
+            cannot_run=tuple(readiness.short_reasons(self.facts)),
+        )

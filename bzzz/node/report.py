@@ -1,0 +1,114 @@
+"""The node's status report, read off its parts on the trio thread."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import psutil
+import trio
+from libp2p.peer.id import ID
+
+from bzzz.node.status import (
+    ClaimCounts,
+    DiscoveryStatus,
+    MessageCounts,
+    NodeStatus,
+    PeerStatus,
+    PollingStatus,
+    ProcessStats,
+)
+from bzzz.protocol import as_json_dict
+
+if TYPE_CHECKING:
+    from bzzz.node.runtime import Node
+
+
+def status_of(node: Node) -> NodeStatus:
+    p = node.parts
+    now = node.clock()
+    wall = datetime.now(UTC)
+    peers = tuple(
+        PeerStatus(
+            peer_id=view.peer_id,
+            node_id=view.node_id,
+            alive=view.alive,
+            last_seen=(wall - timedelta(seconds=view.silence)).isoformat(timespec="milliseconds"),
+            connected=p.dialer.is_connected(ID.from_base58(view.peer_id)),
+            capabilities=as_json_dict(view.capabilities) if view.capabilities else None,
+        )
+        for view in p.membership.peers.views(now)
+    )
+    latest = p.offering.announcer.latest
+    claims = p.tasks.claims
+    own = p.offering.own_state()
+    return NodeStatus(
+        peer_id=str(node.peer_id),
+        node_id=node.name,
+        addrs=tuple(node.addrs()),
+        status=own.status,
+        uptime_s=round(now - node.started, 1),
+        capabilities=as_json_dict(latest) if latest else None,
+        peers=peers,
+        connections=len(p.stack.host.get_connected_peers()),
+        mesh=p.gossip.mesh_sizes(),
+        messages=MessageCounts(
+            received=dict(p.gossip.received),
+            published=dict(p.gossip.published),
+            dropped=dict(p.gossip.dropped),
+        ),
+        tasks=tuple(p.tasks.table.records()),
+        polling=_polling(node),
+        discovery=DiscoveryStatus(
+            known=len(p.dialer.known()),
+            dials=p.dialer.dials,
+            dial_failures=p.dialer.dial_failures,
+            dht_found=p.dht.found if p.dht else None,
+            mdns_found=p.mdns.found if p.mdns else None,
+            refused=p.watcher.refused,
+        ),
+        readiness=p.offering.readiness,
+        jobs=p.scheduler.health.views(),
+        claims=ClaimCounts(len(claims.book.tasks()), claims.lanes) if claims else None,
+        process=process_stats(),
+    )
+
+
+def process_stats() -> ProcessStats:
+    me = psutil.Process()
+    return ProcessStats(
+        rss_mb=round(me.memory_info().rss / 2**20, 1),
+        open_fds=me.num_fds(),
+        threads=me.num_threads(),
+        trio_tasks=_count_tasks(trio.lowlevel.current_root_task()),
+    )
+
+
+def _count_tasks(task: trio.lowlevel.Task | None) -> int:
+    if task is None:
+        return 0
+    return 1 + sum(
+        _count_tasks(child) for nursery in task.child_nurseries for child in nursery.child_tasks
+    )
+
+
+def _polling(node: Node) -> dict[str, PollingStatus]:
+    p = node.parts
+    own = str(node.peer_id)
+    views = {view.repo: view for view in p.poller.views()} if p.poller else {}
+    report = {}
+    for repo, peer_id in sorted(p.membership.pollers.items()):
+        name = node.name if peer_id == own else p.membership.node_name(peer_id)
+        view = views.get(repo) if peer_id == own else None
+        if view is None:
+            report[repo] = PollingStatus(name, peer_id)
+        else:
+            report[repo] = PollingStatus(
+                name,
+                peer_id,
+                polls=view.polls,
+                not_modified=view.not_modified,
+                next_in_s=round(view.next_in_s, 1),
+                error=view.error,
+            )
+    return report

@@ -1,0 +1,126 @@
+"""A node's status report: what `bzzz status --json` prints, as typed frozen dataclasses.
+
+The node builds a `NodeStatus`; the control socket carries its JSON; clients (the
+CLI's tables, the lab, the tests) read it back with `NodeStatus.from_json`. The JSON
+is documented in the README; a peer's `capabilities` is its latest capabilities
+message exactly as it travels on the wire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from bzzz.tasks.table import TaskRecord
+
+
+@dataclass(frozen=True)
+class PeerStatus:
+    peer_id: str
+    node_id: str
+    alive: bool
+    last_seen: str  # UTC, ISO 8601
+    connected: bool
+    capabilities: dict[str, Any] | None  # the wire message
+
+
+@dataclass(frozen=True)
+class MessageCounts:
+    received: dict[str, int]
+    published: dict[str, int]
+    dropped: dict[str, int]  # by drop reason
+
+
+@dataclass(frozen=True)
+class PollingStatus:
+    """Who polls a repository; how the polls go, where this node is the poller."""
+
+    poller: str  # node name (or peer ID of a peer not yet known by name)
+    peer_id: str
+    polls: int | None = None
+    not_modified: int | None = None
+    next_in_s: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DiscoveryStatus:
+    known: int
+    dials: int
+    dial_failures: int
+    dht_found: int | None  # None: the DHT is off
+    mdns_found: int | None  # None: mDNS is off
+    refused: int  # connections from peers not in network.allow_peers
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A periodic job of blocking work (capabilities, polls, probes)."""
+
+    runs: int
+    failures: int
+    failing_since_runs: int  # failures in a row; 0 when the last run worked
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether this node takes tasks, and if not why: each reason names its fix."""
+
+    takes_tasks: bool
+    reasons: tuple[str, ...] = ()
+    capacity: int = 0  # worker slots it offers when it takes tasks
+    free_slots: int = 0
+
+
+@dataclass(frozen=True)
+class ClaimCounts:
+    tracked: int  # tasks in the claim machine (finished ones until their retention ends)
+    in_flight: int  # tasks with forge, queue or mesh actions under way
+
+
+@dataclass(frozen=True)
+class ProcessStats:
+    """The node process's footprint: what a node that runs for months must keep flat."""
+
+    rss_mb: float
+    open_fds: int
+    threads: int
+    trio_tasks: int
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    peer_id: str
+    node_id: str
+    addrs: tuple[str, ...]
+    status: str  # idle or busy
+    uptime_s: float
+    capabilities: dict[str, Any] | None  # this node's latest, as published
+    peers: tuple[PeerStatus, ...]
+    connections: int
+    mesh: dict[str, int]  # peers in each topic's mesh
+    messages: MessageCounts
+    tasks: tuple[TaskRecord, ...]
+    polling: dict[str, PollingStatus]
+    discovery: DiscoveryStatus
+    readiness: Readiness
+    jobs: dict[str, JobStatus] = field(default_factory=dict)
+    claims: ClaimCounts | None = None  # None: this node takes part in no claims
+    process: ProcessStats | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = _ADAPTER.dump_python(self, mode="json")
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NodeStatus:
+        return _ADAPTER.validate_python(data)
+
+    def alive_peers(self) -> list[PeerStatus]:
+        return [peer for peer in self.peers if peer.alive]
+
+
+_ADAPTER = TypeAdapter(NodeStatus)

@@ -1,0 +1,161 @@
+"""The tasks this node knows: its task table, kept in step with the claim machine and
+saved in the node's home. Trio-owned.
+
+A task comes from this node's own polls (announced to the mesh once) or from a peer's
+task_broadcast. Either way the claim machine hears of it; a task the machine has
+retired is re-checked on the forge before anything else, so a finished task is never
+run again. The table's claim fields (state, holder, lease, attempts, result) follow
+the machine, and the table is saved whenever it changed, at most once a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+
+import trio
+
+from bzzz.claims.arbiter import Checked
+from bzzz.claims.driver import ClaimDriver
+from bzzz.protocol import Message, TaskBroadcast, utc_now
+from bzzz.tasks.poller import Found
+from bzzz.tasks.table import TaskTable, save
+
+log = logging.getLogger(__name__)
+
+SAVE_EVERY = 1.0  # seconds: changes in between are saved together
+
+
+class Tasks:
+    def __init__(
+        self,
+        table: TaskTable,
+        path: Path,
+        *,
+        name: str,
+        claims: ClaimDriver | None,
+        publish: Callable[[Message], Awaitable[None]],
+        vet: Callable[[str], Checked] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.table = table
+        self._path = path
+        self._name = name
+        self.claims = claims
+        self._publish = publish
+        self._vet = vet  # reads a task's claims on the forge (blocking)
+        self._clock = clock
+        self._wall = wall
+        self._dirty = trio.Event()
+
+    async def announce(self, found: Found) -> None:
+        """A task found on the forge by this node's poller: announce it, unless the mesh
+        knows it already. An issue with comments may carry claims (a task this table
+        forgot, or one that failed elsewhere): the forge says first whether it is still
+        open to claims, so that a finished task is not announced (and claimed) again."""
+        task = found.task
+        if task.task_id in self.table:
+            return
+        if found.comments and self._vet is not None:
+            checked = await trio.to_thread.run_sync(self._vet, task.task_id)
+            if self._finished(task, checked):
+                return
+        self.table.add(task, announced_by=self._name, seen_at=self._wall())
+        self._dirty.set()
+        log.info("announcing task %s (%s)", task.task_id, task.issue_url)
+        await self._publish(task)
+        if self.claims is not None:  # vetted above if it may carry claims
+            self.claims.learn(task.task_id, task.model)
+
+    def _finished(self, task: TaskBroadcast, checked: Checked) -> bool:
+        """Record a task the forge says is finished or no longer a task; True if so."""
+        verdict = checked.verdict
+        if verdict is None or (verdict.done is None and checked.still_a_task):
+            return False
+        self.table.add(task, announced_by=self._name, seen_at=self._wall())
+        done = verdict.done
+        self.table.update(
+            task.task_id,
+            self._wall(),
+            state="done" if done else "closed",
+            holder=done.node if done else "",
+            result_url=done.result_url if done else "",
+            attempts=len(verdict.attempts),
+        )
+        self._dirty.set()
+        log.info("task %s is finished already (%s)", task.task_id, done.node if done else "closed")
+        return True
+
+    def heard(self, announced_by: str, task: TaskBroadcast) -> None:
+        """A task_broadcast from a peer."""
+        if self.table.add(task, announced_by=announced_by, seen_at=self._wall()):
+            self._dirty.set()
+            log.info("task %s announced by %s", task.task_id, announced_by)
+        self._to_claims(task)
+
+    def resume(self) -> None:
+        """Tasks learnt before a restart that are not finished are open to claims again,
+        once the forge says who holds them (this node may have, before it restarted)."""
+        if self.claims is None:
+            return
+        for record in self.table.records():
+            if not record.finished:
+                self.claims.learn(record.task_id, record.model, check_first=True)
+
+    def _to_claims(self, task: TaskBroadcast) -> None:
+        """A task heard from a peer goes to the claim machine. One the machine does not
+        track may have been claimed or finished before (it was forgotten, or this node
+        just joined): unless the issue had no comment when it was announced, the forge
+        says how it stands before this node claims it."""
+        if self.claims is None:
+            return
+        fresh = task.comments == 0
+        tracked = self.claims.book.get(task.task_id) is not None
+        self.claims.learn(task.task_id, task.model, check_first=not (tracked or fresh))
+
+    def sync(self) -> None:
+        if self.claims is None:
+            return
+        now, wall = self._clock(), self._wall()
+        dirty = False
+        for task in self.claims.book.tasks():
+            record = self.table.get(task.task_id)
+            if task.phase.final and record is not None and record.state == task.phase.value:
+                continue  # finished, and known so: nothing will change
+            ours = task.phase.ours
+            lease_end = task.our_lease_end if ours else task.lease_until
+            held = ours or task.phase.value == "held"
+            dirty |= self.table.update(
+                task.task_id,
+                wall,
+                state=task.phase.value,
+                holder=task.holder,
+                lease_s=round(max(0.0, lease_end - now), 1) if held else 0.0,
+                attempts=len(task.attempts),
+                result_url=task.result_url,
+            )
+        dirty |= bool(self.table.prune())
+        if dirty:
+            self._dirty.set()
+
+    async def save(self) -> None:
+        """Save the table after each change, at most once a second, and once more at
+        the end if it changed since."""
+        try:
+            while True:
+                await self._dirty.wait()
+                await self._save()
+                await trio.sleep(SAVE_EVERY)
+        finally:
+            if self._dirty.is_set():
+                await self._save()
+
+    async def _save(self) -> None:
+        self._dirty = trio.Event()
+        text = self.table.to_json()
+        with trio.CancelScope(shield=True):  # a save once begun is finished
+            await trio.to_thread.run_sync(save, text, self._path)

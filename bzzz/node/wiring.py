@@ -1,0 +1,238 @@
+"""The composition root: every part of a node is built here, and nowhere else.
+
+`run_node` is what `bzzz node` runs: logging, identity, token, forge and queue, then
+the node until a signal. `build_node` wires the parts; tests and benchmarks call it
+with their own detector, forge or broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+
+import trio
+from dramatiq.broker import Broker
+from libp2p.crypto.keys import KeyPair
+
+from bzzz import logs
+from bzzz.addresses import parse_peer_id
+from bzzz.capabilities import CapabilityDetector
+from bzzz.claims.arbiter import Arbiter
+from bzzz.claims.driver import ClaimDriver
+from bzzz.config import ConfigError, Settings
+from bzzz.forge.api import Forge
+from bzzz.forge.github import GitHubForge
+from bzzz.forge.token import TOKEN_ENV, Token, TokenError, load_token
+from bzzz.identity import load_identity, peer_id_of
+from bzzz.network.discovery import DhtDiscovery, Dialer, mdns_service_type
+from bzzz.network.gate import Allowlist, ConnectionEvent, ConnectionWatcher
+from bzzz.network.gossip import Gossip
+from bzzz.network.host import build_stack
+from bzzz.node.announcer import Announcer
+from bzzz.node.bridges import MdnsBridge, WorkerEvents
+from bzzz.node.dispatch import Dispatcher
+from bzzz.node.membership import Membership
+from bzzz.node.offering import Offering
+from bzzz.node.probes import probe_sandbox
+from bzzz.node.readiness import Facts, needs_sandbox
+from bzzz.node.report import status_of
+from bzzz.node.runtime import Node, Parts, run_until_signalled
+from bzzz.node.scheduler import Scheduler
+from bzzz.node.tasks import Tasks
+from bzzz.psk import read_psk
+from bzzz.state import PeerTable
+from bzzz.tasks.poller import Poller, PollResults, fetch
+from bzzz.tasks.sources import StaticRepositories
+from bzzz.tasks.table import load as load_tasks
+from bzzz.work import open_broker
+
+log = logging.getLogger(__name__)
+
+CONNECTION_EVENTS = 1024
+POLL_TICK = 1.0
+SANDBOX_PROBE_INTERVAL = 300.0
+
+
+def run_node(settings: Settings) -> int:
+    key_pair = load_identity(settings.identity_path)
+    psk = read_psk(settings.psk_path) if settings.psk_path is not None else None
+    try:
+        token = load_token(settings.token_path)
+    except TokenError as exc:
+        raise ConfigError(
+            f"{exc}. Fix: correct forge.token_file or set BZZZ_FORGE_TOKEN."
+        ) from None
+    # Nothing this process starts (later: sandboxes) inherits the token.
+    os.environ.pop(TOKEN_ENV, None)
+    secrets = [secret for secret in (psk, token.reveal() if token else None) if secret]
+    logs.setup(settings.log.level, settings.log_path, secrets=secrets, label=settings.node.name)
+    node = build_node(settings, key_pair, psk=psk, token=token)
+    try:
+        trio.run(run_until_signalled, node)
+    except* ConfigError as group:  # found only at start, e.g. a listen address in use
+        raise _first(group) from None
+    # Shut down already: a late SIGTERM must not turn a clean exit into "killed".
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return 0
+
+
+def forge_for(settings: Settings, token: Token | None) -> Forge | None:
+    """The forge a node takes tasks from: none without repositories to watch."""
+    if not settings.tasks.repositories:
+        return None
+    if token is None:
+        log.warning(
+            "no forge token: polling %s anonymously (60 requests an hour on github.com);"
+            " this node takes no tasks",
+            settings.forge.api_url,
+        )
+    return GitHubForge(
+        settings.forge.api_url,
+        token,
+        timeout=settings.forge.timeout,
+        seconds_between_writes=settings.forge.seconds_between_writes,
+    )
+
+
+def build_node(
+    settings: Settings,
+    key_pair: KeyPair,
+    *,
+    psk: str | None = None,
+    token: Token | None = None,
+    detector: CapabilityDetector | None = None,
+    forge: Forge | None = None,
+    broker: Broker | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Node:
+    """A node made of its parts. Without `forge` one is made from the settings (none
+    when no repositories are configured); without `broker`, the node's queue."""
+    caps, net = settings.capabilities, settings.network
+    name = settings.node.name
+    peer_id = peer_id_of(key_pair)
+    detector = detector or CapabilityDetector.for_machine(
+        caps.ollama_host, caps.ollama_timeout, caps.agent_clis
+    )
+    forge = forge if forge is not None else forge_for(settings, token)
+    broker = broker if broker is not None or forge is None else open_broker(settings)
+
+    stack = build_stack(key_pair, net, settings.gossip, psk)
+    allowlist = Allowlist(peer_id, [parse_peer_id(p) for p in net.allow_peers])
+    peers = PeerTable(
+        str(peer_id),
+        name,
+        dead_after=caps.peer_timeout,
+        forget_after=max(600.0, 10 * caps.peer_timeout),
+    )
+    gossip = Gossip(
+        stack.pubsub,
+        max_message_bytes=settings.gossip.max_message_bytes,
+        queue_high_water=settings.gossip.publish_queue_high_water,
+        may_speak_for=lambda peer, node: peers.may_speak_for(str(peer), node, clock()),
+        is_allowed=allowlist,
+    )
+    events_in, events_out = trio.open_memory_channel[ConnectionEvent](CONNECTION_EVENTS)
+    dialer = Dialer(stack.host, net.dial_timeout, net.reconnect_interval)
+
+    poller = (
+        Poller(settings=settings.tasks, source=StaticRepositories(settings.tasks.repositories))
+        if forge is not None
+        else None
+    )
+    membership = Membership(settings, str(peer_id), peers, poller, clock=clock)
+    table = load_tasks(settings.tasks_path, settings.tasks.history)
+    arbiter = Arbiter(forge, settings, str(peer_id)) if forge is not None else None
+    claims = (
+        ClaimDriver(
+            settings=settings,
+            arbiter=arbiter,
+            broker=broker,
+            table=table,
+            publish=gossip.publish,
+            clock=clock,
+        )
+        if arbiter is not None and broker is not None
+        else None
+    )
+    tasks = Tasks(
+        table,
+        settings.tasks_path,
+        name=name,
+        claims=claims,
+        publish=gossip.publish,
+        vet=arbiter.check if arbiter is not None else None,
+        clock=clock,
+    )
+    offering = Offering(
+        peer_id=str(peer_id),
+        name=name,
+        facts=Facts(
+            executor=settings.workers.executor,
+            capacity=settings.workers.slots,
+            has_forge=forge is not None,
+            has_token=token is not None,
+        ),
+        announcer=Announcer(name, caps, clock=clock),
+        membership=membership,
+        claims=claims,
+        poller=poller,
+        publish=gossip.publish,
+    )
+    parts = Parts(
+        settings=settings,
+        peer_id=peer_id,
+        stack=stack,
+        watcher=ConnectionWatcher(allowlist, stack.pubsub, events_in),
+        connection_events=events_out,
+        gossip=gossip,
+        dialer=dialer,
+        dht=(
+            DhtDiscovery(stack.dht, dialer, net.namespace, net.discovery_interval)
+            if stack.dht is not None
+            else None
+        ),
+        mdns=MdnsBridge(peer_id, dialer, mdns_service_type(psk)) if net.mdns else None,
+        membership=membership,
+        tasks=tasks,
+        dispatcher=Dispatcher(membership, tasks, on_capabilities=offering.refresh, clock=clock),
+        offering=offering,
+        scheduler=Scheduler(),
+        poller=poller,
+        events=WorkerEvents(broker, claims.on_event) if claims and broker else None,
+        closers=[detector.close],
+    )
+    _schedule(parts, detector, forge)
+    return Node(parts, status_of=status_of, clock=clock)
+
+
+def _schedule(p: Parts, detector: CapabilityDetector, forge: Forge | None) -> None:
+    """The blocking work: each job's result is handed to the node's parts on trio."""
+    settings, offering = p.settings, p.offering
+    p.scheduler.every(
+        "capabilities", settings.capabilities.check_interval, detector.read, offering.on_reading
+    )
+    if forge is not None and p.poller is not None:
+        poller, label = p.poller, settings.tasks.label
+
+        async def absorb(results: PollResults) -> None:
+            for found in poller.absorb(results):
+                await p.tasks.announce(found)
+
+        p.scheduler.planned(
+            "poll", POLL_TICK, poller.plan, lambda plan: fetch(forge, label, plan), absorb
+        )
+    if p.tasks.claims is not None and needs_sandbox(settings.workers.executor):
+        sandbox = settings.sandbox
+        p.scheduler.every(
+            "sandbox", SANDBOX_PROBE_INTERVAL, lambda: probe_sandbox(sandbox), offering.on_sandbox
+        )
+
+
+def _first(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
