@@ -7,16 +7,22 @@ Deliberate settings (PyGithub's defaults are wrong for us, see
   minute. Callers decide: the poller backs off, writers look before writing again.
 - No throttle on reads (the poller paces itself); `seconds_between_writes` between
   mutations, as GitHub asks, configurable for labs and tests.
-- Issue listings are conditional (If-None-Match) through the raw requester: a 304 costs
-  no quota, and PyGithub's PaginatedList would read a 304 as "no issues".
+- Every listing (issues, comments, pull requests) goes through `_list`: the requester's
+  JSON requests and GitHub's `Link` header, one request per page. PyGithub's
+  PaginatedList would cost one more request per item (reading `raw_data` on a listed
+  object completes it with a GET of its own) and reads a 304 as an empty list; issue
+  listings are conditional (If-None-Match), so an unchanged one is a 304 that costs no
+  quota.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -36,10 +42,22 @@ from bzzz.forge.api import (
 from bzzz.forge.token import Token
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 GITHUB_API = "https://api.github.com"
 PER_PAGE = 100
-MAX_PAGES = 20  # 2,000 open task issues per repository is more than any lab has
+MAX_PAGES = 20  # 2,000 items (open task issues, comments of one issue) at 100 a page
+
+
+@dataclass(frozen=True)
+class _Listing:
+    """What `_list` read: the items of every page (None: 304, unchanged), the first page's
+    ETag, the last page's rate limit, and the requests it took (one per page)."""
+
+    items: list[dict[str, Any]] | None
+    etag: str | None
+    rate: RateLimit
+    requests: int
 
 
 class GitHubForge:
@@ -75,62 +93,36 @@ class GitHubForge:
 
         With `etag`, an unchanged listing answers 304: `issues` is None and no quota is used.
         """
-        query = urllib.parse.urlencode(
-            {
-                "state": "open",
-                "labels": label,
-                "per_page": self._per_page,
-                "sort": "created",
-                "direction": "asc",
-            }
+        query = {"state": "open", "labels": label, "sort": "created", "direction": "asc"}
+        listing = self._list(repo, f"/repos/{repo}/issues", query, etag=etag)
+        issues = None if listing.items is None else tuple(_issue(repo, i) for i in listing.items)
+        return IssuePage(
+            issues=issues, etag=listing.etag, rate=listing.rate, requests=listing.requests
         )
-        url: str | None = f"{self.api_url}/repos/{repo}/issues?{query}"
-        headers = {"If-None-Match": etag} if etag else {}
-        issues: list[Issue] = []
-        first_etag: str | None = None
-        rate = RateLimit(None, None, None)
-        pages = 0
-        while url is not None and pages < MAX_PAGES:
-            status, response_headers, body = self._get(repo, url, headers)
-            pages += 1
-            rate = _rate(response_headers)
-            if status == 304:
-                return IssuePage(issues=None, etag=etag, rate=rate, requests=pages)
-            if status >= 400:
-                raise _error(repo, status, response_headers, _json(body))
-            data = _json(body)
-            if not isinstance(data, list):
-                raise ForgeError(
-                    ErrorKind.UNAVAILABLE, repo, "the forge answered an issue listing with no list"
-                )
-            issues.extend(_issue(repo, raw) for raw in data if isinstance(raw, dict))
-            if first_etag is None:
-                first_etag = response_headers.get("etag")
-            url = _next_link(response_headers.get("link", ""))
-            headers = {}
-        return IssuePage(issues=tuple(issues), etag=first_etag, rate=rate, requests=pages)
 
     def get_issue(self, repo: str, number: int) -> Issue:
         with _mapped(repo):
             return _issue(repo, self._repo(repo).get_issue(number).raw_data)
 
     def get_comments(self, repo: str, number: int) -> list[Comment]:
-        with _mapped(repo):
-            return [_comment(c.raw_data) for c in self._repo(repo).get_issue(number).get_comments()]
+        """The issue's comments, oldest first: one request per page."""
+        listing = self._list(repo, f"/repos/{repo}/issues/{number}/comments", {})
+        return [_comment(raw) for raw in listing.items or ()]
 
     def get_repository(self, repo: str) -> Repository:
         with _mapped(repo):
             return _repository(self._github.get_repo(repo).raw_data)
 
     def find_pull_request(self, repo: str, head: str, base: str) -> PullRequest | None:
-        with _mapped(repo):
-            for pull in self._repo(repo).get_pulls(state="open", head=head, base=base):
-                return _pull(pull.raw_data)
-            return None
+        """The open pull request from `head` ("owner:branch", as GitHub filters) into `base`."""
+        query = {"state": "open", "head": head, "base": base}
+        listing = self._list(repo, f"/repos/{repo}/pulls", query, enough=1)
+        return next((_pull(raw) for raw in listing.items or ()), None)
 
     def list_pull_requests(self, repo: str) -> list[PullRequest]:
-        with _mapped(repo):
-            return [_pull(p.raw_data) for p in self._repo(repo).get_pulls(state="open")]
+        """The open pull requests: one request per page."""
+        listing = self._list(repo, f"/repos/{repo}/pulls", {"state": "open"})
+        return [_pull(raw) for raw in listing.items or ()]
 
     # ---- writing ----------------------------------------------------------------------
 
@@ -183,6 +175,50 @@ class GitHubForge:
 
     def _repo(self, repo: str) -> Any:
         return self._github.get_repo(repo, lazy=True)
+
+    def _list(
+        self,
+        repo: str,
+        path: str,
+        query: Mapping[str, str],
+        *,
+        etag: str | None = None,
+        enough: int | None = None,
+    ) -> _Listing:
+        """GET `path` page by page, `per_page` at a time, following the `Link` header's
+        next page: one request per page, never one per item. With `etag` a 304 answers
+        "unchanged" (items None); `enough` stops once that many items are read."""
+        params = urllib.parse.urlencode({**query, "per_page": self._per_page})
+        url: str | None = f"{self.api_url}{path}?{params}"
+        headers = {"If-None-Match": etag} if etag else {}
+        items: list[dict[str, Any]] = []
+        first_etag: str | None = None
+        rate = RateLimit(None, None, None)
+        pages = 0
+        while url is not None:
+            if pages == MAX_PAGES:
+                log.warning("%s: %s has more than %d pages; read the first", repo, path, pages)
+                break
+            status, response_headers, body = self._get(repo, url, headers)
+            pages += 1
+            rate = _rate(response_headers)
+            if status == 304:
+                return _Listing(None, etag, rate, pages)
+            if status >= 400:
+                raise _error(repo, status, response_headers, _json(body))
+            data = _json(body)
+            if not isinstance(data, list):
+                raise ForgeError(
+                    ErrorKind.UNAVAILABLE, repo, f"the forge answered {path} with no list"
+                )
+            items.extend(raw for raw in data if isinstance(raw, dict))
+            if first_etag is None:
+                first_etag = response_headers.get("etag")
+            if enough is not None and len(items) >= enough:
+                break
+            url = _next_link(response_headers.get("link", ""))
+            headers = {}
+        return _Listing(items, first_etag, rate, pages)
 
     def _get(self, repo: str, url: str, headers: dict[str, str]) -> tuple[int, dict[str, Any], str]:
         try:
