@@ -1,4 +1,11 @@
-"""Shared fixtures: real `bzzz node` processes on loopback, always cleaned up."""
+"""Shared fixtures: real `bzzz node` processes on loopback, always cleaned up.
+
+Nothing the tests start outlives the test run, even one killed outright: the nodes and
+worker pools (bzzz.lab.processes) die with the process that started them, and
+BZZZ_DIE_WITH_PARENT, set here for the whole run, makes what the tests start by hand and
+honours it (`bzzz worker`, `bzzz lab run`, `bzzz lab forge|model serve`) die with it too
+(bzzz/lifeline.py).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +19,11 @@ from typing import Any
 
 import pytest
 
+from bzzz import lifeline
 from bzzz.lab.forge import LocalForge
 from bzzz.lab.processes import NodeProcess, free_port, wait_for
+
+os.environ[lifeline.ENV] = str(os.getpid())
 
 # Fast liveness for tests: pings every second, dead after three silent seconds.
 FAST: dict[str, dict[str, Any]] = {

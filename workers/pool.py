@@ -18,7 +18,7 @@ from types import FrameType
 
 from dramatiq import Worker
 
-from bzzz import logs
+from bzzz import lifeline, logs
 from bzzz.config import ConfigError, Settings, load_settings
 from bzzz.forge.github import GitHubForge
 from bzzz.forge.token import TokenError, load_token
@@ -34,7 +34,10 @@ SHUTDOWN_TIMEOUT = 600.0  # seconds running tasks get to finish on SIGTERM
 
 
 def serve_process(home: Path, threads: int) -> None:
-    """One worker process: runs tasks until SIGTERM."""
+    """One worker process: runs tasks until SIGTERM, or until its supervisor ends."""
+    supervisor = multiprocessing.parent_process()
+    if supervisor is not None and supervisor.pid is not None:
+        lifeline.die_with(supervisor.pid)  # SIGTERM when the supervisor ends, even killed
     settings = load_settings(home)
     token = load_token(settings.token_path)
     logs.setup(
@@ -70,6 +73,7 @@ def serve_process(home: Path, threads: int) -> None:
 
 
 def run_workers(settings: Settings, processes: int, threads: int) -> int:
+    lifeline.arm_from_env()  # opt-in: dies with its starter (the lab, the tests)
     try:
         load_token(settings.token_path)
     except TokenError as exc:

@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from bzzz import lifeline
 from bzzz.config import ConfigError
 from bzzz.errors import ExitCode
 
@@ -158,7 +159,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _serve_until_stopped(stop: threading.Event) -> None:
-    """Wait for SIGTERM (which sets `stop`) or Ctrl-C."""
+    """Wait for SIGTERM or SIGHUP (which set `stop`) or Ctrl-C."""
     try:
         while not stop.wait(0.5):
             pass
@@ -167,8 +168,12 @@ def _serve_until_stopped(stop: threading.Event) -> None:
 
 
 def _on_sigterm() -> threading.Event:
+    """An event that SIGTERM and SIGHUP set; and, where BZZZ_DIE_WITH_PARENT asks, SIGTERM
+    when the process that started this one ends (bzzz/lifeline.py)."""
+    lifeline.arm_from_env()
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda *_: stop.set())
     return stop
 
 

@@ -2,6 +2,11 @@
 (WorkerPool) as OS processes of their own, each in its own process group, and the helpers
 that start them on loopback (free_port) and wait for them (wait_for). `bzzz lab run` and
 the tests both run their nodes through these.
+
+Nothing they start outlives the process that started it: each runs under the lifeline
+launcher with BZZZ_DIE_WITH_PARENT (bzzz/lifeline.py), so that it gets SIGTERM when its
+starter exits, even killed outright; killing one kills its whole process group. Start
+them from the main thread (the signal comes when the starting thread ends).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bzzz import lifeline
 from bzzz.config import CONTROL_SOCKET
 from bzzz.control import ControlError, request
 from bzzz.home import init_home
@@ -64,15 +70,11 @@ class NodeProcess:
     def start(self, wait: bool = True, command_prefix: Sequence[str] = ()) -> None:
         if self.process is not None and self.process.poll() is None:
             raise RuntimeError(f"{self.name} is running already")
-        log = (self.home / "node.out").open("ab")
-        self.process = subprocess.Popen(
+        self.process = start_process(
             [*command_prefix, sys.executable, "-m", "bzzz", "node", "--home", str(self.home)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
-            start_new_session=True,
+            self.home / "node.out",
+            self.env,
         )
-        log.close()
         if wait:
             self.wait_ready()
 
@@ -130,10 +132,31 @@ class NodeProcess:
         return self.wait(timeout)
 
     def kill(self) -> None:
+        """SIGKILL the node's process group, and wait for the node."""
         if self.process is not None and self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
+            kill_group(self.process.pid)
             self.process.wait()
+
+
+def start_process(
+    command: Sequence[str], out: Path, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """`command` in a session (and process group) of its own, its output appended to `out`,
+    with `env` added to this process's environment; it dies with this process."""
+    with out.open("ab") as log:
+        return subprocess.Popen(
+            lifeline.command(command),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=lifeline.child_env({**os.environ, "PYTHONUNBUFFERED": "1", **env}),
+            start_new_session=True,
+        )
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL every process of process group `pgid` (none left is fine)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def wait_for(
@@ -173,21 +196,27 @@ class WorkerPool:
 
     def start(self) -> None:
         command = [sys.executable, "-m", "bzzz", "worker", "--home", str(self.node.home)]
-        with (self.node.home / "worker.out").open("ab") as out:
-            self.process = subprocess.Popen(
-                [*self.prefix, *command],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.node.env, **self.env},
-                start_new_session=True,
-            )
+        self.process = start_process(
+            [*self.prefix, *command], self.node.home / "worker.out", {**self.node.env, **self.env}
+        )
+
+    def send_signal(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(sig)
+
+    def wait(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """Wait for the supervisor to exit, then SIGKILL what is left of its process group
+        (all of it if it does not exit in time)."""
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout)
+        kill_group(self.process.pid)
+        return self.process.wait(5)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
+        self.send_signal(signal.SIGTERM)
+        self.wait(timeout)

@@ -8,32 +8,51 @@ the nodes their tasks; the lab model server (ollama's API, answering from the sa
 repository's playbook) is their model; each node has a `bzzz worker` pool that runs
 its claimed tasks in a sandbox and opens pull requests. The nodes and pools are the
 process handles of `bzzz.lab.processes`, which the tests use too.
+
+Stopping: Ctrl-C, SIGTERM and SIGHUP alike stop every node, pool and server within
+STOP_TIMEOUT and remove the temporary homes (unless `--keep`). Killed outright, the lab
+cannot: its nodes and pools get SIGTERM from the kernel (the parent-death signal,
+bzzz/lifeline.py) and its guard (bzzz/lab/guard.py), which sees the lab's end, kills what
+is left of them and removes the homes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
+from bzzz import lifeline
 from bzzz.lab.forge import LocalForge
+from bzzz.lab.guard import Guard
 from bzzz.lab.model import LabModelServer
 from bzzz.lab.processes import NodeProcess, WorkerPool, free_port
 from bzzz.lab.sample import EXPECTED_TASKS, SAMPLE_OWNER, SAMPLE_REPO, sample_world
 from bzzz.node.status import NodeStatus
 from bzzz.render import table
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_TIMEOUT = 20.0  # seconds the nodes and pools get to stop before they are killed
+
 
 class Lab:
     """N nodes with their workers, a local forge seeded with a sample repository whose
     issues they take, and the lab model server they ask."""
 
-    def __init__(self, root: Path, count: int, poll_interval: float = 5.0) -> None:
+    def __init__(
+        self, root: Path, count: int, poll_interval: float = 5.0, guard: Guard | None = None
+    ) -> None:
+        """`guard`: told of every process group the lab starts."""
         self.root = root
+        self.guard = guard
         self.poll_interval = poll_interval
         self.nodes = [
             NodeProcess(root / f"node-{i}", f"lab-node-{i}", free_port())
@@ -76,18 +95,30 @@ class Lab:
     def start(self) -> None:
         for node in self.nodes:
             node.start(wait=False)
+            self._guarded(node.process)
         for pool in self.workers:
             pool.start()
+            self._guarded(pool.process)
 
-    def stop(self) -> list[int | None]:
+    def _guarded(self, process: subprocess.Popen[bytes] | None) -> None:
+        if self.guard is not None and process is not None:
+            self.guard.watch(process.pid)  # the process leads a process group of its own
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> list[int | None]:
+        """Stop the pools and nodes (all at once; SIGKILL to what is left after `timeout`
+        seconds), then the servers; the nodes' exit codes (None: never started)."""
         for pool in self.workers:
-            if pool.process is not None and pool.process.poll() is None:
-                pool.process.send_signal(signal.SIGTERM)
+            pool.send_signal(signal.SIGTERM)
         for node in self.nodes:
             node.send_signal(signal.SIGTERM)
-        codes = [node.wait() for node in self.nodes]
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(0.1, deadline - time.monotonic())
+
+        codes = [node.wait(left()) for node in self.nodes]
         for pool in self.workers:
-            pool.stop()
+            pool.wait(left())
         self.model.stop()
         self.forge.stop()
         return codes
@@ -181,39 +212,90 @@ def run_lab(
     until_ready: bool = False,
     until_done: bool = False,
 ) -> int:
-    """Run the lab until Ctrl-C or `duration`; with `until_ready`, stop as soon as the mesh
-    has formed and every node knows the sample tasks; with `until_done`, once every node
-    knows how every sample task ended. 0 when what was waited for happened and every node
-    exited cleanly."""
-    made_root = root is None
+    """Run the lab until Ctrl-C, SIGTERM, SIGHUP or `duration`; with `until_ready`, stop as
+    soon as the mesh has formed and every node knows the sample tasks; with `until_done`,
+    once every node knows how every sample task ended. 0 when what was waited for happened
+    and every node exited cleanly."""
+    lifeline.arm_from_env()  # a lab started by a test or a tool stops when that ends
     lab_root = Path(tempfile.mkdtemp(prefix="bzzz-lab-")) if root is None else root
-    lab = Lab(lab_root, count)
-    print(f"lab homes in {lab_root}")
-    lab.init()
+    removed = root is None and not keep
     progress = Progress(time.monotonic())
-    lab.start()
     codes: list[int | None] = []
-    try:
-        while duration is None or progress.elapsed() < duration:
-            reports = lab.reports()
-            progress.update(lab, reports)
-            if until_ready and progress.ready():
-                break
-            if until_done and progress.finished_at is not None:
-                break
-            progress.show()
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        print("\nstopping the lab…")
-    finally:
-        codes = lab.stop()
-        if made_root and not keep:
-            shutil.rmtree(lab_root, ignore_errors=True)
-    print("\n\n".join([progress.last_view, *progress.status_lines()]))
-    print(f"lab stopped: {sum(code == 0 for code in codes)}/{count} nodes exited cleanly")
-    clean = all(code == 0 for code in codes)
+    lab = Lab(lab_root, count)
+    guard: Guard | None = None
+    with stop_signals() as received:
+        try:
+            # First the guard, which cleans up after a lab that is killed outright.
+            lab.guard = guard = Guard(remove=lab_root if removed else None)
+            say(f"lab homes in {lab_root}")
+            lab.init()
+            progress.started = time.monotonic()
+            lab.start()
+            while duration is None or progress.elapsed() < duration:
+                reports = lab.reports()
+                progress.update(lab, reports)
+                if until_ready and progress.ready():
+                    break
+                if until_done and progress.finished_at is not None:
+                    break
+                progress.show()
+                time.sleep(1.0)
+        except Stopping as stop:
+            say(f"\nstopping the lab ({stop.name})…")
+        finally:
+            received.append(0)  # from here on, a signal does not cut the cleanup short
+            codes = lab.stop()
+            if removed:
+                shutil.rmtree(lab_root, ignore_errors=True)
+            if guard is not None:
+                guard.release()
+    say("\n\n".join([progress.last_view, *progress.status_lines()]))
+    clean = sum(code == 0 for code in codes)
+    where = f"removed {lab_root}" if removed else f"homes kept in {lab_root}"
+    say(f"lab stopped: {clean}/{count} nodes exited cleanly; {where}")
     reached = progress.finished_at is not None if until_done else progress.ready()
-    return 0 if clean and reached else 1
+    return 0 if clean == count and reached else 1
+
+
+class Stopping(BaseException):
+    """A stop signal came (a BaseException, as KeyboardInterrupt: nothing swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.name = signal.Signals(signum).name
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[list[int]]:
+    """SIGINT, SIGTERM and SIGHUP raise Stopping in the main thread, the first one only
+    and only until the list yielded has an entry (the lab is stopping): a second signal
+    does not cut the cleanup short. A hangup ignored from the start (`nohup`) stays
+    ignored. The previous handlers come back after."""
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        first = not received
+        received.append(signum)
+        if first:
+            raise Stopping(signum)
+
+    wanted = [
+        signum
+        for signum in STOP_SIGNALS
+        if signum != signal.SIGHUP or signal.getsignal(signum) != signal.SIG_IGN
+    ]
+    previous = {signum: signal.signal(signum, on_signal) for signum in wanted}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def say(text: str) -> None:
+    """Print, unless the terminal is gone (a hangup): the lab stops all the same."""
+    with contextlib.suppress(OSError):
+        print(text, flush=True)
 
 
 class Progress:
@@ -246,10 +328,10 @@ class Progress:
     def show(self) -> None:
         text = "\n\n".join([self.last_view, *self.status_lines()])
         if self._interactive:
-            print("\x1b[2J\x1b[H" + text + "\n\nCtrl-C stops the lab.", flush=True)
+            say("\x1b[2J\x1b[H" + text + "\n\nCtrl-C stops the lab.")
         elif int(self.elapsed()) // 5 != self._printed_at:  # a snapshot every 5 s in a log
             self._printed_at = int(self.elapsed()) // 5
-            print(text + "\n", flush=True)
+            say(text + "\n")
 
     def status_lines(self) -> list[str]:
         lines = []

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bzzz import lifeline
 from bzzz.lab.compose.reverse_dns import DnsError, lookup_ptr, nameservers, replica_number
 from bzzz.lab.compose.settings import (
     ACCOUNTS_DIR,
@@ -152,7 +153,8 @@ def prepare_peer(settings: LabSettings, home: Path, accounts_dir: Path, name: st
 
 
 class Supervisor:
-    """Runs the node and its workers; stops both when either ends or on SIGTERM."""
+    """Runs the node and its workers; stops both when either ends or on SIGTERM, SIGINT or
+    SIGHUP. They die with it even when it is killed outright (bzzz/lifeline.py)."""
 
     def __init__(self, commands: Sequence[Sequence[str]], env: Mapping[str, str]) -> None:
         self.commands = [list(command) for command in commands]
@@ -163,10 +165,13 @@ class Supervisor:
     def run(self) -> int:
         previous = {
             signum: signal.signal(signum, lambda *_: self.stopping.set())
-            for signum in (signal.SIGTERM, signal.SIGINT)
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
         }
         try:
-            self.processes = [subprocess.Popen(command, env=self.env) for command in self.commands]
+            env = lifeline.child_env(self.env)
+            self.processes = [
+                subprocess.Popen(lifeline.command(command), env=env) for command in self.commands
+            ]
             while not self.stopping.wait(0.5):
                 ended = [
                     (command, process.returncode)
@@ -256,6 +261,7 @@ def peer_main(settings: LabSettings) -> int:
                 "a peer starts as root only in the lab's image (it mounts /proc), not here"
             )
         leave_root(name, USER_ID + number, ["-m", "bzzz.lab.compose", "peer"])
+    lifeline.arm_from_env()  # opt-in; here, after the change of user (which would clear it)
     say(f"this is {name} (uid {os.getuid()})")
     peer_id = prepare_peer(settings, PEER_HOME, ACCOUNTS_DIR, name)
     say(f"{name} is peer {peer_id}; forge {settings.forge_url}, model {settings.model_url}")
