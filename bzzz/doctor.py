@@ -14,9 +14,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import httpx
-import ollama
-
 from bzzz.config import ConfigError, Settings, load_settings
 from bzzz.control import ControlError, request
 from bzzz.errors import ExitCode
@@ -142,26 +139,25 @@ def _forge(settings: Settings, token: Token | None) -> list[Check]:
 
 
 def _model(settings: Settings) -> Check:
-    host = settings.capabilities.ollama_host
+    """The model a task that names none would get, chosen as the workers choose it."""
+    from workers.loop import ModelFailed, ModelUnreachable  # noqa: PLC0415
+    from workers.models import choose_model  # noqa: PLC0415
+
+    host, wanted = settings.capabilities.ollama_host, settings.agent.model
     try:
-        listed = ollama.Client(host=host, timeout=5.0).list()
-    except (ConnectionError, httpx.HTTPError, ollama.ResponseError) as exc:
+        choice = choose_model("", wanted, host, 5.0)
+    except ModelUnreachable as exc:
+        return fail("model server", str(exc), "start ollama there, or set capabilities.ollama_host")
+    except ModelFailed as exc:
+        fix = f"`ollama pull {wanted}`" if wanted else "`ollama pull` a model that can chat"
+        return fail("model server", str(exc), f"{fix} there, or set agent.model to one it has")
+    if wanted and choice.reason != "agent.model":
         return fail(
             "model server",
-            f"{host}: {type(exc).__name__}: {exc}",
-            "start ollama there, or set capabilities.ollama_host",
-        )
-    names = sorted(m.model for m in listed.models if m.model)
-    wanted = settings.agent.model
-    if wanted and wanted not in names and f"{wanted}:latest" not in names:
-        return fail(
-            "model server",
-            f"{host} does not have agent.model {wanted!r} (it has {', '.join(names) or 'none'})",
+            f"{host} cannot serve agent.model {wanted!r}; tasks would get {choice.describe()}",
             f"`ollama pull {wanted}` there, or change agent.model",
         )
-    if not names:
-        return fail("model server", f"{host} has no models", "`ollama pull` a model there")
-    return ok("model server", f"{host}: {', '.join(names)}")
+    return ok("model server", f"{host}: tasks that name no model get {choice.describe()}")
 
 
 def _sandbox(settings: Settings) -> Check:

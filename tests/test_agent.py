@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from bzzz.home import init_home
 from bzzz.lab.forge import LocalForge
 from bzzz.lab.model import (
     ChatRequest,
+    Embedding,
     LabModelServer,
     Reply,
     Scripted,
@@ -191,6 +192,9 @@ def test_an_issue_becomes_one_pull_request_and_a_retry_updates_it(
     )
     assert int(git(checkout, "rev-list", "--count", "HEAD").strip()) == 2  # one commit on main
     assert any(text.startswith("step 1:") for text in context.progress_seen)
+    # which model, and why: in the progress and the pull request
+    assert "model lab:latest (agent.model)" in context.progress_seen
+    assert "with model `lab:latest` (agent.model)," in pull.body
 
 
 def test_a_task_that_fails_leaves_one_failure_report(context: Context, forge: LocalForge) -> None:
@@ -203,12 +207,30 @@ def test_a_task_that_fails_leaves_one_failure_report(context: Context, forge: Lo
     )
     reports = [c for c in comments if "could not finish this task" in c.body]
     assert len(reports) == 1
+    assert "Model `babbler:latest` (the task's model)," in reports[0].body
     assert reports[0].html_url == outcome.result_url
     assert (
         GitHubForge(forge.api_url, Token(TOKEN), seconds_between_writes=0).list_pull_requests(
             SAMPLE_REPO
         )
         == []
+    )
+
+
+def test_no_model_that_can_chat_fails_the_task_saying_why(
+    context: Context, model: LabModelServer
+) -> None:
+    model.register("nomic-embed-text", Embedding())
+    context.settings = replace(
+        context.settings, agent=replace(context.settings.agent, model="nomic-embed-text")
+    )
+    for name in ("lab", "babbler", "snoop"):
+        model.unregister(name)
+    outcome = agent.run(spec(3), context)
+    assert not outcome.succeeded
+    assert "no model that can chat" in outcome.reason
+    assert "nomic-embed-text:latest (agent.model): cannot chat (capabilities: embedding)" in (
+        outcome.reason
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from bzzz.forge.api import ForgeError
 from bzzz.work import TaskSpec
@@ -61,14 +62,17 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
     def failed(reason: str, steps: list[Step] | None = None) -> Outcome:
         if not context.still_holds():
             return Outcome(False, "failure", spec.issue_url, f"{reason} (and the claim is lost)")
-        elapsed = RunFacts(facts.node, facts.model, time.monotonic() - started)
+        elapsed = replace(facts, seconds=time.monotonic() - started)
         return report_failure(forge, spec, reason, steps or [], elapsed)
 
     try:
-        model = choose_model(spec.model, settings.agent.model, host, settings.agent.model_timeout)
+        choice = choose_model(spec.model, settings.agent.model, host, settings.agent.model_timeout)
     except (ModelUnreachable, ModelFailed) as exc:
         return failed(f"no model to ask: {exc}")
-    facts = RunFacts(settings.node.name, model, 0.0)
+    model = choice.name
+    log.info("%s: model %s", spec.task_id, choice.describe())
+    context.progress(f"model {choice.describe()}")
+    facts = RunFacts(settings.node.name, model, 0.0, choice.why())
     if context.token is None:
         return failed("this node has no forge token to push with (forge.token_file)")
     try:
@@ -91,7 +95,7 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
                 loop = _reason(task, context, model, sandbox)
         except SandboxError as exc:
             return failed(f"the sandbox failed: {exc}")
-        facts = RunFacts(facts.node, model, time.monotonic() - started)
+        facts = replace(facts, seconds=time.monotonic() - started)
         log.info(
             "%s: %s after %d commands, %d tokens",
             spec.task_id,

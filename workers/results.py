@@ -32,6 +32,7 @@ class RunFacts:
     node: str
     model: str
     seconds: float
+    model_note: str = ""  # why this model (workers.models.ModelChoice.why)
 
 
 def deliver(
@@ -85,6 +86,7 @@ def open_or_update_pull_request(
         number=spec.number,
         node=run.node,
         model=run.model,
+        model_note=_note(run),
         steps=len(loop.steps),
         duration=_duration(run.seconds),
         summary=loop.summary.strip() or "(no summary)",
@@ -119,12 +121,17 @@ def report_failure(
         node=run.node,
         reason=reason,
         model=run.model or "(none)",
+        model_note=_note(run),
         steps=len(steps),
         duration=_duration(run.seconds),
         last_steps=_last_steps(steps),
     )
     comment = forge.comment(spec.repo, spec.number, body[:REPORT_CHARS])
     return Outcome(False, "failure", comment.html_url or spec.issue_url, reason)
+
+
+def _note(run: RunFacts) -> str:
+    return f" ({run.model_note})" if run.model_note else ""
 
 
 def _commands(steps: Sequence[Step]) -> str:

@@ -260,7 +260,7 @@ class GitSettings:
 class AgentSettings:
     model: str = doc(
         'Model for tasks that name none (model "ollama"). Empty: the first model the'
-        " ollama server lists.",
+        " ollama server lists that can chat (embedding models are passed over).",
         default="",
     )
     model_timeout: float = doc("Seconds one model call may take.", default=300.0)

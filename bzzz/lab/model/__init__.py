@@ -15,6 +15,7 @@ from bzzz.lab.model.chat import ChatRequest, Message
 from bzzz.lab.model.registry import LoggedRequest
 from bzzz.lab.model.responders import (
     NO_PLAYBOOK_SUMMARY,
+    Embedding,
     Playbook,
     PlaybookEntry,
     Responder,
@@ -42,6 +43,7 @@ __all__ = [
     "LAB_MODEL",
     "NO_PLAYBOOK_SUMMARY",
     "ChatRequest",
+    "Embedding",
     "HttpError",
     "LabModelServer",
     "LoggedRequest",

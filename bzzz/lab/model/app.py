@@ -2,10 +2,11 @@
 
     GET  /                 a plain-text "running" line
     GET  /api/version      {"version": ...}
-    GET  /api/tags         the registered models
+    GET  /api/tags         the registered models, newest first (as ollama lists them)
     GET  /api/ps           the models used within the last five minutes
-    POST /api/show         one model's details
-    POST /api/chat         the responder's reply, streamed as NDJSON unless "stream": false
+    POST /api/show         one model's details, with its capabilities
+    POST /api/chat         the responder's reply, streamed as NDJSON unless "stream": false;
+                           400 for an embedding model, as ollama answers
     POST /api/generate     the same, as `response` text
     POST /_lab/models      register scripted models: a script (see `steps`), from loopback only
     GET  /_lab/requests?after=SEQ   the request log (entries after SEQ), from loopback only
@@ -161,6 +162,11 @@ class LabModelApp:
             exchange.send_json(404, {"error": f"model '{request.model}' not found"})
             return
         responder, info = found
+        if not info.chats:  # ollama: 400 before the model is loaded
+            self._log(exchange, 400, request, "error")
+            message = f'"{request.model}" does not support {endpoint}'
+            exchange.send_json(400, {"error": message})
+            return
         self.models.mark_used(info)
         if _only_loads(request):  # ollama loads the model and answers nothing
             self._log(exchange, 200, request, "load")

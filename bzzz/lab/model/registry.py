@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from dataclasses import asdict, dataclass, replace
@@ -9,28 +10,36 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bzzz.lab.model.responders import Responder
-from bzzz.lab.model.wire import KEEP_ALIVE, ModelInfo, canonical
+from bzzz.lab.model.wire import CHAT_CAPABILITIES, KEEP_ALIVE, ModelInfo, canonical
 
 
 class ModelRegistry:
-    """Models by ollama name; registering a name again replaces its responder."""
+    """Models by ollama name; registering a name again replaces its responder (and makes it
+    the newest). A responder's `capabilities` attribute, where it has one, is what
+    /api/show reports (an `Embedding` model's is ["embedding"])."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._models: dict[str, tuple[Responder, ModelInfo]] = {}
+        self._order: dict[str, int] = {}  # registration order: ties of modified_at
+        self._registered = itertools.count(1)
         self._last_used: dict[str, datetime] = {}
 
     def register(self, name: str, responder: Responder) -> ModelInfo:
         if not name.strip():
             raise ValueError("a model name may not be empty")
-        info = ModelInfo(canonical(name), datetime.now(UTC), type(responder).__name__)
+        capabilities = tuple(getattr(responder, "capabilities", CHAT_CAPABILITIES))
+        kind = type(responder).__name__
+        info = ModelInfo(canonical(name), datetime.now(UTC), kind, capabilities)
         with self._lock:
             self._models[info.name] = (responder, info)
+            self._order[info.name] = next(self._registered)
         return info
 
     def unregister(self, name: str) -> bool:
         with self._lock:
             self._last_used.pop(canonical(name), None)
+            self._order.pop(canonical(name), None)
             return self._models.pop(canonical(name), None) is not None
 
     def get(self, name: str) -> tuple[Responder, ModelInfo] | None:
@@ -38,8 +47,10 @@ class ModelRegistry:
             return self._models.get(canonical(name))
 
     def infos(self) -> list[ModelInfo]:
+        """Newest first, as ollama lists its models (by modification time, latest first)."""
         with self._lock:
-            return sorted((info for _, info in self._models.values()), key=lambda i: i.name)
+            infos = [info for _, info in self._models.values()]
+            return sorted(infos, key=lambda i: (i.modified_at, self._order[i.name]), reverse=True)
 
     def mark_used(self, info: ModelInfo) -> None:
         with self._lock:

@@ -44,6 +44,20 @@ class Scripted:
         return f"Scripted({list(self.steps)!r})"
 
 
+class Embedding:
+    """An embedding model, such as ollama's `nomic-embed-text`: /api/show reports its
+    capabilities as ["embedding"], and a chat or generate request for it gets ollama's 400
+    ("... does not support chat"). It is never asked for a reply."""
+
+    capabilities = ("embedding",)
+
+    def __call__(self, request: ChatRequest) -> Reply:
+        raise TypeError(f"{request.model} is an embedding model: it does not chat")
+
+    def __repr__(self) -> str:
+        return "Embedding()"
+
+
 @dataclass(frozen=True)
 class PlaybookEntry:
     """An issue's scripted steps. It is recognised by its title, else by all `keywords`."""

@@ -22,6 +22,7 @@ SERVER_VERSION = "0.0.0-bzzz-lab"
 FAMILY = "bzzz-lab"
 CONTEXT_LENGTH = 32768
 KEEP_ALIVE = timedelta(minutes=5)  # how long ollama keeps an idle model loaded
+CHAT_CAPABILITIES = ("completion", "tools")  # what /api/show reports of a model that chats
 
 
 def canonical(name: str) -> str:
@@ -112,6 +113,12 @@ class ModelInfo:
     name: str  # canonical, e.g. "lab:latest"
     modified_at: datetime
     kind: str  # the responder's class name, shown in /api/show
+    capabilities: tuple[str, ...] = CHAT_CAPABILITIES  # as /api/show reports them
+
+    @property
+    def chats(self) -> bool:
+        """Whether it answers /api/chat and /api/generate (an embedding model does not)."""
+        return "completion" in self.capabilities
 
     @property
     def digest(self) -> str:
@@ -165,7 +172,7 @@ def show_body(info: ModelInfo) -> dict[str, Any]:
             "general.parameter_count": 0,
             f"{FAMILY}.context_length": CONTEXT_LENGTH,
         },
-        "capabilities": ["completion", "tools"],
+        "capabilities": list(info.capabilities),
         "modified_at": timestamp(info.modified_at),
     }
 

@@ -9,7 +9,7 @@ import httpx
 import ollama
 import pytest
 
-from bzzz.lab.model import Scripted, Text, ToolCall
+from bzzz.lab.model import Embedding, Scripted, Text, ToolCall
 from tests.lab.model.conftest import ClientFactory, ServerFactory
 
 SCHEMA = {
@@ -38,10 +38,11 @@ def test_version_list_show_and_ps(serve: ServerFactory, connect: ClientFactory) 
 
     assert httpx.get(f"{server.url}/api/version", timeout=5).json()["version"]
     listed = client.list().models
-    assert [m.model for m in listed] == ["lab:latest", "qwen2.5-coder:7b"]  # as ollama names
+    # as ollama names and orders them: the newest (registered last) first
+    assert [m.model for m in listed] == ["qwen2.5-coder:7b", "lab:latest"]
     assert all(m.digest and m.modified_at and m.details for m in listed)
-    assert listed[0].details is not None
-    assert listed[0].details.family == "bzzz-lab"
+    assert listed[1].details is not None
+    assert listed[1].details.family == "bzzz-lab"
 
     shown = client.show("lab")
     assert shown.capabilities == ["completion", "tools"]
@@ -53,6 +54,23 @@ def test_version_list_show_and_ps(serve: ServerFactory, connect: ClientFactory) 
     assert client.ps().models == []
     client.chat("lab", messages=HELLO)
     assert [m.model for m in client.ps().models] == ["lab:latest"]
+
+
+def test_an_embedding_model_cannot_chat(serve: ServerFactory, connect: ClientFactory) -> None:
+    server = serve({"lab": Scripted([Text("hi")]), "nomic-embed-text": Embedding()})
+    client = connect(server)
+
+    assert client.show("nomic-embed-text").capabilities == ["embedding"]
+    assert client.show("lab").capabilities == ["completion", "tools"]
+    with pytest.raises(ollama.ResponseError) as chat:
+        client.chat("nomic-embed-text", messages=HELLO)
+    assert chat.value.status_code == 400
+    assert chat.value.error == '"nomic-embed-text" does not support chat'
+    with pytest.raises(ollama.ResponseError, match="does not support generate"):
+        client.generate("nomic-embed-text:latest", prompt="hello")
+    # re-registering a model makes it the newest
+    server.register("lab", Scripted([Text("hi again")]))
+    assert [m.model for m in client.list().models] == ["lab:latest", "nomic-embed-text:latest"]
 
 
 def test_chat_without_streaming(serve: ServerFactory, connect: ClientFactory) -> None:
