@@ -17,7 +17,7 @@ from typing import Any
 from bzzz.config import ConfigError, Settings, load_settings
 from bzzz.control import ControlError, request
 from bzzz.errors import ExitCode
-from bzzz.forge.api import ForgeError
+from bzzz.forge.api import ForgeError, Repository
 from bzzz.forge.github import GitHubForge
 from bzzz.forge.token import Token, TokenError, load_token
 from bzzz.identity import IdentityError, load_identity, peer_id_of
@@ -133,9 +133,27 @@ def _forge(settings: Settings, token: Token | None) -> list[Check]:
             fix = f"give {login} read access to {repo} (a collaborator, so its claims count)"
             checks.append(fail(f"repository {repo}", str(exc), fix))
             continue
-        access = "can push" if info.can_push else "read only: Bzzz forks it to push"
-        checks.append(ok(f"repository {repo}", f"readable by {login}, {access}"))
+        checks.append(_push_check(settings, login, info))
     return checks
+
+
+def _push_check(settings: Settings, login: str, info: Repository) -> Check:
+    """Where task branches of a readable repository go, per git.push_to."""
+    name, push_to = f"repository {info.full_name}", settings.git.push_to
+    if push_to == "origin" and not info.can_push:
+        return fail(
+            name,
+            f"git.push_to is origin, but {login} may not push to {info.full_name}",
+            f"give {login} write access, or set git.push_to to fork or auto",
+        )
+    if push_to == "origin" or (push_to == "auto" and info.can_push):
+        where = "pushes task branches to it (no fork)"
+    elif info.owner.lower() == login.lower():
+        where = "owns it: task branches go to it (there is no fork of one's own repository)"
+    else:
+        where = f"pushes task branches to its fork (git.push_to = {push_to})"
+    access = "can push" if info.can_push else "read only"
+    return ok(name, f"readable by {login}, {access}; {where}")
 
 
 def _model(settings: Settings) -> Check:

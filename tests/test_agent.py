@@ -217,6 +217,23 @@ def test_a_task_that_fails_leaves_one_failure_report(context: Context, forge: Lo
     )
 
 
+def test_with_push_access_auto_opens_the_pull_request_from_the_repository_itself(
+    context: Context, forge: LocalForge
+) -> None:
+    # the node's account is a collaborator of the sample repository: it may push there
+    context.settings = replace(context.settings, git=replace(context.settings.git, push_to="auto"))
+    first = agent.run(spec(1), context)
+    assert first.succeeded, first.reason
+    again = agent.run(spec(1), context)  # the retry finds the same pull request
+    assert again.result_url == first.result_url
+    (pull,) = GitHubForge(forge.api_url, Token(TOKEN), seconds_between_writes=0).list_pull_requests(
+        SAMPLE_REPO
+    )
+    assert pull.head.startswith(f"{SAMPLE_OWNER}:bzzz/task-1-")  # in the repository itself
+    assert not forge.repos.path(NODE, SAMPLE_NAME).exists()  # and no fork was made
+    assert not [r for r in forge.requests() if r.path.endswith("/forks")]
+
+
 def test_no_model_that_can_chat_fails_the_task_saying_why(
     context: Context, model: LabModelServer
 ) -> None:

@@ -64,10 +64,15 @@ def account(forge: LocalForge, login: str = "node-a") -> GitHubForge:
     return GitHubForge(forge.api_url, Token(TOKENS[login]), seconds_between_writes=0)
 
 
-def task(number: int = 1, title: str = "Add farewell", prefix: str = "bzzz/task-1-") -> TaskSpec:
+def task(
+    number: int = 1,
+    title: str = "Add farewell",
+    prefix: str = "bzzz/task-1-",
+    repo: str = "lab/hello",
+) -> TaskSpec:
     return TaskSpec(
-        task_id=f"lab/hello#{number}",
-        repo="lab/hello",
+        task_id=f"{repo}#{number}",
+        repo=repo,
         number=number,
         issue_url="",
         model="",
@@ -80,9 +85,20 @@ def task(number: int = 1, title: str = "Add farewell", prefix: str = "bzzz/task-
 
 
 def open_workspace(
-    forge: LocalForge, root: Path, token: str = TOKENS["node-a"], **options: float
+    forge: LocalForge,
+    root: Path,
+    token: str = TOKENS["node-a"],
+    *,
+    login: str = "node-a",
+    repo: str = "lab/hello",
+    push_to: str = "fork",
+    fork_timeout: float = 300.0,
 ) -> Workspace:
-    return prepare(account(forge), Token(token), task(), NODE_A, root, **options)
+    forge_account = account(forge, login)
+    spec = task(repo=repo)
+    return prepare(
+        forge_account, Token(token), spec, NODE_A, root, fork_timeout=fork_timeout, push_to=push_to
+    )
 
 
 def fresh_clone(forge: LocalForge, owner: str, path: Path) -> pygit2.Repository:
@@ -313,6 +329,71 @@ def test_a_fork_that_never_appears_fails_at_the_deadline(forge: LocalForge, root
     assert list(root.iterdir()) == []  # nothing left behind
 
 
+def forks_asked(forge: LocalForge) -> int:
+    return sum(1 for r in forge.requests() if r.path.endswith("/forks"))
+
+
+def test_auto_pushes_to_the_repository_itself_given_push_access(
+    forge: LocalForge, root: Path
+) -> None:
+    files = {"README.md": "# team\n", "hello.py": "print('hello')\n"}
+    team = {"owner": "lab", "name": "team", "files": files}
+    forge.seed({"repos": [{**team, "collaborators": ["node-a"]}]})
+    with open_workspace(forge, root, repo="lab/team", push_to="auto") as workspace:
+        assert (workspace.repo, workspace.fork, workspace.in_repository) == (
+            "lab/team",
+            "lab/team",
+            True,
+        )
+        assert (workspace.pull_head, workspace.head_label) == (BRANCH, f"lab:{BRANCH}")
+        farewell(workspace)
+        sha = workspace.commit("Say goodbye")
+        workspace.push()
+    assert forks_asked(forge) == 0
+    assert forge.repos.branch_sha(forge.repos.path("lab", "team"), BRANCH) == sha
+    assert forge.repos.path("node-a", "team").exists() is False  # no fork was made
+    node = account(forge)
+    pull = node.create_pull_request(
+        "lab/team", title="Farewell", body="", head=BRANCH, base="main", draft=True
+    )
+    assert pull.head == f"lab:{BRANCH}"
+    found = node.find_pull_request("lab/team", head=f"lab:{BRANCH}", base="main")
+    assert found is not None
+    assert found.number == pull.number
+
+
+def test_auto_forks_without_push_access(forge: LocalForge, root: Path) -> None:
+    with open_workspace(forge, root, push_to="auto") as workspace:
+        assert (workspace.fork, workspace.in_repository) == ("node-a/hello", False)
+        assert workspace.pull_head == f"node-a:{BRANCH}"
+    assert forks_asked(forge) == 1
+
+
+def test_origin_without_push_access_is_refused_before_anything_is_made(
+    forge: LocalForge, root: Path
+) -> None:
+    with pytest.raises(WorkspaceError, match=r"may not push to lab/hello.*git\.push_to"):
+        open_workspace(forge, root, push_to="origin")
+    assert forks_asked(forge) == 0
+    assert not root.exists()  # refused before any clone was begun
+
+
+def test_forking_ones_own_repository_pushes_to_it(forge: LocalForge, root: Path) -> None:
+    # GitHub answers a fork of one's own repository with the repository itself
+    assert account(forge, "lab").fork("lab/hello") == "lab/hello"
+    with open_workspace(forge, root, TOKENS["lab"], login="lab", push_to="fork") as workspace:
+        assert (workspace.fork, workspace.in_repository, workspace.pull_head) == (
+            "lab/hello",
+            True,
+            BRANCH,
+        )
+        farewell(workspace)
+        sha = workspace.commit("Say goodbye")
+        workspace.push()
+    assert forge.repos.branch_sha(forge.repos.path("lab", "hello"), BRANCH) == sha
+    assert [r.status for r in forge.requests() if r.path.endswith("/forks")] == [202, 202]
+
+
 @pytest.mark.parametrize(
     ("title", "prefix", "branch"),
     [
@@ -365,6 +446,10 @@ def test_no_identity_names_the_keys_to_set(tmp_path: Path) -> None:
 def test_git_settings_load_and_validate(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text('[node]\nname = "node-a"\n\n[git]\nauthor_name = "A"\n')
     loaded = load_settings(tmp_path, environ={"BZZZ_GIT_AUTHOR_EMAIL": "a@bzzz.example"})
-    assert loaded.git == GitSettings("A", "a@bzzz.example")
+    assert loaded.git == GitSettings("A", "a@bzzz.example", push_to="fork")
+    pushing = load_settings(tmp_path, environ={"BZZZ_GIT_PUSH_TO": "auto"})
+    assert pushing.git.push_to == "auto"
+    with pytest.raises(ConfigError, match=r"git\.push_to.*fork, origin, auto"):
+        load_settings(tmp_path, environ={"BZZZ_GIT_PUSH_TO": "upstream"})
     with pytest.raises(ConfigError, match=r"git\.author_email"):
         load_settings(tmp_path, environ={"BZZZ_GIT_AUTHOR_EMAIL": "not-an-address"})

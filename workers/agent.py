@@ -78,7 +78,14 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
     try:
         issue = forge.get_issue(spec.repo, spec.number)
         identity = node_identity(settings)
-        workspace = prepare(forge, context.token, spec, identity, settings.home / "workspaces")
+        workspace = prepare(
+            forge,
+            context.token,
+            spec,
+            identity,
+            settings.home / "workspaces",
+            push_to=settings.git.push_to,
+        )
     except (ForgeError, WorkspaceError) as exc:
         return failed(f"could not set up the repository: {exc}")
     with workspace:

@@ -76,8 +76,7 @@ def open_or_update_pull_request(
     issues: Sequence[Issue],
     draft: bool,
 ) -> PullRequest:
-    head = f"{workspace.fork.partition('/')[0]}:{workspace.branch}"
-    existing = forge.find_pull_request(spec.repo, head=head, base=workspace.base)
+    existing = forge.find_pull_request(spec.repo, head=workspace.head_label, base=workspace.base)
     if existing is not None:  # the push updated it
         log.info("%s: updated %s", spec.task_id, existing.html_url)
         return existing
@@ -98,7 +97,7 @@ def open_or_update_pull_request(
         spec.repo,
         title=title,
         body=body[:REPORT_CHARS],
-        head=head,
+        head=workspace.pull_head,  # "branch" in the repository itself, else "owner:branch"
         base=workspace.base,
         draft=draft,
     )

@@ -1,9 +1,11 @@
-"""A task's git workspace: the node account's fork, cloned, on the task's own branch.
+"""A task's git workspace: the repository the branch goes to, cloned, on the task's branch.
 
-`prepare` forks the task's repository to the node's account (forking again answers the
-same fork, as on GitHub), waits until the fork can be fetched, fetches it and upstream's
-default branch, and checks out the task's branch made from upstream's current base. The
-sandbox then changes `Workspace.path`; the worker commits as the node and pushes.
+`prepare` picks where the branch is pushed (`git.push_to`): the node account's fork
+(forking again answers the same fork, as on GitHub, and forking a repository the account
+owns answers the repository itself), or the task's repository itself where the account may
+push to it. It waits until a new fork can be fetched, fetches it and upstream's default
+branch, and checks out the task's branch made from upstream's current base. The sandbox
+then changes `Workspace.path`; the worker commits as the node and pushes.
 
 Two rules keep the token where it belongs:
 - libgit2 gets it only from a credentials callback, never in a URL, config file, log or
@@ -32,7 +34,7 @@ from types import TracebackType
 import pygit2
 from pygit2.enums import CheckoutStrategy
 
-from bzzz.forge.api import Forge
+from bzzz.forge.api import ErrorKind, Forge, ForgeError, Repository
 from bzzz.forge.token import Token
 from bzzz.work import TaskSpec
 from workers.git_access import (
@@ -78,7 +80,9 @@ def branch_name(spec: TaskSpec) -> str:
 
 
 class Workspace:
-    """A clone of the fork at `path` on `branch`; its git directory lies outside `path`."""
+    """A clone at `path` on `branch` of `fork`, the repository the branch is pushed to: the
+    node account's fork, or the task's repository `repo` itself. Its git directory lies
+    outside `path`."""
 
     def __init__(
         self,
@@ -107,6 +111,23 @@ class Workspace:
 
     def __repr__(self) -> str:
         return f"Workspace({self.fork}:{self.branch} at {self.path})"
+
+    @property
+    def in_repository(self) -> bool:
+        """Whether the branch goes to the task's repository itself, not to a fork."""
+        return self.fork.lower() == self.repo.lower()
+
+    @property
+    def head_label(self) -> str:
+        """The branch as "owner:branch", as the forge labels a pull request's head and
+        filters pull requests by it."""
+        return f"{self.fork.partition('/')[0]}:{self.branch}"
+
+    @property
+    def pull_head(self) -> str:
+        """The head of this branch's pull request: the branch itself when it lives in the
+        task's repository, else "owner:branch" of the fork."""
+        return self.branch if self.in_repository else self.head_label
 
     def changed(self) -> bool:
         """Whether the work tree (untracked files included, ignored ones not) differs from
@@ -139,7 +160,7 @@ class Workspace:
         return str(self._head)
 
     def push(self) -> None:
-        """Force-push the branch to the fork, replacing an earlier attempt's."""
+        """Force-push the branch to `fork`, replacing an earlier attempt's."""
         if self._head == self._base_commit:
             raise WorkspaceError(f"nothing committed on {self.branch} to push")
         ref = f"refs/heads/{self.branch}"
@@ -203,16 +224,17 @@ def prepare(
     root: Path,
     *,
     fork_timeout: float = FORK_TIMEOUT,
+    push_to: str = "fork",
 ) -> Workspace:
-    """Fork `spec.repo` to the node's account (once), clone the fork under `root`, and
+    """Pick the repository the branch goes to (`push_target`), clone it under `root`, and
     check out the task's branch from upstream's default branch as it is now.
 
     Raises ForgeError when the forge's API fails, WorkspaceError when git does (or the
-    fork is not clonable within `fork_timeout` seconds).
+    fork is not clonable within `fork_timeout` seconds, or `push_to` cannot be honoured).
     """
     deadline = time.monotonic() + fork_timeout
     upstream = forge.get_repository(spec.repo)
-    fork = wait_for_fork(forge, forge.fork(spec.repo), deadline)
+    fork = push_target(forge, upstream, push_to, deadline)
     branch = branch_name(spec)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     prefix = f"{spec.repo.replace('/', '-')}-{spec.number}-"
@@ -220,7 +242,8 @@ def prepare(
     try:
         git = init_repository(home, upstream.clone_url, fork.clone_url)
         try:
-            fetch_fork(git, token, fork.full_name, deadline, fork_timeout)
+            if fork.full_name.lower() != upstream.full_name.lower():  # a new fork may be empty
+                fetch_fork(git, token, fork.full_name, deadline, fork_timeout)
             base_commit = fetch_base(git, token, upstream)
             git.branches.local.create(branch, git[base_commit].peel(pygit2.Commit), force=True)
             git.checkout(f"refs/heads/{branch}", strategy=CheckoutStrategy.FORCE)
@@ -244,3 +267,36 @@ def prepare(
         token=token,
         identity=identity,
     )
+
+
+def push_target(forge: Forge, upstream: Repository, push_to: str, deadline: float) -> Repository:
+    """The repository the task's branch is pushed to, per `git.push_to`:
+
+    - "fork": the account's fork. Forking a repository the account owns answers the
+      repository itself (GitHub does), and then the branch goes there.
+    - "origin": `upstream` itself; the account must be allowed to push to it.
+    - "auto": `upstream` where the forge says the account may push (`permissions.push`),
+      else a fork.
+    """
+    if push_to == "origin" and not upstream.can_push:
+        raise WorkspaceError(
+            f"git.push_to is origin, but this node's account may not push to"
+            f" {upstream.full_name}. Fix: give the account write access, or set git.push_to"
+            " to fork or auto"
+        )
+    if push_to == "origin" or (push_to == "auto" and upstream.can_push):
+        return upstream
+    try:
+        name = forge.fork(upstream.full_name)
+    except ForgeError as exc:
+        if exc.kind is not ErrorKind.FORBIDDEN:
+            raise
+        fix = (
+            "set git.push_to to auto: the account may push to the repository itself"
+            if upstream.can_push
+            else "allow forks of it, or give the account push access and set git.push_to to auto"
+        )
+        raise WorkspaceError(f"cannot fork {upstream.full_name}: {exc}. Fix: {fix}") from None
+    if name.lower() == upstream.full_name.lower():
+        return upstream  # the account owns it: its own "fork"
+    return wait_for_fork(forge, name, deadline)

@@ -15,6 +15,7 @@ from bzzz.protocol import REPO_PATTERN
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SANDBOX_BACKENDS = ("auto", "docker", "bubblewrap")
+PUSH_TARGETS = ("fork", "origin", "auto")
 # A Docker image reference: [HOST[:PORT]/]NAME[/NAME...][:TAG]
 IMAGE_PATTERN = r"(?:[A-Za-z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::\w[\w.-]{0,127})?"
 GITHUB_ASSOCIATIONS = (
@@ -242,12 +243,24 @@ class GitSettings:
         "Email on this node's commits. Empty: user.email from the node's ~/.gitconfig.",
         default="",
     )
+    push_to: str = doc(
+        "Where a task's branch is pushed: fork (the node account's fork; a repository the"
+        " account owns is its own fork), origin (the task's repository itself: the account"
+        " needs push access), or auto (the repository itself where the forge says the account"
+        " may push, else a fork). fork keeps model-written branches out of the repository,"
+        " and its CI secrets away from them, until a person merges.",
+        default="fork",
+    )
 
     def check(self) -> None:
         # git writes these into commit headers: a newline or angle bracket would forge a field
         for key in ("author_name", "author_email"):
             if re.search(r"[<>\n\r\0]", getattr(self, key)):
                 raise Invalid(f"git.{key}", "contains <, > or a line break", "remove them")
+        if self.push_to not in PUSH_TARGETS:
+            raise Invalid(
+                "git.push_to", f"is {self.push_to!r}", f"use one of {', '.join(PUSH_TARGETS)}"
+            )
         if self.author_email and "@" not in self.author_email:
             raise Invalid(
                 "git.author_email",
