@@ -188,6 +188,7 @@ def _sandbox(settings: Settings) -> Check:
             open_sandbox(settings.sandbox, Path(workspace)) as box,
         ):
             ran = box.exec("echo ok > probe && cat probe", timeout=30)
+            limits = box.limits
     except SandboxError as exc:
         return fail("sandbox", str(exc), "see docs/sandbox.md; `bzzz sandbox check` says more")
     if ran.exit_code != 0 or ran.stdout.strip() != "ok":
@@ -196,7 +197,7 @@ def _sandbox(settings: Settings) -> Check:
             f"{backend}: a test command gave exit {ran.exit_code}: {ran.stderr.strip()[:200]}",
             "run `bzzz sandbox check` for details",
         )
-    return ok("sandbox", f"{backend} runs commands")
+    return ok("sandbox", f"{backend} runs commands; limits held by {limits}")
 
 
 def _broker(settings: Settings) -> Check:

@@ -51,7 +51,7 @@ def docker_engine(request: pytest.FixtureRequest) -> Iterator[DockerEngine]:
 
 @pytest.fixture(scope="session")
 def bubblewrap_works() -> None:
-    problem = bubblewrap_problem()
+    problem = bubblewrap_problem(TEST_SETTINGS)
     if problem is not None:
         unavailable(problem)
 

@@ -65,9 +65,10 @@ def test_check_passes_on_bubblewrap(
     monkeypatch.setenv("BZZZ_HOME", str(tmp_path / "no-node-here"))
     assert main(["sandbox", "check", "--backend", "bubblewrap"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("backend: bubblewrap\n")
+    assert out.startswith("backend: bubblewrap\n  ok   limits held by ")
     assert "FAIL" not in out
-    assert out.count("  ok ") >= 8
+    assert "  ok   at most sandbox.pids (256) processes\n" in out
+    assert out.count("  ok ") >= 10
 
 
 def test_check_passes_on_docker(
@@ -76,8 +77,9 @@ def test_check_passes_on_docker(
     argv = ["--home", str(tmp_path), "--docker-host", docker_engine.host]
     assert main(["sandbox", "check", "--backend", "docker", *argv]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("backend: docker\n")
+    assert out.startswith("backend: docker\n  ok   limits held by the container's cgroup")
     assert "FAIL" not in out
+    assert "  ok   at most sandbox.pids (256) processes\n" in out
 
 
 def test_check_says_what_to_fix_when_nothing_can_run(

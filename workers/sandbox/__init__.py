@@ -39,7 +39,10 @@ def choose_backend(settings: SandboxSettings) -> str:
     from workers.sandbox.bubblewrap_backend import bubblewrap_problem  # noqa: PLC0415
     from workers.sandbox.docker_backend import docker_problem  # noqa: PLC0415
 
-    probes = {"docker": lambda: docker_problem(settings), "bubblewrap": bubblewrap_problem}
+    probes = {
+        "docker": lambda: docker_problem(settings),
+        "bubblewrap": lambda: bubblewrap_problem(settings),
+    }
     wanted = BACKENDS if settings.backend == "auto" else (settings.backend,)
     problems = []
     for backend in wanted:

@@ -1,6 +1,8 @@
 """The bubblewrap backend: each command in fresh user, pid, network, mount, IPC and UTS
 namespaces, as uid 1000 with no capabilities, over a read-only root built from the
-host's /usr, with limits from a per-sandbox cgroup (else rlimits).
+host's /usr, with limits from a per-sandbox cgroup (else rlimits, which hold the process
+limit only for a worker that does not run as root: as root it refuses to run without a
+cgroup).
 
 The sandbox's own /tmp is a private directory on the host that lasts as long as the
 sandbox, so that files persist between commands as they do in a Docker container.
@@ -116,6 +118,31 @@ def rlimit_prefix(settings: SandboxSettings) -> list[str]:
     return ["prlimit", f"--as={memory}", f"--nproc={settings.pids}", "--"]
 
 
+RLIMITS = (
+    "rlimits (RLIMIT_AS per process; RLIMIT_NPROC over all of the host user's processes;"
+    " no CPU limit)"
+)
+ROOT_NEEDS_A_CGROUP = (
+    "this worker runs as root and no cgroup can be made here, so nothing would hold"
+    " sandbox.pids: RLIMIT_NPROC, the fallback, does not apply to root, and a fork bomb"
+    " would run unchecked. Fix: let root write the cgroup v1 memory and pids controllers,"
+    " or run the worker in a cgroup v2 with the memory and pids controllers delegated"
+    " (systemd: Delegate=yes), or run it as an unprivileged user, or use the Docker backend"
+)
+
+
+def make_cgroup(settings: SandboxSettings, *, use_cgroups: bool = True) -> Cgroup | None:
+    """A sandbox's cgroup with the settings' limits, or None where rlimits hold them
+    instead: for a worker that does not run as root. As root, where no cgroup can be made
+    (or `use_cgroups` is False), raises SandboxUnavailable: the process limit would not
+    hold."""
+    cpus = min(settings.cpus, float(os.cpu_count() or 1))
+    cgroup = create_cgroup(settings.memory_mb, settings.pids, cpus) if use_cgroups else None
+    if cgroup is None and os.geteuid() == 0:
+        raise SandboxUnavailable(ROOT_NEEDS_A_CGROUP)
+    return cgroup
+
+
 class BubblewrapSandbox(BaseSandbox):
     backend = "bubblewrap"
 
@@ -131,16 +158,20 @@ class BubblewrapSandbox(BaseSandbox):
                 " Fix: create the workspace as the user that runs the worker."
             )
         self._bwrap = bwrap_path()
-        self._state = make_state_dir()
-        cpus = min(settings.cpus, float(os.cpu_count() or 1))
-        self.cgroup: Cgroup | None = (
-            create_cgroup(settings.memory_mb, settings.pids, cpus) if use_cgroups else None
-        )
+        self.cgroup = make_cgroup(settings, use_cgroups=use_cgroups)
+        try:
+            self._state = make_state_dir()
+        except BaseException:
+            if self.cgroup is not None:
+                self.cgroup.remove()
+            raise
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def limits(self) -> str:
-        return f"cgroup v{self.cgroup.version}" if self.cgroup else "rlimits"
+        if self.cgroup is None:
+            return RLIMITS
+        return f"a cgroup v{self.cgroup.version} (memory, pids, CPU)"
 
     def _argv(self, command: str, marker: str) -> list[str]:
         sandboxed = [
@@ -260,12 +291,16 @@ def _drain(stream: IO[bytes], sink: Callable[[bytes], None]) -> threading.Thread
     return thread
 
 
-def bubblewrap_problem() -> str | None:
-    """Why bubblewrap cannot sandbox here, or None when a trial sandbox runs `true`."""
+def bubblewrap_problem(settings: SandboxSettings, *, use_cgroups: bool = True) -> str | None:
+    """Why bubblewrap cannot sandbox here, or None when a trial sandbox runs `true` and the
+    limits can be held (as root: a trial cgroup can be made)."""
     try:
         bwrap = bwrap_path()
+        trial = make_cgroup(settings, use_cgroups=use_cgroups)
     except SandboxUnavailable as exc:
         return str(exc)
+    if trial is not None:
+        trial.remove()
     with tempfile.TemporaryDirectory(prefix="bzzz-probe-") as workspace:
         state = make_state_dir()
         try:

@@ -56,6 +56,11 @@ class SandboxUnavailable(SandboxError):
 class Sandbox(Protocol):
     backend: str  # "docker" or "bubblewrap"
 
+    @property
+    def limits(self) -> str:
+        """What holds its memory, process and CPU limits, in words."""
+        ...
+
     def exec(self, command: str, timeout: float | None = None) -> ExecResult:
         """Run `sh -c command` in /workspace; `timeout` defaults to settings.command_timeout."""
         ...

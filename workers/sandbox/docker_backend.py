@@ -93,6 +93,7 @@ def docker_problem(settings: SandboxSettings) -> str | None:
 
 class DockerSandbox(BaseSandbox):
     backend = "docker"
+    limits = "the container's cgroup (memory, pids, CPU)"
 
     def __init__(self, settings: SandboxSettings, workspace: Path) -> None:
         super().__init__(settings, workspace)

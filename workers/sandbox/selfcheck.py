@@ -37,9 +37,16 @@ class CheckResult:
     detail: str
 
 
-def run_checks(box: Sandbox) -> list[CheckResult]:
+def pids_check(pids: int) -> tuple[str, str]:
+    """No more than `pids` processes: starting more than that must fail ("Cannot fork").
+    What the sandbox's own limit holds, however the backend holds it."""
+    start_too_many = f"for i in $(seq 1 {pids + 16}); do sleep 2 & done; wait"
+    return f"at most sandbox.pids ({pids}) processes", f"! ( {start_too_many} ) 2>/dev/null"
+
+
+def run_checks(box: Sandbox, pids: int) -> list[CheckResult]:
     results = []
-    for name, command in CHECKS:
+    for name, command in (*CHECKS, pids_check(pids)):
         result = box.exec(command, timeout=30)
         detail = (result.stderr or result.stdout).strip()
         results.append(CheckResult(name, result.exit_code == 0, detail))
@@ -47,9 +54,11 @@ def run_checks(box: Sandbox) -> list[CheckResult]:
 
 
 def check_sandbox(settings: SandboxSettings) -> tuple[str, list[CheckResult]]:
-    """The backend chosen and what the checks found in a sandbox on a scratch workspace."""
+    """The backend chosen and what the checks found in a sandbox on a scratch workspace,
+    led by what holds its limits."""
     with (
         tempfile.TemporaryDirectory(prefix="bzzz-check-") as scratch,
         open_sandbox(settings, Path(scratch)) as box,
     ):
-        return box.backend, run_checks(box)
+        held = CheckResult(f"limits held by {box.limits}", True, "")
+        return box.backend, [held, *run_checks(box, settings.pids)]
