@@ -24,14 +24,19 @@ POLL_INTERVAL = 0.02  # seconds between two looks at PRAGMA data_version while i
 
 
 class Connections:
-    """One SQLite connection per (process, thread): a connection must never cross a fork."""
+    """One SQLite connection per (process, thread): a connection must never cross a fork.
+
+    A thread's connection is closed once the thread has ended (checked whenever a new
+    one is opened): a process whose threads come and go, as trio's worker threads do in
+    the node, keeps no more connections (and file descriptors) than it has threads.
+    """
 
     def __init__(self, path: Path, busy_timeout: float) -> None:
         self._path = path
         self._busy_timeout = busy_timeout
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._opened: list[tuple[int, sqlite3.Connection]] = []
+        self._opened: list[tuple[int, threading.Thread, sqlite3.Connection]] = []
         self._generation = 0  # bumped by close_all: every thread then opens a new one
 
     def get(self) -> sqlite3.Connection:
@@ -45,7 +50,12 @@ class Connections:
             )
             connection.execute("PRAGMA synchronous = NORMAL")  # durable across crashes in WAL
             with self._lock:
-                self._opened.append((key[0], connection))
+                ended = [
+                    c for pid, thread, c in self._opened if pid == key[0] and not thread.is_alive()
+                ]
+                self._opened.append((key[0], threading.current_thread(), connection))
+            for old in ended:
+                self._close(old)
             self._local.key, self._local.connection = key, connection
         return cast(sqlite3.Connection, self._local.connection)
 
@@ -59,14 +69,14 @@ class Connections:
         """Close every connection this process opened."""
         pid = os.getpid()
         with self._lock:
-            mine = [connection for owner, connection in self._opened if owner == pid]
+            mine = [connection for owner, _, connection in self._opened if owner == pid]
             self._generation += 1
         for connection in mine:
             self._close(connection)
 
     def _close(self, connection: sqlite3.Connection) -> None:
         with self._lock:
-            self._opened = [(p, c) for p, c in self._opened if c is not connection]
+            self._opened = [(p, t, c) for p, t, c in self._opened if c is not connection]
         connection.close()
 
 
