@@ -99,6 +99,12 @@ def _parser() -> argparse.ArgumentParser:
 
     tasks = command("tasks", "List the tasks the running node knows.", _tasks)
     tasks.add_argument("--json", action="store_true", help="machine-readable output")
+    tasks.add_argument(
+        "--ignored",
+        action="store_true",
+        help="list instead the labelled issues that are not tasks, and why (on the node that"
+        " polls their repository)",
+    )
 
     logs = command("logs", "Show the node's and its workers' recent log, merged by time.", _logs)
     logs.add_argument("--task", help="only what mentions this task (OWNER/REPO#NUMBER)")
@@ -262,11 +268,12 @@ def _peers(args: argparse.Namespace) -> int:
 
 
 def _tasks(args: argparse.Namespace) -> int:
-    from bzzz.render import render_tasks  # noqa: PLC0415
+    from bzzz.render import render_ignored, render_tasks  # noqa: PLC0415
 
     reply = _ask(args, "status")
-    tasks = reply.get("tasks", [])
-    print(json.dumps(tasks, indent=2) if args.json else render_tasks(NodeStatus.from_json(reply)))
+    key, render = ("ignored", render_ignored) if args.ignored else ("tasks", render_tasks)
+    shown = reply.get(key, [])
+    print(json.dumps(shown, indent=2) if args.json else render(NodeStatus.from_json(reply)))
     return ExitCode.OK
 
 

@@ -105,6 +105,13 @@ def render_tasks(report: NodeStatus) -> str:
     return table(TASK_HEADERS, rows)
 
 
+def render_ignored(report: NodeStatus) -> str:
+    if not report.ignored:
+        return "no ignored issues in the repositories this node polls"
+    rows = [[i.task_id, i.title[:40], i.reason] for i in report.ignored]
+    return table(("ISSUE", "TITLE", "WHY IT IS NOT A TASK"), rows)
+
+
 def _polling(report: NodeStatus) -> str:
     return ", ".join(f"{repo} by {entry.poller}" for repo, entry in report.polling.items()) or "-"
 
@@ -114,6 +121,14 @@ def _readiness(report: NodeStatus) -> list[str]:
     if ready.takes_tasks:
         return [f"work     takes tasks: {ready.free_slots} of {ready.capacity} slots free"]
     return ["work     takes no tasks:", *[f"         - {reason}" for reason in ready.reasons]]
+
+
+def _sync(report: NodeStatus) -> list[str]:
+    return [
+        f"sync     with {entry.node_id or _short(peer)}: {age(entry.last_at or None)},"
+        f" {entry.rounds} rounds ({entry.unchanged} unchanged), {entry.learnt} tasks learnt"
+        for peer, entry in report.sync.items()
+    ]
 
 
 def _jobs(report: NodeStatus) -> list[str]:
@@ -136,6 +151,7 @@ def render_status(report: NodeStatus) -> str:
         f"dropped  {', '.join(f'{k}={v}' for k, v in sorted(dropped.items())) or 'none'}",
         f"tasks    {len(report.tasks)} known; polled: {_polling(report)}",
         *_readiness(report),
+        *_sync(report),
         *_jobs(report),
         "",
         render_peers(report),

@@ -1,7 +1,8 @@
 """What passes between a node and its workers through the broker, in both directions.
 
-The node enqueues a `TaskSpec` on the tasks queue; workers send `TaskEvent`s back on
-the events queue, which the node consumes in-process. Both travel as plain JSON
+The node enqueues a `TaskSpec` on the tasks queue; workers send `TaskEvent`s (about a
+task) and `WorkerBeat`s (about themselves) back on the events queue, which the node
+consumes in-process. Both travel as plain JSON
 dicts (Dramatiq's encoder); `from_dict` validates what comes back, since a worker
 may be of another version.
 """
@@ -22,6 +23,12 @@ TASKS_QUEUE = "bzzz-tasks"
 EVENTS_QUEUE = "bzzz-events"
 RUN_TASK = "run_task"
 TASK_EVENT = "task_event"
+WORKER_BEAT = "worker_beat"
+# A finished task's result_type when the node could not run it (a problem of the node,
+# not of the task): the claim is let go, no attempt is used, nothing is reported.
+DECLINED = "declined"
+# Executors that run the reasoning loop: they need a model, a sandbox and a git identity.
+AGENT_EXECUTORS = frozenset({"workers.agent:run"})
 
 
 @dataclass(frozen=True)
@@ -36,13 +43,15 @@ class TaskSpec:
     node: str  # the node that holds the claim
     comment_id: int  # the claim comment: workers check it still holds before acting
     attempt: int
+    nonce: str = ""  # the claim's nonce on that comment: the fencing token with comment_id
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        known = {f.name for f in fields(cls)}  # a node of another version may add fields
+        return cls(**{name: value for name, value in data.items() if name in known})
 
 
 class EventKind(StrEnum):
@@ -64,6 +73,7 @@ class TaskEvent:
     reason: str = ""  # why it failed, or what help it needs
     duration_ms: int = 0
     progress: str = ""
+    nonce: str = ""  # the claim it ran under (TaskSpec.nonce)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -79,6 +89,37 @@ class TaskEvent:
         if not isinstance(event.task_id, str) or not isinstance(event.comment_id, int):
             raise TypeError("task_id must be a string and comment_id an integer")
         return event
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something that keeps a worker from running tasks: a short code (gossiped) and
+    the explanation with its fix (the node's status and log only)."""
+
+    code: str
+    text: str
+
+
+@dataclass(frozen=True)
+class WorkerBeat:
+    """A worker process says, every workers.heartbeat, that it is alive, how many tasks it
+    runs at once, and what keeps it from running tasks, if anything."""
+
+    worker: str  # host:pid
+    threads: int
+    busy: int  # tasks it runs now
+    problems: tuple[Problem, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WorkerBeat:
+        problems = tuple(Problem(str(p["code"]), str(p["text"])) for p in data.get("problems", ()))
+        beat = cls(str(data["worker"]), int(data["threads"]), int(data["busy"]), problems)
+        if beat.threads < 0 or beat.busy < 0:
+            raise ValueError("threads and busy must not be negative")
+        return beat
 
 
 def open_broker(settings: Settings, extra: list[Middleware] | None = None) -> Broker:

@@ -10,19 +10,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bzzz.claims import ledger
-from bzzz.claims.arbiter import solves
-from bzzz.claims.ledger import ClaimNote, ClaimState
-from bzzz.claims.machine import (
+from bzzz.claims.actions import (
     Announce,
     Check,
-    ClaimBook,
     Enqueue,
     Finish,
     Phase,
     PostClaim,
     Release,
     Renew,
+    Settle,
 )
+from bzzz.claims.arbiter import solves
+from bzzz.claims.ledger import ClaimNote, ClaimState
+from bzzz.claims.machine import ClaimBook
 from bzzz.claims.matching import Offer, can_run, rank
 from bzzz.config import ClaimSettings
 from bzzz.forge.api import Comment, PullRequest
@@ -345,3 +346,112 @@ def test_a_pull_request_solves_an_issue_it_closes_or_a_peer_made_for_it() -> Non
     assert not solves(pull("See #4"), 4, "bzzz/task-4-")
     assert not solves(pull("Fixes #4", state="closed"), 4, "")
     assert not solves(pull("", head="node-b:bzzz/task-40-x"), 4, "bzzz/task-4-")
+
+
+# ---- a node that cannot run what it claimed, and a failing forge ---------------------------
+
+
+def test_a_queued_task_no_worker_picks_up_is_let_go_without_an_attempt() -> None:
+    b = ClaimBook("me", SETTINGS, pickup_grace=30.0, ranking=lambda *_: 0)
+    b.learn("t#1", "ollama", 0.0)
+    won(b, 1.0)
+    b.enqueued("t#1")
+    b.tick(2.0)  # queued from now on
+    before = [a for t in (10.0, 20.0, 31.9) for a in b.tick(t)]
+    assert not [a for a in before if isinstance(a, Release)]  # renewed meanwhile
+    assert b.tick(32.0) == [
+        Announce("t#1", 0.0),
+        Release("t#1", 10, "No worker of this node picked it up."),
+    ]
+    task = b.get("t#1")
+    assert task is not None
+    assert (task.phase, task.attempts, b.used_slots()) == (Phase.SEEN, frozenset(), 0)
+    assert b.tick(91.9) == [Check("t#1")]  # others get a lease to take it first; it looks
+    b.checked("t#1", ledger.Verdict(None, None, frozenset(), ()), still_a_task=True, now=91.9)
+    assert b.tick(92.0) == [PostClaim("t#1", 1, "", reuse=10)]  # ...then its own comment again
+
+
+def test_a_task_declined_for_a_problem_of_the_node_is_let_go_at_once() -> None:
+    b = book(0)
+    b.learn("t#1", "ollama", 0.0)
+    won(b, 1.0)
+    b.worker_started("t#1", 2.0)
+    assert b.worker_declined("t#1", 3.0) == [
+        Announce("t#1", 0.0),
+        Release("t#1", 10, "This node could not run it (a problem of the node, not of the task)."),
+    ]
+    task = b.get("t#1")
+    assert task is not None
+    assert (task.phase, task.attempts) == (Phase.SEEN, frozenset())
+
+
+def test_an_edit_the_forge_refused_is_retried_with_a_growing_back_off() -> None:
+    b = book(0)
+    b.learn("t#1", "ollama", 0.0)
+    won(b, 1.0)
+    (finish,) = b.worker_finished(
+        "t#1",
+        succeeded=True,
+        result_type="pull_request",
+        result_url="http://forge/pr/1",
+        reason="",
+        duration_ms=5,
+        now=2.0,
+    )
+    assert isinstance(finish, Finish)
+    done = Settle("t#1", 10, "done", "", "http://forge/pr/1")
+    b.edit_failed(done, 3.0)
+    assert b.tick(12.9) == []
+    assert b.tick(13.0) == [done]  # 10 s later
+    assert b.tick(14.0) == []  # one try in flight at a time
+    b.edit_failed(done, 14.0)
+    assert b.tick(33.9) == []
+    assert b.tick(34.0) == [done]  # 20 s later
+    b.edit_done("t#1", 10)
+    assert b.tick(100.0) == []
+    assert b.retire(100.0) == []
+    assert b.retire(100.0 + SETTINGS.retention) == ["t#1"]  # retired only once settled
+
+
+def test_a_claim_that_cannot_be_read_back_costs_no_new_comment_and_backs_off() -> None:
+    b = book(0)
+    assert b.learn("t#1", "ollama", 0.0) == [PostClaim("t#1", 1, "")]
+    own = ClaimNote(10, "bot", "me", "p", ClaimState.CLAIM, 60.0, T0, T0)
+    (release,) = b.claim_checked("t#1", own, None, sent_at=0.0, still_a_task=True, now=1.0)
+    assert release == Release("t#1", 10, "the forge did not answer")
+    b.edit_failed(Settle("t#1", 10, "released", "the forge did not answer"), 1.0)
+    assert b.tick(10.9) == []
+    # The claim is tried again with the same comment (its release is not retried meanwhile).
+    assert b.tick(11.0) == [PostClaim("t#1", 1, "", reuse=10)]
+    assert b.claim_checked("t#1", None, None, sent_at=11.0, still_a_task=True, now=12.0) == []
+    assert b.tick(32.0) == [Settle("t#1", 10, "released", "the forge did not answer")]
+    assert b.tick(51.9) == []  # the claim's back-off: 40 s after three failures in a row
+    assert b.tick(52.0) == [PostClaim("t#1", 1, "", reuse=10)]
+
+
+def test_an_old_comment_claimed_again_yields_to_any_other_live_claim() -> None:
+    b = book(0)
+    b.learn("t#1", "ollama", 0.0)
+    mine = ClaimNote(10, "bot", "me", "p", ClaimState.CLAIM, 60.0, T0, T0)
+    b.claim_checked("t#1", mine, None, sent_at=0.0, still_a_task=True, now=1.0)
+    assert b.tick(11.0) == [PostClaim("t#1", 1, "", reuse=10)]
+    theirs = ClaimNote(12, "bot", "other", "q", ClaimState.CLAIM, 60.0, T0, T0)
+    verdict = ledger.Verdict(mine, None, frozenset(), (), 60.0, live=(mine, theirs))
+    (release,) = b.claim_checked("t#1", mine, verdict, sent_at=11.0, still_a_task=True, now=12.0)
+    assert release == Release("t#1", 10, "another claim came first")
+    task = b.get("t#1")
+    assert task is not None
+    assert (task.phase, task.holder) == (Phase.HELD, "other")
+
+
+def test_a_task_heard_of_late_is_read_on_the_forge_before_it_is_claimed() -> None:
+    b = book(0)
+    assert b.learn("t#1", "ollama", 0.0, verify=True) == [Check("t#1")]  # not a claim
+    free = ledger.Verdict(None, None, frozenset(), ())
+    assert b.checked("t#1", free, still_a_task=True, now=1.0) == [PostClaim("t#1", 1, "")]
+    late = book(0)
+    late.learn("t#2", "ollama", 0.0, verify=True)
+    held = held_verdict("other", 5, 40.0)
+    assert late.checked("t#2", held, still_a_task=True, now=1.0) == []  # claimed already
+    assert late.get("t#2").phase is Phase.HELD  # type: ignore[union-attr]
+    assert late.learn("t#2", "ollama", 2.0) == []  # known: nothing new

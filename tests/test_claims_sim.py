@@ -21,12 +21,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bzzz.claims import ledger
-from bzzz.claims.ledger import ClaimNote, ClaimState
-from bzzz.claims.machine import (
+from bzzz.claims.actions import (
     Action,
     Announce,
     Check,
-    ClaimBook,
     Enqueue,
     Finish,
     Phase,
@@ -34,6 +32,8 @@ from bzzz.claims.machine import (
     Release,
     Renew,
 )
+from bzzz.claims.ledger import ClaimNote, ClaimState
+from bzzz.claims.machine import ClaimBook
 from bzzz.claims.matching import Offer, Ranking, rank
 from bzzz.config import ClaimSettings
 from bzzz.forge.api import Comment
@@ -257,6 +257,8 @@ class Sim:
                 )
             case Enqueue():
                 book.enqueued(TASK)
+                # A worker of the node picks it up.
+                self.at(self.now + self.latency(), lambda: book.worker_started(TASK, self.now))
 
     def reply(self, name: str, answer: Callable[[], list[Action]]) -> None:
         self.at(self.now + self.latency(), lambda: self.deliver(name, answer))
@@ -369,6 +371,7 @@ def test_a_lone_node_claims_at_once_and_keeps_its_lease() -> None:
     sim.start()
     sim.run_until(200.0)
     assert sim.holder_running() == "n0"
-    assert sim.books["n0"].get(TASK).phase is Phase.QUEUED  # type: ignore[union-attr]
+    # Its worker runs it (a task that no worker picks up is let go: see test_claims.py).
+    assert sim.books["n0"].get(TASK).phase is Phase.RUNNING  # type: ignore[union-attr]
     claims = ledger.claims(sim.forge.comments.values(), {"COLLABORATOR"}, ())
     assert [(c.node, c.state) for c in claims] == [("n0", ClaimState.CLAIM)]

@@ -23,7 +23,10 @@ from bzzz.tasks.intake import (
     is_task,
     poller_for,
     to_broadcast,
+    why_not_a_task,
 )
+from bzzz.tasks.poller import Polled, Poller, PollResults
+from bzzz.tasks.sources import StaticRepositories
 from bzzz.tasks.table import TaskTable, load, save
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -75,6 +78,7 @@ def test_broadcast_carries_the_brief_fields() -> None:
         "input": "Add unit tests to utils module\n\nCover parse() and render().",
         "params": {"branch_prefix": "bzzz/task-42-"},
         "timestamp": "2026-01-01T00:00:00Z",
+        "comments": 0,  # an addition to the brief (docs/protocol.md)
     }
     assert decode(Topic.TASK_BROADCAST, encode(task)) == task
 
@@ -185,3 +189,39 @@ def test_an_unreadable_task_file_is_set_aside(tmp_path: Path) -> None:
     (tmp_path / "tasks.json").write_text("{not json")
     assert len(load(tmp_path / "tasks.json")) == 0
     assert (tmp_path / "tasks.corrupt").read_text() == "{not json"
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({}, None),
+        ({"state": "closed"}, "closed"),
+        ({"labels": ("bug",)}, "no bzzz-task label"),
+        ({"is_pull_request": True}, "a pull request"),
+        ({"locked": True}, "locked"),
+        (
+            {"author": "mallory", "author_association": "NONE"},
+            "opened by mallory (NONE), who is not trusted: see tasks.trusted_associations"
+            " and tasks.trusted_authors",
+        ),
+    ],
+)
+def test_why_an_issue_is_not_a_task(change: dict[str, object], reason: str | None) -> None:
+    assert why_not_a_task(replace(ISSUE, **change), SETTINGS) == reason  # type: ignore[arg-type]
+
+
+def test_the_poller_names_each_ignored_issue_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="bzzz.tasks.poller")
+    poller = Poller(settings=SETTINGS, source=StaticRepositories(["org/app"]), clock=lambda: 0.0)
+    stranger = replace(ISSUE, number=7, author="mallory", author_association="NONE")
+    page = IssuePage((ISSUE, stranger), '"e1"', RateLimit(None, None, None), 1)
+    for _ in range(3):  # the same listing, polled again
+        found = poller.absorb(PollResults((Polled("org/app", page),)))
+        assert [f.task.task_id for f in found] == ["org/app#42"]
+    (ignored,) = poller.ignored()
+    assert (ignored.task_id, ignored.title) == ("org/app#7", ISSUE.title)
+    assert "mallory (NONE), who is not trusted" in ignored.reason
+    notes = [r.getMessage() for r in caplog.records if "is not a task" in r.getMessage()]
+    assert notes == [f"org/app#7 is not a task: {ignored.reason}"]
+    poller.absorb(PollResults((Polled("org/app", replace(page, issues=(ISSUE,))),)))
+    assert poller.ignored() == []  # gone from the listing: forgotten

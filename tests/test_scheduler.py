@@ -21,8 +21,10 @@ from bzzz.node.membership import Membership
 from bzzz.node.offering import Offering
 from bzzz.node.readiness import Facts
 from bzzz.node.scheduler import JobHealth, Scheduler
+from bzzz.node.workforce import Workforce
 from bzzz.protocol import Capabilities, Message, PresencePing
 from bzzz.state import PeerTable
+from bzzz.work import Problem, WorkerBeat
 
 
 class Machine:
@@ -262,6 +264,7 @@ def test_capability_jobs_every_50_ms_against_a_stream_of_claims_find_no_race() -
         book._tasks = guard  # the book's state, watched
         peers = PeerTable("p1", "n1", dead_after=15.0, forget_after=600.0)
         membership = Membership(settings, "p1", peers, None)
+        workforce = Workforce(heartbeat=60.0)
 
         class Claims:  # what the offering reads of the claim driver
             def __init__(self) -> None:
@@ -278,27 +281,34 @@ def test_capability_jobs_every_50_ms_against_a_stream_of_claims_find_no_race() -
         offering = Offering(
             peer_id="p1",
             name="n1",
-            facts=Facts("workers.executors:record", 4, has_forge=True, has_token=True),
+            facts=Facts("workers.executors:record", has_forge=True, has_token=True),
             announcer=Announcer("n1", CapabilitySettings(load_change=0.1)),
+            workforce=workforce,
             membership=membership,
             claims=Claims(),  # type: ignore[arg-type]
             poller=None,
             publish=publish,
         )
-        machine = Machine()
+        await offering.on_beat(WorkerBeat("w:1", 4, 0))
+        readings = iter(range(10**6))
+
+        def load() -> tuple[float, float | None]:  # every reading differs: each is published
+            return float(next(readings) % 100), 40.0
+
+        detector = CapabilityDetector(load, lambda: (), lambda: ("m",), lambda: ("ollama",))
         scheduler = Scheduler()
-        scheduler.every("capabilities", 0.05, machine.detector().read, offering.on_reading)
+        scheduler.every("capabilities", 0.05, detector.read, offering.on_reading)
         scheduler.start(trio.lowlevel.current_trio_token())
         try:
-            now = 0.0
-            for n in range(3000):
-                now += 0.01
-                machine.cpu = float(n % 100)  # every reading differs: published each time
-                book.learn(f"lab/app#{n}", "ollama", now)
-                book.heard_claim(f"lab/app#{n}", "n2", 60.0, now)
-                if n % 50 == 0:
-                    book.tick(now)
-                    await trio.sleep(0.01)  # let the jobs' hops in
+            now, n = 0.0, 0
+            with trio.fail_after(60):  # thousands of claims, while the job runs ten times
+                while n < 3000 or scheduler.health.views()["capabilities"].runs < 10:
+                    n, now = n + 1, now + 0.01
+                    book.learn(f"lab/app#{n}", "ollama", now)
+                    book.heard_claim(f"lab/app#{n}", "n2", 60.0, now)
+                    if n % 50 == 0:
+                        book.tick(now)
+                        await trio.sleep(0.01)  # let the jobs' hops in
         finally:
             await trio.to_thread.run_sync(scheduler.shutdown)
         runs = scheduler.health.views()["capabilities"]
@@ -325,35 +335,58 @@ def test_an_offer_closes_when_the_node_cannot_run_tasks() -> None:
     async def publish(message: Message) -> None:
         pass
 
-    def offering(facts: Facts) -> Offering:
+    def offering(facts: Facts, *beats: WorkerBeat) -> Offering:
         peers = PeerTable("p1", "n1", dead_after=15.0, forget_after=600.0)
+        workforce = Workforce(heartbeat=60.0)
+        for beat in beats:
+            workforce.beat(beat)
         return Offering(
             peer_id="p1",
             name="n1",
             facts=facts,
             announcer=Announcer("n1", CapabilitySettings()),
+            workforce=workforce,
             membership=Membership(settings, "p1", peers, None),
             claims=Claims(),  # type: ignore[arg-type]
             poller=None,
             publish=publish,
         )
 
-    agent = Facts("workers.agent:run", 2, has_forge=True, has_token=True)
-    ready = offering(replace(agent, models=("m",), sandbox_checked=True))
+    agent = Facts("workers.agent:run", has_forge=True, has_token=True, models=("m",))
+    worker = WorkerBeat("host:1", 2, 0)
+    ready = offering(agent, worker)
     ready.refresh()
     assert ready.readiness.takes_tasks
     assert book.market.own == Offer("p1", (), (), 2, "n1")
-    for facts, reason in [
-        (Facts("workers.executors:decline", 2, has_forge=True, has_token=True), "executor"),
-        (Facts("workers.executors:record", 2, has_forge=True, has_token=False), "no forge token"),
-        (replace(agent, sandbox_checked=True), "no model"),
-        (
-            replace(agent, models=("m",), sandbox_checked=True, sandbox_problem="no bwrap"),
-            "no sandbox",
-        ),
+    no_bwrap = WorkerBeat("host:1", 2, 0, (Problem("no sandbox", "bwrap is missing"),))
+    record = Facts("workers.executors:record", has_forge=True, has_token=True)
+    for closed, reason in [
+        (offering(replace(record, executor="workers.executors:decline"), worker), "executor"),
+        (offering(replace(record, has_token=False), worker), "no forge token"),
+        (offering(replace(agent, models=()), worker), "no model"),
+        (offering(agent, no_bwrap), "no sandbox"),
+        (offering(record), "no live worker"),
     ]:
-        closed = offering(facts)
         closed.refresh()
         assert not closed.readiness.takes_tasks
         assert book.market.own.free_slots == 0
         assert any(reason in text for text in closed.own_state().cannot_run)
+    # A worker that reports no problem is enough; a task declined closes the offer.
+    mixed = offering(agent, no_bwrap, WorkerBeat("host:2", 3, 0))
+    mixed.refresh()
+    assert (mixed.readiness.takes_tasks, mixed.readiness.capacity) == (True, 3)
+    mixed.declined("the model server did not answer")
+    assert not mixed.readiness.takes_tasks
+    assert mixed.own_state().cannot_run == ("declined a task",)
+
+
+def test_a_worker_is_live_while_its_beats_come() -> None:
+    clock = [0.0]
+    workforce = Workforce(heartbeat=10.0, clock=lambda: clock[0])
+    workforce.beat(WorkerBeat("host:1", 2, 1))
+    assert workforce.threads() == 2
+    clock[0] = 35.0  # three heartbeats and the margin
+    assert workforce.threads() == 2
+    clock[0] = 35.1
+    assert workforce.threads() == 0
+    assert workforce.live() == []

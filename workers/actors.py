@@ -28,6 +28,7 @@ from bzzz.forge.api import Forge, ForgeError
 from bzzz.forge.token import Token
 from bzzz.queue.delivery import DELIVERIES
 from bzzz.work import (
+    DECLINED,
     EVENTS_QUEUE,
     RUN_TASK,
     TASK_EVENT,
@@ -37,6 +38,7 @@ from bzzz.work import (
     TaskSpec,
 )
 from workers.executors import Executor, Outcome
+from workers.presence import Presence
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,11 @@ class Lease:
             return False
         notes = ledger.claims(comments, tasks.trusted_associations, tasks.trusted_authors)
         verdict = ledger.verdict(notes, datetime.now(UTC), self._settings.claims.clock_skew)
-        return verdict.holder is not None and verdict.holder.comment_id == self._spec.comment_id
+        holder = verdict.holder
+        if holder is None or holder.comment_id != self._spec.comment_id:
+            return False
+        # The same comment may have been claimed again since: the nonce tells.
+        return not self._spec.nonce or holder.nonce == self._spec.nonce
 
 
 class _Context:
@@ -96,8 +102,11 @@ def declare(
     forge: Forge,
     executor: Executor,
     token: Token | None = None,
+    *,
+    presence: Presence | None = None,
 ) -> Any:
-    """Declare the run_task actor on `broker`; returns it."""
+    """Declare the run_task actor on `broker`; returns it. `presence` counts the tasks
+    this process runs, for its beats."""
     workers = settings.workers
     me = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -108,24 +117,26 @@ def declare(
         lease = Lease(forge, settings, spec)
         started = time.monotonic()
 
+        def event(kind: EventKind, **details: Any) -> None:
+            task_event = TaskEvent(
+                spec.task_id, spec.comment_id, kind, me, nonce=spec.nonce, **details
+            )
+            send_event(broker, task_event)
+
         def finish(outcome: Outcome) -> None:
             if outcome.succeeded:
                 log.info("%s: done: %s", spec.task_id, outcome.result_url)
+            elif outcome.result_type == DECLINED:
+                log.warning("%s: this node cannot run it: %s", spec.task_id, outcome.reason)
             else:
                 log.warning("%s: failed: %s", spec.task_id, outcome.reason)
-            send_event(
-                broker,
-                TaskEvent(
-                    spec.task_id,
-                    spec.comment_id,
-                    EventKind.FINISHED,
-                    me,
-                    succeeded=outcome.succeeded,
-                    result_type=outcome.result_type,
-                    result_url=outcome.result_url,
-                    reason=outcome.reason,
-                    duration_ms=int((time.monotonic() - started) * 1000),
-                ),
+            event(
+                EventKind.FINISHED,
+                succeeded=outcome.succeeded,
+                result_type=outcome.result_type,
+                result_url=outcome.result_url,
+                reason=outcome.reason,
+                duration_ms=int((time.monotonic() - started) * 1000),
             )
 
         if not lease.holds():  # one read; it keeps a stale message from running twice
@@ -136,25 +147,18 @@ def declare(
             log.error("%s: %s; giving it up", spec.task_id, reason)
             finish(Outcome(False, "failure", spec.issue_url, reason))
             return
-        send_event(broker, TaskEvent(spec.task_id, spec.comment_id, EventKind.STARTED, me))
+        event(EventKind.STARTED)
         context = _Context(lease, settings, forge, token)
         stop = threading.Event()
 
         def beat() -> None:
             while not stop.wait(workers.heartbeat):
-                send_event(
-                    broker,
-                    TaskEvent(
-                        spec.task_id,
-                        spec.comment_id,
-                        EventKind.HEARTBEAT,
-                        me,
-                        progress=context.last_progress,
-                    ),
-                )
+                event(EventKind.HEARTBEAT, progress=context.last_progress)
 
         heart = threading.Thread(target=beat, name=f"heartbeat {spec.task_id}", daemon=True)
         heart.start()
+        if presence is not None:
+            presence.task_started()
         try:
             outcome = executor(spec, context)
         except Exception as exc:  # the executor's failure is the task's result, not ours
@@ -163,6 +167,8 @@ def declare(
         finally:
             stop.set()
             heart.join()
+            if presence is not None:
+                presence.task_ended()
         finish(outcome)
 
     return dramatiq.actor(

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from bzzz.forge.api import ForgeError
 from bzzz.work import TaskSpec
-from workers.executors import Context, Outcome
+from workers.executors import Context, Outcome, declined
 from workers.git_access import WorkspaceError, node_identity
 from workers.loop import (
     Budget,
@@ -67,14 +67,14 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
 
     try:
         choice = choose_model(spec.model, settings.agent.model, host, settings.agent.model_timeout)
-    except (ModelUnreachable, ModelFailed) as exc:
-        return failed(f"no model to ask: {exc}")
+    except (ModelUnreachable, ModelFailed) as exc:  # a problem of this node: let it go
+        return declined(spec, f"no model to ask: {exc}")
     model = choice.name
     log.info("%s: model %s", spec.task_id, choice.describe())
     context.progress(f"model {choice.describe()}")
     facts = RunFacts(settings.node.name, model, 0.0, choice.why())
     if context.token is None:
-        return failed("this node has no forge token to push with (forge.token_file)")
+        return declined(spec, "this node has no forge token to push with (forge.token_file)")
     try:
         issue = forge.get_issue(spec.repo, spec.number)
         identity = node_identity(settings)
@@ -87,7 +87,7 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
             push_to=settings.git.push_to,
         )
     except (ForgeError, WorkspaceError) as exc:
-        return failed(f"could not set up the repository: {exc}")
+        return declined(spec, f"could not set up the repository: {exc}")
     with workspace:
         try:
             with open_sandbox(settings.sandbox, workspace.path) as sandbox:
@@ -101,7 +101,7 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
                 )
                 loop = _reason(task, context, model, sandbox)
         except SandboxError as exc:
-            return failed(f"the sandbox failed: {exc}")
+            return declined(spec, f"the sandbox failed: {exc}")
         facts = replace(facts, seconds=time.monotonic() - started)
         log.info(
             "%s: %s after %d commands, %d tokens",

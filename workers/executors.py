@@ -4,7 +4,8 @@ chosen by `workers.executor` (module:function).
 The real one is `workers.agent:run` (clone, reason with a model, sandboxed commands,
 pull request). A node whose executor is `decline` takes no tasks (it offers no worker
 slots); should one reach it anyway, it fails. Tests use `record`, which notes which
-node ran which task, and `fail`, which fails every task.
+node ran which task, `fail`, which fails every task, and `unfit`, which declines every
+task as a node that lacks something would.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Protocol
 from bzzz.config import Settings
 from bzzz.forge.api import Forge
 from bzzz.forge.token import Token
-from bzzz.work import TaskSpec
+from bzzz.work import DECLINED, TaskSpec
 
 RECORD_FILE_ENV = "BZZZ_RECORD_FILE"
 RECORD_SECONDS_ENV = "BZZZ_RECORD_SECONDS"
@@ -30,9 +31,16 @@ RECORD_RETRY_SECONDS_ENV = "BZZZ_RECORD_RETRY_SECONDS"  # for attempts after the
 @dataclass(frozen=True)
 class Outcome:
     succeeded: bool
-    result_type: str  # pull_request, issue or failure
+    result_type: str  # pull_request, issue or failure; or DECLINED (a problem of the node)
     result_url: str
     reason: str = ""
+
+
+def declined(spec: TaskSpec, reason: str) -> Outcome:
+    """This node cannot run the task (no git identity, model server, sandbox...): a
+    problem of the node, not of the task. The node lets the task go at once, uses no
+    attempt, posts nothing on the issue, and says why in its status."""
+    return Outcome(False, DECLINED, spec.issue_url, reason)
 
 
 class Context(Protocol):
@@ -64,6 +72,12 @@ def decline(spec: TaskSpec, context: Context) -> Outcome:
         result_url=spec.issue_url,
         reason="this node has no task executor configured (workers.executor)",
     )
+
+
+def unfit(spec: TaskSpec, context: Context) -> Outcome:
+    """For tests: decline every task, as a node that lacks something (a git identity, its
+    model server) does: the task is let go, with no attempt used and nothing reported."""
+    return declined(spec, "this node is unfit for tasks (workers.executors:unfit)")
 
 
 def fail(spec: TaskSpec, context: Context) -> Outcome:

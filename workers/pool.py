@@ -26,6 +26,7 @@ from bzzz.queue.middleware import PrefetchPerThread
 from bzzz.work import TASKS_QUEUE, open_broker
 from workers.actors import declare
 from workers.executors import load_executor
+from workers.presence import Presence
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,9 @@ def serve_process(home: Path, threads: int) -> None:
         seconds_between_writes=settings.forge.seconds_between_writes,
     )
     broker = open_broker(settings, [PrefetchPerThread()])
-    declare(broker, settings, forge, load_executor(settings.workers.executor), token)
+    presence = Presence(broker, settings, threads)  # tells the node this process is alive
+    executor = load_executor(settings.workers.executor)
+    declare(broker, settings, forge, executor, token, presence=presence)
     worker = Worker(broker, queues={TASKS_QUEUE}, worker_threads=threads)
     stopping = False
 
@@ -64,9 +67,11 @@ def serve_process(home: Path, threads: int) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     worker.start()
+    presence.start()
     log.info("worker process up: %d threads on %s", threads, TASKS_QUEUE)
     while not stopping:
         signal.pause()
+    presence.stop()
     worker.stop(timeout=int(SHUTDOWN_TIMEOUT * 1000))
     broker.close()
     log.info("worker process stopped")

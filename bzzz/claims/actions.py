@@ -53,6 +53,10 @@ class PostClaim:
     task_id: str
     attempt: int
     takes_over: str  # node whose expired claim this one follows, or ""
+    # Our earlier claim comment on the task (let go, or its release never reached the
+    # forge): edit it back into a claim rather than post another, so that a node leaves
+    # one claim comment per task however often it claims.
+    reuse: int = 0
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,17 @@ class Release:
     comment_id: int
     reason: str
     failed: bool = False  # mark it failed (an attempt) rather than released
+
+
+@dataclass(frozen=True)
+class Settle:
+    """Edit our claim comment into its final state again: the last try failed."""
+
+    task_id: str
+    comment_id: int
+    state: str  # a ledger.ClaimState value: released, failed or done
+    reason: str = ""
+    result_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,7 +110,7 @@ class Finish:
     quarantine: bool  # the failure on this node made the task fail on K nodes
 
 
-Action = Check | PostClaim | Renew | Release | Enqueue | Announce | Finish
+Action = Check | PostClaim | Renew | Release | Settle | Enqueue | Announce | Finish
 
 
 @dataclass
@@ -118,3 +133,9 @@ class TaskClaim:
     next_check: float = 0.0  # when to ask the forge again, if nothing else happens
     adopt_until: float = 0.0  # an orphaned claim of ours is released unless a worker speaks up
     finished_at: float | None = None  # when it was first seen final: retired after a retention
+    queued_at: float = 0.0  # when it was first seen queued: a worker must pick it up soon
+    unverified: bool = False  # heard of late: the forge is read before claiming it
+    own_comment: int = 0  # our latest claim comment on it, kept after we let it go
+    unsettled: Settle | None = None  # our comment's final edit that did not reach the forge
+    failures: int = 0  # forge failures in a row for this task: the back-off grows with them
+    retry_at: float = 0.0  # when to try `unsettled` again

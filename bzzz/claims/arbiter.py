@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from bzzz.claims import ledger
 from bzzz.claims.ledger import ClaimNote, ClaimState, Verdict
 from bzzz.config import Settings
-from bzzz.forge.api import Forge, ForgeError, PullRequest
+from bzzz.forge.api import Comment, ErrorKind, Forge, ForgeError, PullRequest
 from bzzz.protocol import utc_now
 from bzzz.tasks.intake import is_task
 
@@ -51,11 +51,13 @@ class Checked:
 @dataclass(frozen=True)
 class Claim:
     """What our claim comment on a task records; its edits keep the attempt and whose
-    claim it took over."""
+    claim it took over. `reuse`: our earlier comment to edit back into a claim."""
 
     task_id: str
     attempt: int = 1
     takes_over: str = ""
+    reuse: int = 0
+    nonce: str = ""  # fresh for each claim: see ledger.ClaimNote.nonce
 
 
 class Arbiter:
@@ -75,7 +77,7 @@ class Arbiter:
             )
         body = ledger.render(self._note(claim, ClaimState.CLAIM), text)
         try:
-            comment = self._forge.comment(repo, number, body)
+            comment = self._claim_comment(claim, repo, number, body)
         except ForgeError as exc:
             log.warning("%s: claiming failed: %s", claim.task_id, exc)
             return Posted(None, None, still_a_task=True)
@@ -96,6 +98,28 @@ class Arbiter:
                 repo,
             )
         return Posted(own, verdict, still, url=comment.html_url)
+
+    def _claim_comment(self, claim: Claim, repo: str, number: int, body: str) -> Comment:
+        """Our claim comment: the earlier one edited back into a claim, or a new one
+        when there is none (or it was deleted)."""
+        if claim.reuse:
+            try:
+                return self._forge.edit_comment(repo, claim.reuse, body)
+            except ForgeError as exc:
+                if not self._gone(exc, repo, number, claim.reuse):
+                    raise
+                log.info(
+                    "%s: claim comment %s is gone; posting another", claim.task_id, claim.reuse
+                )
+        return self._forge.comment(repo, number, body)
+
+    def _gone(self, error: ForgeError, repo: str, number: int, comment_id: int) -> bool:
+        """Whether a 404 on a comment means it was deleted: the issue's comments no
+        longer list it (some forges fail single-comment requests of comments that
+        exist)."""
+        if error.kind is not ErrorKind.NOT_FOUND:
+            return False
+        return all(c.id != comment_id for c in self._forge.get_comments(repo, number))
 
     def check(self, task_id: str) -> Checked:
         repo, number = split(task_id)
@@ -126,9 +150,10 @@ class Arbiter:
         *,
         result_url: str = "",
         reason: str = "",
-    ) -> None:
-        """Record on our claim comment that we let the task go, finished or failed it."""
-        repo, _ = split(claim.task_id)
+    ) -> bool:
+        """Record on our claim comment that we let the task go, finished or failed it;
+        False if the forge did not take the edit."""
+        repo, number = split(claim.task_id)
         text = f"Bzzz node **{self.node}** {WORDS[state]}."
         if reason:
             text += f" {reason[:500]}"
@@ -136,7 +161,15 @@ class Arbiter:
         try:
             self._forge.edit_comment(repo, comment_id, ledger.render(note, text))
         except ForgeError as exc:
+            try:
+                if self._gone(exc, repo, number, comment_id):
+                    log.info("%s: claim comment %s is gone", claim.task_id, comment_id)
+                    return True  # nothing is left that could hold the task
+            except ForgeError:
+                pass
             log.warning("%s: could not update claim comment %s: %s", claim.task_id, comment_id, exc)
+            return False
+        return True
 
     def quarantine(self, task_id: str, reason: str) -> None:
         repo, number = split(task_id)
@@ -184,6 +217,7 @@ class Arbiter:
             takes_over=claim.takes_over,
             result_url=result_url,
             reason=reason,
+            nonce=claim.nonce,
         )
 
 

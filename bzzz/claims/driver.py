@@ -11,6 +11,7 @@ task has actions pending; different tasks' requests run side by side.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,16 +31,17 @@ from bzzz.claims.actions import (
     PostClaim,
     Release,
     Renew,
+    Settle,
 )
 from bzzz.claims.arbiter import Arbiter, Claim, split
-from bzzz.claims.ledger import ClaimState
+from bzzz.claims.ledger import ClaimState, Verdict
 from bzzz.claims.machine import ClaimBook
 from bzzz.claims.matching import Market
 from bzzz.config import Settings
 from bzzz.protocol import Message as Wire
 from bzzz.protocol import TaskClaim, TaskResult, utc_now
 from bzzz.tasks.table import TaskTable
-from bzzz.work import RUN_TASK, TASKS_QUEUE, EventKind, TaskEvent, TaskSpec
+from bzzz.work import DECLINED, RUN_TASK, TASKS_QUEUE, EventKind, TaskEvent, TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +62,10 @@ class ClaimDriver:
     ) -> None:
         self.settings = settings
         self.node = settings.node.name
-        # A worker that outlived its node's restart speaks up within a few heartbeats.
-        orphan_grace = max(3 * settings.workers.heartbeat, 10.0)
-        self.book = ClaimBook(self.node, settings.claims, orphan_grace=orphan_grace)
+        # A worker that outlived its node's restart speaks up within a few heartbeats, and
+        # a live worker starts a queued task within as long.
+        grace = 3 * settings.workers.heartbeat + 10.0
+        self.book = ClaimBook(self.node, settings.claims, orphan_grace=grace, pickup_grace=grace)
         self._arbiter = arbiter
         self._broker = broker
         self._table = table
@@ -95,12 +98,24 @@ class ClaimDriver:
     def set_market(self, market: Market) -> None:
         self.book.market = market
 
-    def learn(self, task_id: str, model: str, *, check_first: bool = False) -> None:
-        self.apply(self.book.learn(task_id, model, self._clock(), check_first=check_first))
+    def learn(
+        self, task_id: str, model: str, *, check_first: bool = False, verify: bool = False
+    ) -> None:
+        now = self._clock()
+        self.apply(self.book.learn(task_id, model, now, check_first=check_first, verify=verify))
 
     def heard_claim(self, message: TaskClaim) -> None:
         lease = message.lease_s if message.lease_s is not None else self.settings.claims.lease
         self.apply(self.book.heard_claim(message.task_id, message.node_id, lease, self._clock()))
+
+    def heard_state(self, task_id: str, state: str, holder: str, lease_s: float, url: str) -> None:
+        """A peer's table says who holds the task, or how it ended (a sync's hint)."""
+        now = self._clock()
+        if state == "held" and holder and lease_s > 0:
+            self.apply(self.book.heard_claim(task_id, holder, lease_s, now))
+        elif state in ("done", "quarantined", "closed"):
+            self.book.heard_end(task_id, Phase(state), holder, url)
+            self.changed.set()
 
     def heard_result(self, message: TaskResult) -> None:
         succeeded = message.result_type != "failure"
@@ -118,6 +133,9 @@ class ClaimDriver:
         task = self.book.get(event.task_id)
         if task is None or task.comment_id != event.comment_id:
             return  # from a claim this node no longer holds
+        claim = self._claims.get(event.task_id)
+        if claim is not None and event.nonce and claim.nonce and event.nonce != claim.nonce:
+            return  # from an earlier claim made with the same comment
         now = self._clock()
         if task.phase is Phase.ADOPTING:
             log.info("%s: a worker still runs it since before the restart: adopted", task.task_id)
@@ -125,6 +143,13 @@ class ClaimDriver:
         match event.kind:
             case EventKind.STARTED:
                 self.book.worker_started(event.task_id, now)
+            case EventKind.FINISHED if event.result_type == DECLINED:
+                log.warning(
+                    "%s: this node could not run it, letting it go: %s",
+                    event.task_id,
+                    event.reason,
+                )
+                self.apply(self.book.worker_declined(event.task_id, now))
             case EventKind.FINISHED:
                 self.apply(
                     self.book.worker_finished(
@@ -184,6 +209,7 @@ class ClaimDriver:
         match action:
             case Check():
                 checked = await trio.to_thread.run_sync(self._arbiter.check, action.task_id)
+                self._remember(action.task_id, checked.verdict)
                 actions = self.book.checked(
                     action.task_id,
                     checked.verdict,
@@ -201,7 +227,9 @@ class ClaimDriver:
                 self.apply(self.book.renewed(action.task_id, verdict, sent, self._clock()))
             case Release(comment_id=comment_id, reason=reason, failed=failed):
                 state = ClaimState.FAILED if failed else ClaimState.RELEASED
-                await self._edit(action.task_id, comment_id, state, reason=reason)
+                await self._edit(Settle(action.task_id, comment_id, state, reason))
+            case Settle():
+                await self._edit(action)
             case Enqueue():
                 await self._enqueue(action)
             case Announce(lease_s=lease_s):
@@ -217,16 +245,31 @@ class ClaimDriver:
             case Finish():
                 await self._finish(action)
 
+    def _remember(self, task_id: str, verdict: Verdict | None) -> None:
+        """A claim of ours that the forge names (made before a restart): keep what it
+        records, so that its renewals keep it, and its worker's events are recognised."""
+        holder = verdict.holder if verdict is not None else None
+        if holder is not None and holder.node == self.node:
+            self._claims[task_id] = Claim(
+                task_id, holder.attempt, holder.takes_over, holder.comment_id, holder.nonce
+            )
+
     def _claim(self, task_id: str) -> Claim:
         return self._claims.get(task_id) or Claim(task_id)
 
     async def _post_claim(self, action: PostClaim) -> None:
-        claim = Claim(action.task_id, action.attempt, action.takes_over)
+        nonce = secrets.token_hex(6)  # this claim's, even when it reuses a comment
+        claim = Claim(action.task_id, action.attempt, action.takes_over, action.reuse, nonce)
         self._claims[action.task_id] = claim
         record = self._table.get(action.task_id)
         prefix = record.branch_prefix if record else ""
         sent = self._clock()
         posted = await trio.to_thread.run_sync(self._arbiter.post_claim, claim, prefix)
+        holder = posted.verdict.holder if posted.verdict is not None else None
+        if holder is not None and (
+            posted.own is None or holder.comment_id != posted.own.comment_id
+        ):
+            self._remember(action.task_id, posted.verdict)  # an earlier claim of ours, maybe
         if posted.url:
             self.claim_urls[action.task_id] = posted.url
         actions = self.book.claim_checked(
@@ -259,6 +302,7 @@ class ClaimDriver:
             node=self.node,
             comment_id=action.comment_id,
             attempt=len(task.attempts) + 1 if task else 1,
+            nonce=self._claim(action.task_id).nonce,
         )
         message: Message[Any] = Message(
             queue_name=TASKS_QUEUE,
@@ -274,11 +318,7 @@ class ClaimDriver:
     async def _finish(self, action: Finish) -> None:
         state = ClaimState.DONE if action.succeeded else ClaimState.FAILED
         await self._edit(
-            action.task_id,
-            action.comment_id,
-            state,
-            result_url=action.result_url,
-            reason=action.reason,
+            Settle(action.task_id, action.comment_id, state, action.reason, action.result_url)
         )
         await self._publish(
             TaskResult(
@@ -299,18 +339,22 @@ class ClaimDriver:
             action.result_url or action.reason,
         )
 
-    async def _edit(
-        self,
-        task_id: str,
-        comment_id: int,
-        state: ClaimState,
-        *,
-        result_url: str = "",
-        reason: str = "",
-    ) -> None:
-        claim = self._claim(task_id)  # read here: the thread only talks to the forge
+    async def _edit(self, settle: Settle) -> None:
+        """Edit our claim comment into its final state; if the forge does not take it,
+        the machine tries again after a back-off."""
+        claim = self._claim(settle.task_id)  # read here: the thread only talks to the forge
+        state = ClaimState(settle.state)
 
-        def edit() -> None:
-            self._arbiter.edit(claim, comment_id, state, result_url=result_url, reason=reason)
+        def edit() -> bool:
+            return self._arbiter.edit(
+                claim,
+                settle.comment_id,
+                state,
+                result_url=settle.result_url,
+                reason=settle.reason,
+            )
 
-        await trio.to_thread.run_sync(edit)
+        if await trio.to_thread.run_sync(edit):
+            self.book.edit_done(settle.task_id, settle.comment_id)
+        else:
+            self.book.edit_failed(settle, self._clock())

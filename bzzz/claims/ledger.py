@@ -52,6 +52,10 @@ class ClaimNote:
     takes_over: str = ""  # the node whose expired claim this one follows
     result_url: str = ""
     reason: str = ""
+    # Fresh for each claim a node makes with a comment, so that a claim made again with
+    # the same comment is told apart from the earlier one (the workers' fencing token is
+    # the comment and its nonce).
+    nonce: str = ""
 
     def expires_at(self) -> datetime:
         return self.updated_at + timedelta(seconds=self.lease_s)
@@ -69,6 +73,7 @@ class Verdict:
     attempts: frozenset[str]  # nodes on which the task failed or whose lease expired
     expired: tuple[ClaimNote, ...]  # claims that ran out without being finished
     holder_left: float = 0.0  # seconds until the holder's lease ends by the forge's times
+    live: tuple[ClaimNote, ...] = ()  # every live claim, the holder's first
 
     @property
     def is_free(self) -> bool:
@@ -86,6 +91,7 @@ def render(note: ClaimNote, summary: str) -> str:
         "takes_over": note.takes_over,
         "result_url": note.result_url,
         "reason": note.reason[:500],
+        "nonce": note.nonce,
     }
     return f"{summary}\n\n<!-- bzzz-claim {json.dumps(fields, separators=(',', ':'))} -->\n"
 
@@ -110,6 +116,7 @@ def parse(comment: Comment) -> ClaimNote | None:
             takes_over=_text(fields.get("takes_over", ""), empty=True),
             result_url=_text(fields.get("result_url", ""), empty=True),
             reason=_text(fields.get("reason", ""), empty=True),
+            nonce=_text(fields.get("nonce", ""), empty=True),
         )
     except (ValueError, KeyError, TypeError):
         return None
@@ -140,9 +147,8 @@ def claims(
 def verdict(notes: Iterable[ClaimNote], now: datetime, skew: float) -> Verdict:
     ordered = sorted(notes, key=lambda n: n.comment_id)
     done = next((n for n in ordered if n.state is ClaimState.DONE), None)
-    holder = None
-    if done is None:
-        holder = next((n for n in ordered if n.is_live(now, skew)), None)
+    live = () if done is not None else tuple(n for n in ordered if n.is_live(now, skew))
+    holder = live[0] if live else None
     expired = tuple(n for n in ordered if n.state is ClaimState.CLAIM and not n.is_live(now, skew))
     failed = {n.node for n in ordered if n.state is ClaimState.FAILED}
     return Verdict(
@@ -151,6 +157,7 @@ def verdict(notes: Iterable[ClaimNote], now: datetime, skew: float) -> Verdict:
         attempts=frozenset(failed | {n.node for n in expired}),
         expired=expired,
         holder_left=(holder.expires_at() - now).total_seconds() if holder else 0.0,
+        live=live,
     )
 
 

@@ -87,6 +87,11 @@ class TaskSettings:
         "Prefix of the working branch of a task; {number} is the issue number.",
         default="bzzz/task-{number}-",
     )
+    sync_interval: float = doc(
+        "Seconds between task-table syncs with one random live peer (a node also syncs"
+        " with each peer it connects to), so that every node learns every open task.",
+        default=60.0,
+    )
     history: int = doc(
         "Finished tasks (done, quarantined, closed) kept in the task table and tasks.json,"
         " the most recent first; unfinished tasks are all kept.",
@@ -96,6 +101,8 @@ class TaskSettings:
     def check(self) -> None:
         if self.history < 0:
             raise Invalid("tasks.history", f"is {self.history}", "use 0 or more")
+        if self.sync_interval < 1:
+            raise Invalid("tasks.sync_interval", f"is {self.sync_interval}", "use 1 or more")
         for repo in self.repositories:
             if not re.fullmatch(REPO_PATTERN, repo):
                 raise Invalid("tasks.repositories", f"has {repo!r}", "write each as owner/name")

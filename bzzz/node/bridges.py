@@ -1,12 +1,12 @@
-"""Where other threads' news enters trio: the workers' events from the broker, and
-peers found by mDNS. Each callback only hands its value to the trio thread.
+"""Where other threads' news enters trio: the workers' events and beats from the broker,
+and peers found by mDNS. Each callback only hands its value to the trio thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import dramatiq
@@ -17,7 +17,7 @@ from libp2p.peer.peerinfo import PeerInfo
 
 from bzzz.addresses import dialable
 from bzzz.network.discovery import Dialer, MdnsDiscovery
-from bzzz.work import EVENTS_QUEUE, TASK_EVENT, TaskEvent
+from bzzz.work import EVENTS_QUEUE, TASK_EVENT, WORKER_BEAT, TaskEvent, WorkerBeat
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +26,18 @@ MDNS_QUEUE = 256
 
 
 class WorkerEvents:
-    """Consumes the workers' events in-process (a Dramatiq worker thread) and hands
-    each to `deliver` on the trio thread."""
+    """Consumes the workers' messages in-process (a Dramatiq worker thread) and hands
+    each to trio: task events to `on_event`, worker beats to `on_beat`."""
 
-    def __init__(self, broker: Broker, deliver: Callable[[TaskEvent], None]) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        on_event: Callable[[TaskEvent], None],
+        on_beat: Callable[[WorkerBeat], Awaitable[None]],
+    ) -> None:
         self._broker = broker
-        self._deliver = deliver
+        self._on_event = on_event
+        self._on_beat = on_beat
         self._worker: dramatiq.Worker | None = None
         self.malformed = 0
 
@@ -40,18 +46,31 @@ class WorkerEvents:
             try:
                 event = TaskEvent.from_dict(data)
             except (KeyError, ValueError, TypeError) as exc:
-                log.warning("dropped a malformed worker event: %s", exc)
-                with contextlib.suppress(trio.RunFinishedError):
-                    trio.from_thread.run_sync(self._count_malformed, trio_token=token)
+                self._malformed(token, exc)
                 return
             with contextlib.suppress(trio.RunFinishedError):
-                trio.from_thread.run_sync(self._deliver, event, trio_token=token)
+                trio.from_thread.run_sync(self._on_event, event, trio_token=token)
 
-        dramatiq.actor(
-            actor_name=TASK_EVENT, queue_name=EVENTS_QUEUE, broker=self._broker, max_retries=0
-        )(task_event)
+        def worker_beat(data: dict[str, Any]) -> None:  # on the Dramatiq thread
+            try:
+                beat = WorkerBeat.from_dict(data)
+            except (KeyError, ValueError, TypeError) as exc:
+                self._malformed(token, exc)
+                return
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run(self._on_beat, beat, trio_token=token)
+
+        for name, fn in ((TASK_EVENT, task_event), (WORKER_BEAT, worker_beat)):
+            dramatiq.actor(
+                actor_name=name, queue_name=EVENTS_QUEUE, broker=self._broker, max_retries=0
+            )(fn)
         self._worker = dramatiq.Worker(self._broker, queues={EVENTS_QUEUE}, worker_threads=1)
         self._worker.start()
+
+    def _malformed(self, token: trio.lowlevel.TrioToken, error: Exception) -> None:
+        log.warning("dropped a malformed worker message: %s", error)
+        with contextlib.suppress(trio.RunFinishedError):
+            trio.from_thread.run_sync(self._count_malformed, trio_token=token)
 
     def _count_malformed(self) -> None:
         self.malformed += 1

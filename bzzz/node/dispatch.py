@@ -36,11 +36,13 @@ class Dispatcher:
         tasks: Tasks,
         *,
         on_capabilities: Callable[[], None],
+        on_return: Callable[[ID], None],
         clock: Callable[[], float],
     ) -> None:
         self._membership = membership
         self._tasks = tasks
         self._on_capabilities = on_capabilities
+        self._on_return = on_return
         self._clock = clock
         self.listeners: list[Listener] = []  # called with every accepted message
 
@@ -67,6 +69,7 @@ class Dispatcher:
             listener(origin, message)
         if outcome in (Observation.NEW, Observation.REVIVED):
             membership.newcomer.set()
+            self._on_return(origin)  # it may know what this node missed, and vice versa
             state = "alive" if outcome is Observation.NEW else "alive again"
-            log.info("peer %s (%s) is %s", message.sender, origin, state)
+            log.info("peer %s (%s) is %s", membership.node_name(str(origin)), origin, state)
         return None

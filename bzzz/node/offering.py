@@ -1,8 +1,8 @@
 """What this node offers: whether it takes tasks (and why not), its free slots, the
 market its claim machine ranks itself in, and the capabilities it publishes. Trio-owned.
 
-Inputs arrive from the scheduler's jobs (capability readings, sandbox probes), from
-peers' capabilities and from claims changing; each recomputes the offer.
+Inputs arrive from the scheduler's jobs (capability readings), the workers' beats, peers'
+capabilities and claims changing; each recomputes the offer.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from bzzz.node.announcer import Announcer, Self
 from bzzz.node.membership import Membership
 from bzzz.node.readiness import Facts
 from bzzz.node.status import Readiness
+from bzzz.node.workforce import Workforce
 from bzzz.protocol import Message
 from bzzz.tasks.poller import Poller
+from bzzz.work import WorkerBeat
 
 
 class Offering:
@@ -30,6 +32,7 @@ class Offering:
         name: str,
         facts: Facts,
         announcer: Announcer,
+        workforce: Workforce,
         membership: Membership,
         claims: ClaimDriver | None,
         poller: Poller | None,
@@ -39,6 +42,7 @@ class Offering:
         self._name = name
         self.facts = facts
         self.announcer = announcer
+        self.workforce = workforce
         self._membership = membership
         self._claims = claims
         self._poller = poller
@@ -50,10 +54,18 @@ class Offering:
         self.facts = replace(self.facts, models=reading.models)
         await self.changed(reading)
 
-    async def on_sandbox(self, problem: str | None) -> None:
-        """The sandbox probe's answer: None when a sandbox runs commands."""
-        self.facts = replace(self.facts, sandbox_checked=True, sandbox_problem=problem)
-        await self.changed()
+    async def on_beat(self, beat: WorkerBeat) -> None:
+        """A worker process says it is alive (and what it can do)."""
+        known = self.facts.worker_threads, self.facts.worker_problems
+        self.workforce.beat(beat)
+        self.refresh()
+        if (self.facts.worker_threads, self.facts.worker_problems) != known:
+            await self.changed()
+
+    def declined(self, reason: str) -> None:
+        """A worker could not run a task because of a problem of this node."""
+        self.workforce.declined(reason)
+        self.refresh()
 
     async def changed(self, reading: Reading | None = None) -> None:
         """Recompute the offer and publish our capabilities if they changed enough."""
@@ -66,7 +78,12 @@ class Offering:
         """Recompute whether this node takes tasks and what it offers the claim machine."""
         claims = self._claims
         reading = self.announcer.reading
-        capacity = 0 if readiness.problems(self.facts) else self.facts.capacity
+        self.facts = replace(
+            self.facts,
+            worker_threads=self.workforce.threads(),
+            worker_problems=self.workforce.problems(),
+        )
+        capacity = readiness.capacity(self.facts)
         own = Offer(
             self._peer_id,
             reading.models if reading else (),

@@ -3,10 +3,10 @@
 A node that cannot run a task must not claim it: a claim it cannot honour holds the
 task for a lease and burns one of its attempts. So a node offers worker slots only
 when everything a task needs is there: an executor that runs tasks, a forge token to
-claim and report with, and, for the agent executor, a model and a usable sandbox.
-Otherwise it offers none and says why (in `bzzz status`, `bzzz doctor` and, briefly,
-in the capabilities it gossips). A node without a token or a model is still a good
-peer: it watches, relays and polls.
+claim and report with, live workers (`bzzz worker`) that can run it and, for the agent
+executor, a model. Otherwise it offers none and says why (in `bzzz status`, `bzzz
+doctor` and, in a few words, in the capabilities it gossips). A node without a token
+or a model is still a good peer: it watches, relays and polls.
 """
 
 from __future__ import annotations
@@ -14,55 +14,55 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bzzz.node.status import Readiness
+from bzzz.work import AGENT_EXECUTORS, Problem
 
 DECLINE = "workers.executors:decline"
-# Executors that run the reasoning loop: they need a model and a sandbox.
-AGENT_EXECUTORS = frozenset({"workers.agent:run"})
 
 
 @dataclass(frozen=True)
 class Facts:
-    """What the node knows of itself; `sandbox_problem` is None once a probe found a
-    sandbox that runs commands, and `sandbox_checked` says whether a probe ran yet."""
+    """What the node knows of itself. `worker_threads` counts the live workers that can
+    run tasks; `worker_problems` is what keeps the others from it."""
 
     executor: str
-    capacity: int
     has_forge: bool
     has_token: bool
     models: tuple[str, ...] = ()
-    sandbox_checked: bool = False
-    sandbox_problem: str | None = None
+    worker_threads: int = 0
+    worker_problems: tuple[Problem, ...] = ()
+    heartbeat: float = 10.0  # workers.heartbeat, to say how long a worker may be silent
 
 
-def needs_sandbox(executor: str) -> bool:
-    return executor in AGENT_EXECUTORS
+def capacity(facts: Facts) -> int:
+    """The worker slots this node offers: none unless it can run tasks."""
+    return 0 if problems(facts) else facts.worker_threads
 
 
 def assess(facts: Facts, free_slots: int = 0) -> Readiness:
-    reasons = [text for _, text in problems(facts)]
-    if reasons:
-        return Readiness(False, tuple(reasons))
-    return Readiness(True, (), facts.capacity, free_slots)
+    found = problems(facts)
+    if found:
+        return Readiness(False, tuple(p.text for p in found))
+    return Readiness(True, (), facts.worker_threads, free_slots)
 
 
 def short_reasons(facts: Facts) -> list[str]:
     """The reasons as gossiped: short, with no path or host of this machine."""
-    return [code for code, _ in problems(facts)]
+    return [p.code for p in problems(facts)]
 
 
-def problems(facts: Facts) -> list[tuple[str, str]]:
-    """(code, explanation with its fix) for each thing that keeps the node from tasks."""
-    found: list[tuple[str, str]] = []
+def problems(facts: Facts) -> list[Problem]:
+    """Each thing that keeps the node from tasks, with its fix."""
+    found: list[Problem] = []
     if not facts.has_forge:
         found.append(
-            (
+            Problem(
                 "no repositories",
                 "no repositories to take tasks from. Fix: set tasks.repositories.",
             )
         )
     elif not facts.has_token:
         found.append(
-            (
+            Problem(
                 "no forge token",
                 "no forge token: it cannot claim or report. Fix: set BZZZ_FORGE_TOKEN or"
                 " forge.token_file.",
@@ -70,29 +70,29 @@ def problems(facts: Facts) -> list[tuple[str, str]]:
         )
     if facts.executor == DECLINE:
         found.append(
-            (
+            Problem(
                 "executor declines tasks",
                 f"workers.executor is {DECLINE}, which fails every task. Fix: set"
                 ' workers.executor = "workers.agent:run".',
             )
         )
-    if facts.executor in AGENT_EXECUTORS:
-        if not facts.models:
-            found.append(
-                (
-                    "no model",
-                    "the model server lists no models. Fix: start ollama at"
-                    " capabilities.ollama_host and pull a model.",
-                )
+        return found  # its workers do not matter
+    if facts.executor in AGENT_EXECUTORS and not facts.models:
+        found.append(
+            Problem(
+                "no model",
+                "the model server lists no models. Fix: start ollama at"
+                " capabilities.ollama_host and pull a model.",
             )
-        if not facts.sandbox_checked:
-            found.append(("sandbox not checked yet", "the sandbox is being checked."))
-        elif facts.sandbox_problem is not None:
-            found.append(
-                (
-                    "no sandbox",
-                    f"no sandbox runs commands: {facts.sandbox_problem} Fix: see"
-                    " `bzzz sandbox check`.",
-                )
+        )
+    found.extend(facts.worker_problems)
+    if not facts.worker_threads and not facts.worker_problems:
+        found.append(
+            Problem(
+                "no live worker",
+                f"no worker of this node has been heard from in {3 * facts.heartbeat:.0f} s."
+                " Fix: start `bzzz worker` with this node's home (or `systemctl start"
+                " bzzz-worker@1`).",
             )
+        )
     return found

@@ -12,11 +12,13 @@ from libp2p.peer.id import ID
 from bzzz.node.status import (
     ClaimCounts,
     DiscoveryStatus,
+    IgnoredIssue,
     MessageCounts,
     NodeStatus,
     PeerStatus,
     PollingStatus,
     ProcessStats,
+    WorkerStatus,
 )
 from bzzz.protocol import as_json_dict
 
@@ -71,6 +73,15 @@ def status_of(node: Node) -> NodeStatus:
         jobs=p.scheduler.health.views(),
         claims=ClaimCounts(len(claims.book.tasks()), claims.lanes) if claims else None,
         process=process_stats(),
+        workers=tuple(
+            WorkerStatus(b.worker, b.threads, b.busy, tuple(x.text for x in b.problems))
+            for b in p.offering.workforce.live()
+        ),
+        sync=p.sync.views(),
+        ignored=tuple(
+            IgnoredIssue(i.task_id, i.title, i.reason)
+            for i in (p.poller.ignored() if p.poller else ())
+        ),
     )
 
 

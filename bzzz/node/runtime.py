@@ -35,6 +35,7 @@ from bzzz.node.membership import Membership
 from bzzz.node.offering import Offering
 from bzzz.node.scheduler import Scheduler
 from bzzz.node.status import NodeStatus
+from bzzz.node.sync import TaskSync
 from bzzz.node.tasks import Tasks
 from bzzz.protocol import Message, Topic
 from bzzz.tasks.poller import Poller
@@ -64,6 +65,7 @@ class Parts:
     tasks: Tasks
     dispatcher: Dispatcher
     offering: Offering
+    sync: TaskSync
     scheduler: Scheduler
     poller: Poller | None
     events: WorkerEvents | None
@@ -145,6 +147,8 @@ class Node:
         if p.mdns is not None:
             nursery.start_soon(p.mdns.run, p.stack.host.get_transport_addrs())
         await nursery.start(serve, self.settings.control_socket, self._control)
+        p.sync.start()
+        nursery.start_soon(p.sync.run)
         nursery.start_soon(self._sweep)
         nursery.start_soon(self._greet_newcomers)
         nursery.start_soon(self._ping)
@@ -245,6 +249,7 @@ class Node:
         except trio.TooSlowError:
             return
         p.membership.newcomer.set()
+        p.sync.ask(peer_id)  # catch up on the tasks gossiped while we were apart
 
     # ---- control ----------------------------------------------------------------------
 

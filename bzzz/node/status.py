@@ -56,6 +56,15 @@ class DiscoveryStatus:
 
 
 @dataclass(frozen=True)
+class IgnoredIssue:
+    """An issue of a repository this node polls that is not a task, and why."""
+
+    task_id: str
+    title: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class JobStatus:
     """A periodic job of blocking work (capabilities, polls, probes)."""
 
@@ -73,6 +82,30 @@ class Readiness:
     reasons: tuple[str, ...] = ()
     capacity: int = 0  # worker slots it offers when it takes tasks
     free_slots: int = 0
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """A live worker process of this node, from its latest beat."""
+
+    worker: str  # host:pid
+    threads: int
+    busy: int
+    problems: tuple[str, ...] = ()  # what keeps it from running tasks
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    """Task-table syncs this node asked of one peer."""
+
+    last_at: str  # UTC, ISO 8601; "" before the first
+    rounds: int
+    unchanged: int  # rounds in which the tables agreed (one small round trip)
+    learnt: int  # tasks this node learnt from the peer's table
+    bytes_in: int
+    failures: int
+    node_id: str = ""
+    last_ms: float = 0.0  # how long the last round took
 
 
 @dataclass(frozen=True)
@@ -110,6 +143,9 @@ class NodeStatus:
     jobs: dict[str, JobStatus] = field(default_factory=dict)
     claims: ClaimCounts | None = None  # None: this node takes part in no claims
     process: ProcessStats | None = None
+    workers: tuple[WorkerStatus, ...] = ()
+    ignored: tuple[IgnoredIssue, ...] = ()  # in the repositories this node polls
+    sync: dict[str, SyncStatus] = field(default_factory=dict)  # by peer ID
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = _ADAPTER.dump_python(self, mode="json")

@@ -22,7 +22,8 @@ from bzzz.claims.arbiter import Checked
 from bzzz.claims.driver import ClaimDriver
 from bzzz.protocol import Message, TaskBroadcast, utc_now
 from bzzz.tasks.poller import Found
-from bzzz.tasks.table import TaskTable, save
+from bzzz.tasks.sync import SyncedTask, hints
+from bzzz.tasks.table import TaskRecord, TaskTable, save
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class Tasks:
         claims: ClaimDriver | None,
         publish: Callable[[Message], Awaitable[None]],
         vet: Callable[[str], Checked] | None = None,
+        fresh_for: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -48,6 +50,7 @@ class Tasks:
         self.claims = claims
         self._publish = publish
         self._vet = vet  # reads a task's claims on the forge (blocking)
+        self._fresh_for = fresh_for  # seconds an announcement counts as news
         self._clock = clock
         self._wall = wall
         self._dirty = trio.Event()
@@ -97,6 +100,41 @@ class Tasks:
             log.info("task %s announced by %s", task.task_id, announced_by)
         self._to_claims(task)
 
+    def synced(self, tasks: list[SyncedTask]) -> int:
+        """A peer's table (a sync): learn the tasks this node missed, and the holders
+        and ends it has not heard of. Returns how many tasks it learnt something of."""
+        learnt = 0
+        wall = self._wall().isoformat(timespec="milliseconds")
+        for hint in hints(self.table.known(), tasks):
+            task = hint.task
+            learnt += 1
+            if hint.new:
+                record = TaskRecord(
+                    task_id=task.task_id,
+                    repo=task.repo,
+                    issue_url=task.issue_url,
+                    model=task.model,
+                    title=task.title,
+                    branch_prefix=task.branch_prefix,
+                    announced_by=task.announced_by,
+                    announced_at=task.announced_at,
+                    seen_at=wall,
+                )
+                if self.table.add_record(record):
+                    self._dirty.set()
+                    log.info("task %s learnt from a peer's table", task.task_id)
+                if self.claims is not None:  # read on the forge before it is claimed
+                    self.claims.learn(task.task_id, task.model, verify=True)
+            if self.claims is None:  # no claim machine: the table shows the peer's view
+                changes = {"state": hint.state.value, "holder": task.holder}
+                if self.table.update(task.task_id, self._wall(), **changes):
+                    self._dirty.set()
+            elif task.holder != self._name:
+                self.claims.heard_state(
+                    task.task_id, hint.state, task.holder, task.lease_s, task.result_url
+                )
+        return learnt
+
     def resume(self) -> None:
         """Tasks learnt before a restart that are not finished are open to claims again,
         once the forge says who holds them (this node may have, before it restarted)."""
@@ -108,14 +146,17 @@ class Tasks:
 
     def _to_claims(self, task: TaskBroadcast) -> None:
         """A task heard from a peer goes to the claim machine. One the machine does not
-        track may have been claimed or finished before (it was forgotten, or this node
-        just joined): unless the issue had no comment when it was announced, the forge
-        says how it stands before this node claims it."""
-        if self.claims is None:
+        track may have been claimed or finished since it was announced (an announcement
+        delivered late, after a partition or to a node that just joined): unless it is
+        fresh (announced just now, with no comment on its issue), the forge says how it
+        stands before this node claims it (only the node about to claim pays for the
+        read). A task this node knows to be finished is not claimed at all."""
+        record = self.table.get(task.task_id)
+        if self.claims is None or (record is not None and record.finished):
             return
-        fresh = task.comments == 0
-        tracked = self.claims.book.get(task.task_id) is not None
-        self.claims.learn(task.task_id, task.model, check_first=not (tracked or fresh))
+        age = (self._wall() - task.timestamp).total_seconds()
+        fresh = task.comments == 0 and age <= self._fresh_for
+        self.claims.learn(task.task_id, task.model, verify=not fresh)
 
     def sync(self) -> None:
         if self.claims is None:

@@ -36,24 +36,24 @@ from bzzz.node.bridges import MdnsBridge, WorkerEvents
 from bzzz.node.dispatch import Dispatcher
 from bzzz.node.membership import Membership
 from bzzz.node.offering import Offering
-from bzzz.node.probes import probe_sandbox
-from bzzz.node.readiness import Facts, needs_sandbox
+from bzzz.node.readiness import Facts
 from bzzz.node.report import status_of
 from bzzz.node.runtime import Node, Parts, run_until_signalled
 from bzzz.node.scheduler import Scheduler
+from bzzz.node.sync import TaskSync
 from bzzz.node.tasks import Tasks
+from bzzz.node.workforce import Workforce
 from bzzz.psk import read_psk
 from bzzz.state import PeerTable
 from bzzz.tasks.poller import Poller, PollResults, fetch
 from bzzz.tasks.sources import StaticRepositories
 from bzzz.tasks.table import load as load_tasks
-from bzzz.work import open_broker
+from bzzz.work import DECLINED, EventKind, TaskEvent, open_broker
 
 log = logging.getLogger(__name__)
 
 CONNECTION_EVENTS = 1024
 POLL_TICK = 1.0
-SANDBOX_PROBE_INTERVAL = 300.0
 
 
 def run_node(settings: Settings) -> int:
@@ -165,6 +165,7 @@ def build_node(
         claims=claims,
         publish=gossip.publish,
         vet=arbiter.check if arbiter is not None else None,
+        fresh_for=settings.claims.clock_skew,
         clock=clock,
     )
     offering = Offering(
@@ -172,16 +173,18 @@ def build_node(
         name=name,
         facts=Facts(
             executor=settings.workers.executor,
-            capacity=settings.workers.slots,
             has_forge=forge is not None,
             has_token=token is not None,
+            heartbeat=settings.workers.heartbeat,
         ),
         announcer=Announcer(name, caps, clock=clock),
+        workforce=Workforce(settings.workers.heartbeat, clock=clock),
         membership=membership,
         claims=claims,
         poller=poller,
         publish=gossip.publish,
     )
+    sync = TaskSync(stack.host, tasks, membership, settings.tasks.sync_interval, clock=clock)
     parts = Parts(
         settings=settings,
         peer_id=peer_id,
@@ -198,11 +201,18 @@ def build_node(
         mdns=MdnsBridge(peer_id, dialer, mdns_service_type(psk)) if net.mdns else None,
         membership=membership,
         tasks=tasks,
-        dispatcher=Dispatcher(membership, tasks, on_capabilities=offering.refresh, clock=clock),
+        dispatcher=Dispatcher(
+            membership, tasks, on_capabilities=offering.refresh, on_return=sync.ask, clock=clock
+        ),
         offering=offering,
+        sync=sync,
         scheduler=Scheduler(),
         poller=poller,
-        events=WorkerEvents(broker, claims.on_event) if claims and broker else None,
+        events=(
+            WorkerEvents(broker, _task_events(claims, offering), offering.on_beat)
+            if claims and broker
+            else None
+        ),
         closers=[detector.close],
     )
     _schedule(parts, detector, forge)
@@ -225,11 +235,15 @@ def _schedule(p: Parts, detector: CapabilityDetector, forge: Forge | None) -> No
         p.scheduler.planned(
             "poll", POLL_TICK, poller.plan, lambda plan: fetch(forge, label, plan), absorb
         )
-    if p.tasks.claims is not None and needs_sandbox(settings.workers.executor):
-        sandbox = settings.sandbox
-        p.scheduler.every(
-            "sandbox", SANDBOX_PROBE_INTERVAL, lambda: probe_sandbox(sandbox), offering.on_sandbox
-        )
+
+
+def _task_events(claims: ClaimDriver, offering: Offering) -> Callable[[TaskEvent], None]:
+    def on_event(event: TaskEvent) -> None:
+        if event.kind is EventKind.FINISHED and event.result_type == DECLINED:
+            offering.declined(event.reason)
+        claims.on_event(event)
+
+    return on_event
 
 
 def _first(error: BaseException) -> BaseException:

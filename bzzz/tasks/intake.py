@@ -33,16 +33,29 @@ def is_task(issue: Issue, settings: TaskSettings) -> bool:
 
     Issue text is untrusted input: who opened the issue decides, not what it says.
     """
-    return (
-        issue.state == "open"
-        and settings.label in issue.labels
-        and not issue.is_pull_request
-        and not issue.locked
-        and (
-            issue.author_association in settings.trusted_associations
-            or issue.author in settings.trusted_authors
-        )
+    return why_not_a_task(issue, settings) is None
+
+
+def why_not_a_task(issue: Issue, settings: TaskSettings) -> str | None:
+    """Why an issue is not a task (None: it is one), in words for the operator."""
+    if issue.state != "open":
+        return "closed"
+    if settings.label not in issue.labels:
+        return f"no {settings.label} label"
+    if issue.is_pull_request:
+        return "a pull request"
+    if issue.locked:
+        return "locked"
+    trusted = (
+        issue.author_association in settings.trusted_associations
+        or issue.author in settings.trusted_authors
     )
+    if not trusted:
+        return (
+            f"opened by {issue.author or 'an unknown author'} ({issue.author_association}), who"
+            " is not trusted: see tasks.trusted_associations and tasks.trusted_authors"
+        )
+    return None
 
 
 def requested_model(issue: Issue, default: str) -> str:

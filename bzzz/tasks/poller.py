@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from bzzz.config import TaskSettings
 from bzzz.forge.api import ErrorKind, Forge, ForgeError, IssuePage
 from bzzz.protocol import TaskBroadcast, utc_now
-from bzzz.tasks.intake import BROKEN_WAIT, RepoPoll, is_task, to_broadcast
+from bzzz.tasks.intake import BROKEN_WAIT, RepoPoll, task_id, to_broadcast, why_not_a_task
 from bzzz.tasks.sources import RepositorySource
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,15 @@ class Found:
 
     task: TaskBroadcast
     comments: int
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A listed issue that is not a task, and why."""
+
+    task_id: str
+    title: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,8 @@ class Poller:
         self._clock = clock
         self._wall = wall
         self._polls: dict[str, RepoPoll] = {}
+        # Per repository, the issues of its latest listing that are not tasks.
+        self._ignored: dict[str, dict[str, Ignored]] = {}
         self.assigned: frozenset[str] = frozenset()  # the repositories this node polls
         self.credentials_ok = True  # False after the forge refused our token
         self._recheck_at = 0.0
@@ -140,12 +151,33 @@ class Poller:
                 log.info("polling %s works again", poll.repo)
             self.credentials_ok = True
             poll.succeeded(polled.page, self._clock(), self._wall(), self._settings.poll_interval)
-            tasks.extend(
-                Found(to_broadcast(issue, self._settings, utc_now()), issue.comments)
-                for issue in polled.page.issues or ()
-                if is_task(issue, self._settings)
-            )
+            if polled.page.issues is None:
+                continue  # unchanged (304)
+            ignored: dict[str, Ignored] = {}
+            for issue in polled.page.issues:
+                reason = why_not_a_task(issue, self._settings)
+                if reason is None:
+                    tasks.append(
+                        Found(to_broadcast(issue, self._settings, utc_now()), issue.comments)
+                    )
+                else:
+                    ignored[task_id(issue.repo, issue.number)] = Ignored(
+                        task_id(issue.repo, issue.number), issue.title[:200], reason
+                    )
+            self._note_ignored(polled.repo, ignored)
         return tasks
+
+    def _note_ignored(self, repo: str, ignored: dict[str, Ignored]) -> None:
+        """Keep the latest listing's ignored issues; log each once (and again if its
+        reason changes)."""
+        before = self._ignored.get(repo, {})
+        for key, entry in ignored.items():
+            if before.get(key) != entry:
+                log.info("%s is not a task: %s", key, entry.reason)
+        self._ignored[repo] = ignored
+
+    def ignored(self) -> list[Ignored]:
+        return [entry for repo in sorted(self._ignored) for entry in self._ignored[repo].values()]
 
     def _failed(self, poll: RepoPoll, error: ForgeError) -> None:
         known = poll.error

@@ -79,6 +79,16 @@ class TaskTable:
         )
         return True
 
+    def add_record(self, record: TaskRecord) -> bool:
+        """Record a task a peer told of (a table sync); False if it was known already."""
+        if record.task_id in self._records:
+            return False
+        self._records[record.task_id] = record
+        return True
+
+    def known(self) -> dict[str, TaskRecord]:
+        return dict(self._records)
+
     def get(self, task_id: str) -> TaskRecord | None:
         return self._records.get(task_id)
 
