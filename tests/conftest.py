@@ -84,6 +84,15 @@ def make_node(short_tmp: Path, request: pytest.FixtureRequest) -> Iterator[NodeF
             print(f"----- {node.name} output -----\n{node.output()[-4000:]}")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests run in parallel (pytest-xdist, --dist loadgroup: most of them wait on other
+    processes); those that start a private dockerd share one worker, so that only one
+    engine runs at a time."""
+    for item in items:
+        if "sandbox" in item.path.parts or item.path.name == "test_compose.py":
+            item.add_marker(pytest.mark.xdist_group("docker"))
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
