@@ -136,6 +136,36 @@ def task_states(node: NodeProcess) -> dict[str, str]:
     return {t.task_id: t.state for t in report.tasks} if report else {}
 
 
+def hosted_nodes(
+    make_node: NodeFactory,
+    forge: LocalForge,
+    names: Sequence[str],
+    hosts: Sequence[tuple[str, str]],
+    path: str,
+    **sections: dict[str, Any],
+) -> list[NodeProcess]:
+    """Claiming nodes, one per host (network namespace, address) of tests.netns.lan, each
+    listening on its host's address and bootstrapping to the first (not started)."""
+    nodes: list[NodeProcess] = []
+    bootstrap: list[str] = []
+    for name, (_, address) in zip(names, hosts, strict=True):
+        listen = {"listen": [f"/ip4/{address}/tcp/4001"]}
+        node = claim_node(make_node, forge, name, bootstrap, path, network=listen, **sections)
+        bootstrap = bootstrap or [f"/ip4/{address}/tcp/4001/p2p/{node.peer_id}"]
+        nodes.append(node)
+    return nodes
+
+
+def open_task(forge: LocalForge, title: str) -> str:
+    """A new task issue in lab/app, opened by the repository's owner; its task ID."""
+    lab = GitHubForge(forge.api_url, Token(token("lab")), seconds_between_writes=0)
+    return f"{REPO}#{lab.create_issue(REPO, title, '', ['bzzz-task']).number}"
+
+
+def number_of(task_id: str) -> int:
+    return int(task_id.rpartition("#")[2])
+
+
 def claim_notes(forge: LocalForge, number: int) -> list[ClaimNote]:
     reader = GitHubForge(forge.api_url, Token(token("lab")), seconds_between_writes=0)
     return ledger.claims(reader.get_comments(REPO, number), {"COLLABORATOR"}, ())

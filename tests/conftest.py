@@ -138,6 +138,15 @@ def seeded_forge(world: dict[str, Any], prefix: str) -> Iterator[LocalForge]:
 
 
 @pytest.fixture
+def pools() -> Iterator[list[Any]]:
+    """The worker pools a test starts (tests.claimlab.Workers): each stopped at the end."""
+    started: list[Any] = []
+    yield started
+    for pool in started:
+        pool.stop()
+
+
+@pytest.fixture
 def tool_path(tmp_path: Path) -> str:
     """A PATH on which nodes find an `ollama` CLI: tasks that ask for no particular model
     need a node that has one."""

@@ -11,10 +11,7 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from bzzz.claims.ledger import ClaimNote, ClaimState
 from bzzz.forge.github import GitHubForge
@@ -28,6 +25,7 @@ from tests.claimlab import (
     Workers,
     claim_node,
     claim_notes,
+    hosted_nodes,
     ran,
     runs,
     task_states,
@@ -42,14 +40,6 @@ TASK = f"{REPO}#1"
 FAIL = "workers.executors:fail"  # fails every task
 # Long enough for a takeover to be possible while the first run is still going.
 TAKEOVER_TIMEOUT = CLAIMS["lease"] + CLAIMS["clock_skew"] + 30
-
-
-@pytest.fixture
-def pools() -> Iterator[list[Workers]]:
-    started: list[Workers] = []
-    yield started
-    for pool in started:
-        pool.stop()
 
 
 def mesh(
@@ -233,20 +223,9 @@ def test_a_node_partitioned_mid_task_loses_it_and_nothing_is_lost_after_the_link
             forge = LocalForge(tmp_path / "forge", host=HUB_ADDRESS).start()
         try:
             forge.seed(world(NODES, 1))
-            nodes: dict[str, NodeProcess] = {}
-            namespaces: dict[str, str] = {}
-            bootstrap: list[str] = []
-            for name, (ns, address) in zip(NODES, hosts, strict=True):
-                node = claim_node(
-                    make_node,
-                    forge,
-                    name,
-                    bootstrap,
-                    tool_path,
-                    network={"listen": [f"/ip4/{address}/tcp/4001"]},
-                )
-                bootstrap = bootstrap or [f"/ip4/{address}/tcp/4001/p2p/{node.peer_id}"]
-                nodes[name], namespaces[name] = node, ns
+            hosted = hosted_nodes(make_node, forge, NODES, hosts, tool_path)
+            nodes = {node.name: node for node in hosted}
+            namespaces = {name: ns for name, (ns, _) in zip(NODES, hosts, strict=True)}
             start_all_in(list(nodes.values()), list(namespaces.values()))
             for node in nodes.values():
                 wait_alive(node, set(nodes) - {node.name}, timeout=20)

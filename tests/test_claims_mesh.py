@@ -31,14 +31,6 @@ def forge() -> Iterator[LocalForge]:
         yield forge
 
 
-@pytest.fixture
-def pools() -> Iterator[list[Workers]]:
-    started: list[Workers] = []
-    yield started
-    for pool in started:
-        pool.stop()
-
-
 def wait_all_done(nodes: tuple[NodeProcess, ...], timeout: float) -> None:
     for node in nodes:
         try:

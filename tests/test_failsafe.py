@@ -7,33 +7,28 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from bzzz.claims.ledger import ClaimState
 from bzzz.forge.github import GitHubForge
 from bzzz.forge.token import Token
-from bzzz.lab.forge import Fault, LocalForge, LoggedRequest
+from bzzz.lab.forge import Fault, LoggedRequest
 from bzzz.lab.processes import NodeProcess, wait_for
-from tests.claimlab import REPO, Workers, claim_node, claim_notes, ran, task_states, token, world
+from tests.claimlab import (
+    REPO,
+    Workers,
+    claim_node,
+    claim_notes,
+    number_of,
+    open_task,
+    ran,
+    task_states,
+    token,
+    world,
+)
 from tests.conftest import NodeFactory, seeded_forge, start_all, wait_alive
 
 SINGLE_COMMENT = "/api/v3/repos/*/issues/comments/*"
-
-
-@pytest.fixture
-def pools() -> Iterator[list[Workers]]:
-    started: list[Workers] = []
-    yield started
-    for pool in started:
-        pool.stop()
-
-
-def open_task(forge: LocalForge, title: str) -> int:
-    lab = GitHubForge(forge.api_url, Token(token("lab")), seconds_between_writes=0)
-    return lab.create_issue(REPO, title, "", ["bzzz-task"]).number
 
 
 def reasons(node: NodeProcess) -> list[str]:
@@ -57,8 +52,7 @@ def test_claims_wait_for_live_workers_and_a_claim_no_worker_starts_is_let_go(
         record = tmp_path / "record.jsonl"
         # No `bzzz worker` runs yet: neither node offers a slot, and they say why.
         wait_for(lambda: any("no worker" in r for r in reasons(alone)), 20, "alone to say why")
-        first = open_task(forge, "Nobody can run this yet")
-        task = f"{REPO}#{first}"
+        task = open_task(forge, "Nobody can run this yet")
         wait_for(lambda: task in task_states(other), 20, "the task to be known")
         pool = Workers(alone, record)
         pools.append(pool)
@@ -67,11 +61,11 @@ def test_claims_wait_for_live_workers_and_a_claim_no_worker_starts_is_let_go(
         # Its workers die without a word (SIGKILL): until their beats are missed it may
         # claim one more task, which no worker starts; it lets that go, using no attempt.
         os.killpg(pool.process.pid, signal.SIGKILL)  # type: ignore[union-attr]
-        second = f"{REPO}#{open_task(forge, 'Its workers are gone')}"
+        second = open_task(forge, "Its workers are gone")
         pools.append(Workers(other, record))
         wait_for(lambda: (second, "other") in ran(record), 60, "other to run the second task")
         assert ran(record) == [(task, "alone"), (second, "other")]
-        notes = claim_notes(forge, int(second.rpartition("#")[2]))
+        notes = claim_notes(forge, number_of(second))
         assert {n.node for n in notes if n.state is ClaimState.FAILED} == set()  # no attempt
         assert [n.state for n in notes if n.node == "other"] == [ClaimState.DONE]
         wait_for(lambda: any("no worker" in r for r in reasons(alone)), 20, "alone to say why")
@@ -90,8 +84,8 @@ def test_a_task_a_node_cannot_run_goes_back_at_once_with_nothing_posted(
         record = tmp_path / "record.jsonl"
         pools.append(Workers(unfit, record))
         wait_for(lambda: takes_tasks(unfit), 20, "unfit to take tasks")
-        number = open_task(forge, "The unfit node claims this first")
-        task = f"{REPO}#{number}"
+        task = open_task(forge, "The unfit node claims this first")
+        number = number_of(task)
         wait_for(
             lambda: "could not run the last task" in " ".join(reasons(unfit)),
             30,
@@ -126,8 +120,8 @@ def test_a_forge_refusing_edits_costs_one_claim_comment_and_is_cleaned_up_after(
         def edits() -> list[LoggedRequest]:
             return [r for r in forge.requests(seen) if r.method == "PATCH"]
 
-        number = open_task(forge, "Edits fail")
-        task = f"{REPO}#{number}"
+        task = open_task(forge, "Edits fail")
+        number = number_of(task)
         # It claims (a new comment: creating comments works), runs the task, cannot say
         # on its comment that the task is done, and tries again with a growing back-off
         # (10 s, then 20: a lease, the most), one try at a time.

@@ -7,10 +7,7 @@ again is checked on the forge, never run or claimed again."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from bzzz.claims.ledger import ClaimState
 from bzzz.lab.processes import NodeProcess, free_port, wait_for
@@ -20,14 +17,6 @@ from tests.conftest import NodeFactory, seeded_forge, start_all, wait_alive
 from tests.test_hostile import Hostile
 
 TASKS = 3
-
-
-@pytest.fixture
-def pools() -> Iterator[list[Workers]]:
-    started: list[Workers] = []
-    yield started
-    for pool in started:
-        pool.stop()
 
 
 def readiness(node: NodeProcess) -> dict[str, object]:

@@ -4,15 +4,11 @@ could take as soon as it can, and never claims a task it learnt is held."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import github
-import pytest
 
 from bzzz.claims.ledger import ClaimState
-from bzzz.forge.github import GitHubForge
-from bzzz.forge.token import Token
 from bzzz.lab.forge import LocalForge
 from bzzz.lab.processes import NodeProcess, wait_for
 from tests.claimlab import (
@@ -20,6 +16,9 @@ from tests.claimlab import (
     Workers,
     claim_node,
     claim_notes,
+    hosted_nodes,
+    number_of,
+    open_task,
     ran,
     task_states,
     token,
@@ -31,23 +30,10 @@ from tests.netns import HUB_ADDRESS, call_in, entered, hub_of, lan, set_link
 DECLINE = "workers.executors:decline"
 
 
-@pytest.fixture
-def pools() -> Iterator[list[Workers]]:
-    started: list[Workers] = []
-    yield started
-    for pool in started:
-        pool.stop()
-
-
-def open_task(forge: LocalForge, title: str) -> str:
-    lab = GitHubForge(forge.api_url, Token(token("lab")), seconds_between_writes=0)
-    return f"{REPO}#{lab.create_issue(REPO, title, '', ['bzzz-task']).number}"
-
-
 def close_issue(forge: LocalForge, task_id: str) -> None:
     """As merging the task's pull request does."""
     lab = github.Github(base_url=forge.api_url, auth=github.Auth.Token(token("lab")))
-    lab.get_repo(REPO).get_issue(_number(task_id)).edit(state="closed")
+    lab.get_repo(REPO).get_issue(number_of(task_id)).edit(state="closed")
 
 
 def learnt_from(node: NodeProcess, peer: NodeProcess) -> int:
@@ -107,7 +93,7 @@ def test_late_joiners_learn_the_tasks_from_a_peer_and_claim_only_what_is_free(
                 30,
                 f"{node.name} to know both tasks are done",
             )
-        assert {n.node for n in claim_notes(forge, _number(first))} == {"able"}  # late: none
+        assert {n.node for n in claim_notes(forge, number_of(first))} == {"able"}  # late: none
 
 
 def test_after_a_partition_heals_both_sides_agree_on_every_task(
@@ -125,19 +111,7 @@ def test_after_a_partition_heals_both_sides_agree_on_every_task(
             forge = LocalForge(tmp_path / "forge", host=HUB_ADDRESS).start()
         try:
             forge.seed(world(names, 1))
-            nodes: list[NodeProcess] = []
-            bootstrap: list[str] = []
-            for name, (_, address) in zip(names, hosts, strict=True):
-                node = claim_node(
-                    make_node,
-                    forge,
-                    name,
-                    bootstrap,
-                    tool_path,
-                    network={"listen": [f"/ip4/{address}/tcp/4001"]},
-                )
-                bootstrap = bootstrap or [f"/ip4/{address}/tcp/4001/p2p/{node.peer_id}"]
-                nodes.append(node)
+            nodes = hosted_nodes(make_node, forge, names, hosts, tool_path)
             east, west = nodes
             start_all_in(nodes, [ns for ns, _ in hosts])
             wait_alive(east, {"west"})
@@ -170,11 +144,7 @@ def test_after_a_partition_heals_both_sides_agree_on_every_task(
             )
             assert all(task_states(west).get(t) == "done" for t in opened)
             for task in opened:
-                notes = call_in(hub, lambda task=task: claim_notes(forge, _number(task)))  # type: ignore[misc]
+                notes = call_in(hub, lambda task=task: claim_notes(forge, number_of(task)))  # type: ignore[misc]
                 assert {n.state for n in notes} == {ClaimState.DONE}
         finally:
             forge.stop()
-
-
-def _number(task_id: str) -> int:
-    return int(task_id.rpartition("#")[2])

@@ -62,14 +62,6 @@ def model() -> Iterator[LabModelServer]:
         yield running
 
 
-@pytest.fixture
-def pools() -> Iterator[list[Workers]]:
-    started: list[Workers] = []
-    yield started
-    for pool in started:
-        pool.stop()
-
-
 def flow_node(
     make_node: NodeFactory,
     forge: LocalForge,
