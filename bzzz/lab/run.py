@@ -5,8 +5,10 @@ bootstraps to the node before it (a chain); the DHT fills in the rest of the
 mesh. mDNS is off: on loopback it would advertise on the machine's real network.
 A local forge, seeded with a sample repository, gives each node an account and
 the nodes their tasks; the lab model server (ollama's API, answering from the sample
-repository's playbook) is their model; each node has a `bzzz worker` pool that runs
-its claimed tasks in a sandbox and opens pull requests. The nodes and pools are the
+repository's playbook) is their model, unless the lab is given a real one: a GGUF model
+the lab model server runs through llama.cpp (`--gguf`), or a real ollama server
+(`--ollama-host`). Each node has a `bzzz worker` pool that runs its claimed tasks in a
+sandbox and opens pull requests. The nodes and pools are the
 process handles of `bzzz.lab.processes`, which the tests use too.
 
 Stopping: Ctrl-C, SIGTERM and SIGHUP alike stop every node, pool and server within
@@ -23,7 +25,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,14 +34,15 @@ from types import FrameType
 from bzzz import lifeline
 from bzzz.lab.forge import LocalForge
 from bzzz.lab.guard import Guard
-from bzzz.lab.model import LabModelServer
+from bzzz.lab.model import LAB_MODEL, LabModelServer, default_models, gguf_models
 from bzzz.lab.processes import NodeProcess, WorkerPool, free_port
+from bzzz.lab.progress import Progress, say
 from bzzz.lab.sample import EXPECTED_TASKS, SAMPLE_OWNER, SAMPLE_REPO, sample_world
 from bzzz.node.status import NodeStatus
-from bzzz.render import table
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 STOP_TIMEOUT = 20.0  # seconds the nodes and pools get to stop before they are killed
+LAB_MODEL_TIMEOUT = 30.0  # the scripted model answers at once; a real one gets agent's default
 
 
 class Lab:
@@ -48,9 +50,19 @@ class Lab:
     issues they take, and the lab model server they ask."""
 
     def __init__(
-        self, root: Path, count: int, poll_interval: float = 5.0, guard: Guard | None = None
+        self,
+        root: Path,
+        count: int,
+        poll_interval: float = 5.0,
+        guard: Guard | None = None,
+        *,
+        model: str | None = None,
+        ollama_host: str | None = None,
+        gguf: str | None = None,
     ) -> None:
-        """`guard`: told of every process group the lab starts."""
+        """`guard`: told of every process group the lab starts. `model`: the model the
+        nodes ask; `ollama_host`: a real ollama server, instead of the lab model server;
+        `gguf`: a GGUF model the lab model server runs too (see `find_gguf`)."""
         self.root = root
         self.guard = guard
         self.poll_interval = poll_interval
@@ -60,8 +72,27 @@ class Lab:
         ]
         self.workers = [WorkerPool(node) for node in self.nodes]
         self.forge = LocalForge(root / "forge")
-        self.model = LabModelServer()
+        self.model: LabModelServer | None = None
+        self.ollama_host = ollama_host
+        self.model_name = model if model is not None else (LAB_MODEL if not ollama_host else "")
+        if ollama_host is None:
+            models = default_models()
+            if gguf is not None:
+                served = gguf_models([gguf])  # loads it through llama.cpp
+                models |= served
+                self.model_name = model or next(iter(served))
+            self.model = LabModelServer(models=models)
         self.owner_token = ""
+
+    @property
+    def model_url(self) -> str:
+        """The ollama API the nodes ask."""
+        return self.ollama_host or (self.model.url if self.model is not None else "")
+
+    def _agent(self) -> dict[str, object]:
+        if self.model_name == LAB_MODEL and self.model is not None:
+            return {"model": LAB_MODEL, "model_timeout": LAB_MODEL_TIMEOUT}
+        return {"model": self.model_name}  # and a real model's timeout (agent.model_timeout)
 
     def init(self) -> None:
         """Seed the forge (one account per node) and write every node's home."""
@@ -69,7 +100,8 @@ class Lab:
         tokens = {user["login"]: user["token"] for user in made["users"]}
         self.owner_token = tokens[SAMPLE_OWNER]  # for benchmarks that open issues
         self.forge.start()
-        self.model.start()
+        if self.model is not None:
+            self.model.start()
         previous: list[str] = []
         for node in self.nodes:
             node.home.mkdir(parents=True, exist_ok=True)
@@ -85,9 +117,9 @@ class Lab:
                     "seconds_between_writes": 0.0,
                 },
                 tasks={"repositories": [SAMPLE_REPO], "poll_interval": self.poll_interval},
-                capabilities={"ollama_host": self.model.url},
+                capabilities={"ollama_host": self.model_url},
                 workers={"executor": "workers.agent:run", "heartbeat": 5.0},
-                agent={"model": "lab", "model_timeout": 30.0},
+                agent=self._agent(),
                 git={"author_name": node.name, "author_email": f"{node.name}@lab.bzzz.invalid"},
             )
             previous.append(node.addr)
@@ -119,7 +151,8 @@ class Lab:
         codes = [node.wait(left()) for node in self.nodes]
         for pool in self.workers:
             pool.wait(left())
-        self.model.stop()
+        if self.model is not None:
+            self.model.stop()
         self.forge.stop()
         return codes
 
@@ -136,71 +169,23 @@ class Lab:
         )
 
     def tasks_finished(self, reports: list[NodeStatus | None]) -> bool:
-        """Every node knows how every sample task ended (a pull request, or a failure)."""
+        """Every node knows how every sample task ended: done (its pull request, or a
+        follow-up issue) or quarantined. A failure on one node is not an end: another
+        node tries, until the task fails on claims.max_attempts nodes."""
         return all(
-            r is not None and {t.task_id for t in r.tasks if t.result_url} >= EXPECTED_TASKS
+            r is not None and {t.task_id for t in r.tasks if t.finished} >= EXPECTED_TASKS
             for r in reports
         )
 
-
-def render_lab(lab: Lab, reports: list[NodeStatus | None], elapsed: float) -> str:
-    rows: list[list[object]] = []
-    for node, report in zip(lab.nodes, reports, strict=True):
-        if report is None:
-            state = (
-                "running"
-                if node.running()
-                else f"exited {node.process.returncode if node.process else '-'}"
-            )
-            rows.append([node.name, node.peer_id[-8:], state, "-", "-", "-", "-", "-", "-", "-"])
-            continue
-        caps = report.capabilities or {}
-        rows.append(
-            [
-                node.name,
-                node.peer_id[-8:],
-                report.status,
-                f"{len(report.alive_peers())}/{len(lab.nodes) - 1}",
-                report.connections,
-                report.mesh.get("capabilities", 0),
-                f"{caps.get('cpu', '-')}",
-                len(report.tasks),
-                sum(report.messages.dropped.values()),
-                _work(report),
-            ]
-        )
-    headers = (
-        "NODE",
-        "PEER",
-        "STATE",
-        "PEERS ALIVE",
-        "LINKS",
-        "MESH",
-        "CPU%",
-        "TASKS",
-        "DROPPED",
-        "WORK",
-    )
-    view = f"Bzzz lab: {len(lab.nodes)} nodes on loopback, forge {lab.forge.url}, {elapsed:.0f}s"
-    lines = [view, "", table(headers, rows)]
-    known = next((r for r in reports if r is not None and r.tasks), None)
-    if known is not None:
-        polling = known.polling.get(SAMPLE_REPO)
-        poller = polling.poller if polling else "-"
-        lines += ["", f"tasks from {SAMPLE_REPO} (polled by {poller}):"]
-        lines += [
-            f"  {t.task_id:<14} {t.state:<9} {t.holder or '-':<12} {t.result_url or t.title}"
-            for t in known.tasks
-        ]
-    return "\n".join(lines)
-
-
-def _work(report: NodeStatus) -> str:
-    """Whether the node takes tasks: its free slots, or why it takes none."""
-    ready = report.readiness
-    if ready.takes_tasks:
-        return f"{ready.free_slots}/{ready.capacity} slots free"
-    return "takes none: " + "; ".join((report.capabilities or {}).get("cannot_run") or ["-"])
+    def pull_requests(self, reports: list[NodeStatus | None]) -> dict[str, str]:
+        """The sample tasks that ended in a pull request, with its URL."""
+        report = next((r for r in reports if r is not None), None)
+        tasks = report.tasks if report is not None else ()
+        return {
+            t.task_id: t.result_url
+            for t in tasks
+            if t.task_id in EXPECTED_TASKS and t.state == "done" and "/pull/" in t.result_url
+        }
 
 
 def run_lab(
@@ -211,23 +196,32 @@ def run_lab(
     keep: bool = False,
     until_ready: bool = False,
     until_done: bool = False,
+    model: str | None = None,
+    ollama_host: str | None = None,
+    gguf: str | None = None,
 ) -> int:
     """Run the lab until Ctrl-C, SIGTERM, SIGHUP or `duration`; with `until_ready`, stop as
     soon as the mesh has formed and every node knows the sample tasks; with `until_done`,
-    once every node knows how every sample task ended. 0 when what was waited for happened
-    and every node exited cleanly."""
+    once every node knows how every sample task ended (its pull request, or quarantined
+    after failing on claims.max_attempts nodes). 0 when what was waited for happened (for
+    `until_done`: every task has its pull request) and every node exited cleanly. The
+    model: `model` on `ollama_host`, or on the lab model server (the scripted `lab`, or
+    the GGUF model `gguf` it runs through llama.cpp)."""
     lifeline.arm_from_env()  # a lab started by a test or a tool stops when that ends
     lab_root = Path(tempfile.mkdtemp(prefix="bzzz-lab-")) if root is None else root
     removed = root is None and not keep
     progress = Progress(time.monotonic())
     codes: list[int | None] = []
-    lab = Lab(lab_root, count)
+    lab = Lab(lab_root, count, model=model, ollama_host=ollama_host, gguf=gguf)
     guard: Guard | None = None
     with stop_signals() as received:
         try:
             # First the guard, which cleans up after a lab that is killed outright.
             lab.guard = guard = Guard(remove=lab_root if removed else None)
-            say(f"lab homes in {lab_root}")
+            say(
+                f"lab homes in {lab_root}; model {lab.model_name or '(the first listed)'} at"
+                f" {lab.model_url}"
+            )
             lab.init()
             progress.started = time.monotonic()
             lab.start()
@@ -253,7 +247,10 @@ def run_lab(
     clean = sum(code == 0 for code in codes)
     where = f"removed {lab_root}" if removed else f"homes kept in {lab_root}"
     say(f"lab stopped: {clean}/{count} nodes exited cleanly; {where}")
-    reached = progress.finished_at is not None if until_done else progress.ready()
+    if until_done:
+        reached = progress.finished_at is not None and len(progress.pulls) == len(EXPECTED_TASKS)
+    else:
+        reached = progress.ready()
     return 0 if clean == count and reached else 1
 
 
@@ -290,69 +287,3 @@ def stop_signals() -> Iterator[list[int]]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-
-
-def say(text: str) -> None:
-    """Print, unless the terminal is gone (a hangup): the lab stops all the same."""
-    with contextlib.suppress(OSError):
-        print(text, flush=True)
-
-
-class Progress:
-    """What the lab has reached so far, and when; shows the live view."""
-
-    def __init__(self, started: float) -> None:
-        self.started = started
-        self.formed_at: float | None = None
-        self.tasks_at: float | None = None
-        self.finished_at: float | None = None
-        self.last_view = ""
-        self._interactive = sys.stdout.isatty()
-        self._printed_at = -1
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def update(self, lab: Lab, reports: list[NodeStatus | None]) -> None:
-        if self.formed_at is None and lab.mesh_complete(reports):
-            self.formed_at = self.elapsed()
-        if self.tasks_at is None and lab.tasks_known(reports):
-            self.tasks_at = self.elapsed()
-        if self.finished_at is None and lab.tasks_finished(reports):
-            self.finished_at = self.elapsed()
-        self.last_view = render_lab(lab, reports, self.elapsed())
-
-    def ready(self) -> bool:
-        return self.formed_at is not None and self.tasks_at is not None
-
-    def show(self) -> None:
-        text = "\n\n".join([self.last_view, *self.status_lines()])
-        if self._interactive:
-            say("\x1b[2J\x1b[H" + text + "\n\nCtrl-C stops the lab.")
-        elif int(self.elapsed()) // 5 != self._printed_at:  # a snapshot every 5 s in a log
-            self._printed_at = int(self.elapsed()) // 5
-            say(text + "\n")
-
-    def status_lines(self) -> list[str]:
-        lines = []
-        if self.formed_at is None:
-            lines.append(
-                "the mesh has not formed (node logs: each home's node.out; keep them with --keep)"
-            )
-        else:
-            lines.append(
-                f"mesh formed: every node hears every other, {self.formed_at:.1f}s after start"
-            )
-        if self.tasks_at is None:
-            lines.append("not every node knows the sample tasks yet")
-        else:
-            lines.append(
-                f"tasks announced: every node knows the {len(EXPECTED_TASKS)} tasks,"
-                f" {self.tasks_at:.1f}s after start"
-            )
-        if self.finished_at is not None:
-            lines.append(
-                f"tasks finished: every node knows each task's result,"
-                f" {self.finished_at:.1f}s after start"
-            )
-        return lines

@@ -1,9 +1,11 @@
-"""The lab model server: a stand-in for ollama that answers from scripts. Not an LLM.
+"""The lab model server: a stand-in for ollama that answers from scripts, or from a real
+GGUF model run by llama.cpp.
 
-No ollama server or model can run in the lab or in tests, so Bzzz drives the real
-`ollama` client against this HTTP server, which speaks ollama's API where Bzzz depends on
-it and replies as its responders say: a `Scripted` list of steps, or the sample
-repository's `Playbook`. To use a real model, point the node's `ollama_host` at ollama.
+No ollama server can run in the lab or in tests, so Bzzz drives the real `ollama` client
+against this HTTP server, which speaks ollama's API where Bzzz depends on it and replies
+as its models say: a `Scripted` list of steps, the sample repository's `Playbook`, or a
+`LlamaModel` (a real small model: `gguf_models(["smollm2"])`). To use ollama itself,
+point the node's `ollama_host` at it.
 
     with LabModelServer(models={"coder": Scripted([run_step("ls"), done_step("ok")])}) as lab:
         client = ollama.Client(host=lab.url, timeout=10)
@@ -12,7 +14,9 @@ See docs/labmodel.md.
 """
 
 from bzzz.lab.model.chat import ChatRequest, Message
-from bzzz.lab.model.registry import LoggedRequest
+from bzzz.lab.model.generative import Finished, Generative
+from bzzz.lab.model.gguf import Gguf, GgufNotFound, find_gguf, gguf_models
+from bzzz.lab.model.registry import Backend, LoggedRequest
 from bzzz.lab.model.responders import (
     NO_PLAYBOOK_SUMMARY,
     Embedding,
@@ -42,8 +46,13 @@ from bzzz.lab.model.steps import (
 __all__ = [
     "LAB_MODEL",
     "NO_PLAYBOOK_SUMMARY",
+    "Backend",
     "ChatRequest",
     "Embedding",
+    "Finished",
+    "Generative",
+    "Gguf",
+    "GgufNotFound",
     "HttpError",
     "LabModelServer",
     "LoggedRequest",
@@ -60,6 +69,8 @@ __all__ = [
     "ToolCall",
     "default_models",
     "done_step",
+    "find_gguf",
+    "gguf_models",
     "load_script",
     "parse_script",
     "parse_step",

@@ -34,9 +34,11 @@ from bzzz.lab.model.chat import (
     parse_chat,
     parse_generate,
 )
+from bzzz.lab.model.generated import answer_generated
+from bzzz.lab.model.generative import Generative
 from bzzz.lab.model.httpd import BadBody, Exchange
 from bzzz.lab.model.registry import LoggedRequest, ModelRegistry, RequestLog
-from bzzz.lab.model.responders import Scripted
+from bzzz.lab.model.responders import Responder, Scripted
 from bzzz.lab.model.steps import (
     HttpError,
     Reply,
@@ -55,6 +57,7 @@ from bzzz.lab.model.wire import (
     final,
     generate_chunk,
     generate_stream,
+    pieces,
     prompt_tokens,
     ps_entry,
     show_body,
@@ -172,6 +175,20 @@ class LabModelApp:
             self._log(exchange, 200, request, "load")
             self._send(exchange, request, [_final(request, "", [], None, "load")])
             return
+        if isinstance(responder, Generative):  # a real model: logged once it has answered
+            answer_generated(
+                exchange,
+                request,
+                responder,
+                received,
+                lambda status, kind, ending: self._log(exchange, status, request, kind, ending),
+            )
+            return
+        self._scripted(exchange, request, responder, received)
+
+    def _scripted(
+        self, exchange: Exchange, request: ChatRequest, responder: Responder, received: int
+    ) -> None:
         try:
             reply = responder(request)
         except Exception as exc:
@@ -179,15 +196,21 @@ class LabModelApp:
             self._log(exchange, 500, request, "error")
             exchange.send_json(500, {"error": f"lab model '{request.model}' failed: {exc}"})
             return
-        self._log(exchange, _status(reply, request), request, _kind(reply))
+        reply, reason = _within_num_predict(request, reply)
+        counted = None
+        if isinstance(reply, Text | ToolCall):
+            prompt, generated = _counts(request, reply)
+            counted = {"prompt_eval_count": prompt, "eval_count": generated, "done_reason": reason}
+        self._log(exchange, _status(reply, request), request, _kind(reply), counted)
         decided = time.monotonic_ns()
         if reply.delay and self.stopping.wait(reply.delay):
             exchange.drop()  # the server is stopping: a hung model never answers
             return
-        self._answer(exchange, request, reply, _Clock(received, decided, time.monotonic_ns()))
+        clock = _Clock(received, decided, time.monotonic_ns())
+        self._answer(exchange, request, reply, clock, reason)
 
     def _answer(
-        self, exchange: Exchange, request: ChatRequest, reply: Reply, clock: _Clock
+        self, exchange: Exchange, request: ChatRequest, reply: Reply, clock: _Clock, reason: str
     ) -> None:
         if isinstance(reply, HttpError):
             exchange.send_json(reply.status, {"error": reply.message})
@@ -201,19 +224,15 @@ class LabModelApp:
             exchange.end_stream()
         else:
             content, tool_calls = _message(request, reply)
-            generated = count_tokens(content) + sum(
-                count_tokens(json.dumps(call)) for call in tool_calls
-            )
-            prompt = prompt_tokens(request)
+            usage = clock.usage(*_counts(request, reply))
             if request.stream:
                 exchange.start_stream()
                 for chunk in _chunks(request, content, tool_calls):
                     exchange.stream_line(chunk)
-                exchange.stream_line(_final(request, "", [], clock.usage(prompt, generated)))
+                exchange.stream_line(_final(request, "", [], usage, reason))
                 exchange.end_stream()
             else:
-                usage = clock.usage(prompt, generated)
-                exchange.send_json(200, _final(request, content, tool_calls, usage))
+                exchange.send_json(200, _final(request, content, tool_calls, usage, reason))
 
     def _send(self, exchange: Exchange, request: ChatRequest, chunks: list[dict[str, Any]]) -> None:
         if not request.stream:
@@ -263,7 +282,15 @@ class LabModelApp:
         )
         exchange.send_bytes(status, "text/plain; charset=utf-8", text)
 
-    def _log(self, exchange: Exchange, status: int, request: ChatRequest, reply: str) -> None:
+    def _log(
+        self,
+        exchange: Exchange,
+        status: int,
+        request: ChatRequest,
+        reply: str,
+        ending: Mapping[str, Any] | None = None,
+    ) -> None:
+        ending = ending or {}
         self.requests.add(
             LoggedRequest(
                 exchange.command,
@@ -277,6 +304,9 @@ class LabModelApp:
                 format=request.format_kind,
                 tools=len(request.tools),
                 reply=reply,
+                prompt_eval_count=ending.get("prompt_eval_count"),
+                eval_count=ending.get("eval_count"),
+                done_reason=ending.get("done_reason"),
             )
         )
 
@@ -289,6 +319,29 @@ def _message(request: ChatRequest, reply: Text | ToolCall) -> tuple[str, list[di
         return "", tool_calls_json(reply)
     # /api/generate has no tool calls: the call comes as the text a model would write
     return json.dumps({"name": reply.name, "arguments": dict(reply.arguments)}), []
+
+
+def _counts(request: ChatRequest, reply: Text | ToolCall) -> tuple[int, int]:
+    """The crude counts: prompt and reply words (a tool call counts as its JSON)."""
+    content, tool_calls = _message(request, reply)
+    generated = count_tokens(content) + sum(count_tokens(json.dumps(c)) for c in tool_calls)
+    return prompt_tokens(request), generated
+
+
+def _within_num_predict(request: ChatRequest, reply: Reply) -> tuple[Reply, str]:
+    """A text longer than the request's `num_predict` (in words, the lab's tokens) is cut
+    there, and its `done_reason` is "length", as ollama answers."""
+    limit = request.options.get("num_predict")
+    if not isinstance(reply, Text) or not isinstance(limit, int) or limit <= 0:
+        return reply, "stop"
+    kept: list[str] = []
+    words = 0
+    for piece in pieces(reply.content):
+        words += bool(piece.strip())
+        if words > limit:
+            return Text("".join(kept), reply.delay), "length"
+        kept.append(piece)
+    return reply, "stop"
 
 
 def _chunks(

@@ -9,8 +9,11 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from bzzz.lab.model.generative import Generative
 from bzzz.lab.model.responders import Responder
-from bzzz.lab.model.wire import CHAT_CAPABILITIES, KEEP_ALIVE, ModelInfo, canonical
+from bzzz.lab.model.wire import CHAT_CAPABILITIES, KEEP_ALIVE, ModelCard, ModelInfo, canonical
+
+Backend = Responder | Generative  # a script or playbook, or a model that writes its replies
 
 
 class ModelRegistry:
@@ -20,17 +23,18 @@ class ModelRegistry:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._models: dict[str, tuple[Responder, ModelInfo]] = {}
+        self._models: dict[str, tuple[Backend, ModelInfo]] = {}
         self._order: dict[str, int] = {}  # registration order: ties of modified_at
         self._registered = itertools.count(1)
         self._last_used: dict[str, datetime] = {}
 
-    def register(self, name: str, responder: Responder) -> ModelInfo:
+    def register(self, name: str, responder: Backend) -> ModelInfo:
         if not name.strip():
             raise ValueError("a model name may not be empty")
         capabilities = tuple(getattr(responder, "capabilities", CHAT_CAPABILITIES))
+        card = getattr(responder, "card", ModelCard())
         kind = type(responder).__name__
-        info = ModelInfo(canonical(name), datetime.now(UTC), kind, capabilities)
+        info = ModelInfo(canonical(name), datetime.now(UTC), kind, capabilities, card)
         with self._lock:
             self._models[info.name] = (responder, info)
             self._order[info.name] = next(self._registered)
@@ -42,7 +46,7 @@ class ModelRegistry:
             self._order.pop(canonical(name), None)
             return self._models.pop(canonical(name), None) is not None
 
-    def get(self, name: str) -> tuple[Responder, ModelInfo] | None:
+    def get(self, name: str) -> tuple[Backend, ModelInfo] | None:
         with self._lock:
             return self._models.get(canonical(name))
 
@@ -82,6 +86,9 @@ class LoggedRequest:
     format: str | None = None  # "json", "schema" or None
     tools: int = 0
     reply: str | None = None  # text, tool_call, http_error, stream_error or load
+    prompt_eval_count: int | None = None  # the counts and reason of a reply's final chunk
+    eval_count: int | None = None
+    done_reason: str | None = None
     seq: int = 0  # set by the log: 1, 2, ...
     time: float = 0.0  # set by the log: epoch seconds
 

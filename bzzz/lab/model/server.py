@@ -8,25 +8,27 @@ from collections.abc import Mapping
 from bzzz.lab.httpserver import BackgroundServer
 from bzzz.lab.model.app import LabModelApp
 from bzzz.lab.model.httpd import LabHTTPServer
-from bzzz.lab.model.registry import LoggedRequest, ModelRegistry, RequestLog
-from bzzz.lab.model.responders import Responder, Scripted, sample_playbook
+from bzzz.lab.model.registry import Backend, LoggedRequest, ModelRegistry, RequestLog
+from bzzz.lab.model.responders import Scripted, sample_playbook
 from bzzz.lab.model.steps import Reply
 from bzzz.lab.model.wire import ModelInfo
 
 LAB_MODEL = "lab"
 
 
-def default_models() -> dict[str, Responder]:
+def default_models() -> dict[str, Backend]:
     """The lab's model: `lab`, which plays the sample repository's playbook."""
     return {LAB_MODEL: sample_playbook()}
 
 
 class LabModelServer(BackgroundServer):
-    """ollama's HTTP API on `host:port` (0: a free port), answered by scripted responders.
+    """ollama's HTTP API on `host:port` (0: a free port), answered by its models.
 
-    It is not a language model: every reply comes from a `Responder` (a script or a
-    playbook). `models` maps model names to responders; None serves `default_models()`.
-    `url` is what to give `ollama.Client(host=...)` or a node's `ollama_host`.
+    A model is scripted (a `Responder`: a script or a playbook, not a language model) or
+    `Generative`: a real one, such as a GGUF file run by llama.cpp
+    (`bzzz.lab.model.llama`). `models` maps model names to them; None serves
+    `default_models()`. `url` is what to give `ollama.Client(host=...)` or a node's
+    `ollama_host`.
     """
 
     kind = "lab model server"
@@ -35,7 +37,7 @@ class LabModelServer(BackgroundServer):
         self,
         host: str = "127.0.0.1",
         port: int = 0,
-        models: Mapping[str, Responder] | None = None,
+        models: Mapping[str, Backend] | None = None,
     ) -> None:
         super().__init__(host, port)
         self._models = ModelRegistry()
@@ -53,7 +55,7 @@ class LabModelServer(BackgroundServer):
         """Scripted delays end now, so that their connections can close."""
         self._stopping_event.set()
 
-    def register(self, name: str, responder: Responder) -> ModelInfo:
+    def register(self, name: str, responder: Backend) -> ModelInfo:
         """Serve `responder` as model `name` (replacing any model of that name)."""
         return self._models.register(name, responder)
 

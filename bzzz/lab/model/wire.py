@@ -107,6 +107,22 @@ def generate_stream(model: str, text: str) -> Iterator[dict[str, Any]]:
 
 
 @dataclass(frozen=True)
+class ModelCard:
+    """What ollama tells of a model's weights: a scripted model has none; a GGUF model
+    served through llama.cpp (bzzz/lab/model/llama.py) has its own."""
+
+    family: str = FAMILY
+    format: str = "script"
+    parameter_size: str = "0"
+    quantization_level: str = "none"
+    size: int = 0  # bytes of weights
+    parameter_count: int = 0
+    context_length: int = CONTEXT_LENGTH
+    template: str = "{{ .Prompt }}"
+    about: str = "a scripted Bzzz lab model, not an LLM"
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What the server says about a registered model."""
 
@@ -114,6 +130,7 @@ class ModelInfo:
     modified_at: datetime
     kind: str  # the responder's class name, shown in /api/show
     capabilities: tuple[str, ...] = CHAT_CAPABILITIES  # as /api/show reports them
+    card: ModelCard = ModelCard()
 
     @property
     def chats(self) -> bool:
@@ -125,14 +142,14 @@ class ModelInfo:
         return hashlib.sha256(f"{self.name}\0{self.kind}".encode()).hexdigest()
 
 
-def details() -> dict[str, Any]:
+def details(card: ModelCard) -> dict[str, Any]:
     return {
         "parent_model": "",
-        "format": "script",
-        "family": FAMILY,
-        "families": [FAMILY],
-        "parameter_size": "0",
-        "quantization_level": "none",
+        "format": card.format,
+        "family": card.family,
+        "families": [card.family],
+        "parameter_size": card.parameter_size,
+        "quantization_level": card.quantization_level,
     }
 
 
@@ -141,9 +158,9 @@ def tags_entry(info: ModelInfo) -> dict[str, Any]:
         "name": info.name,
         "model": info.name,
         "modified_at": timestamp(info.modified_at),
-        "size": 0,  # there are no weights
+        "size": info.card.size,
         "digest": info.digest,
-        "details": details(),
+        "details": details(info.card),
     }
 
 
@@ -151,26 +168,27 @@ def ps_entry(info: ModelInfo, last_used: datetime) -> dict[str, Any]:
     return {
         "name": info.name,
         "model": info.name,
-        "size": 0,
+        "size": info.card.size,
         "digest": info.digest,
-        "details": details(),
+        "details": details(info.card),
         "expires_at": timestamp(last_used + KEEP_ALIVE),
         "size_vram": 0,
-        "context_length": CONTEXT_LENGTH,
+        "context_length": info.card.context_length,
     }
 
 
 def show_body(info: ModelInfo) -> dict[str, Any]:
+    card = info.card
     return {
         "license": "",
-        "modelfile": f"# {info.name}: a scripted Bzzz lab model ({info.kind}), not an LLM\n",
+        "modelfile": f"# {info.name}: {card.about} ({info.kind})\n",
         "parameters": "",
-        "template": "{{ .Prompt }}",
-        "details": details(),
+        "template": card.template,
+        "details": details(card),
         "model_info": {
-            "general.architecture": FAMILY,
-            "general.parameter_count": 0,
-            f"{FAMILY}.context_length": CONTEXT_LENGTH,
+            "general.architecture": card.family,
+            "general.parameter_count": card.parameter_count,
+            f"{card.family}.context_length": card.context_length,
         },
         "capabilities": list(info.capabilities),
         "modified_at": timestamp(info.modified_at),
