@@ -19,6 +19,7 @@ from bzzz.lab.forge import LocalForge
 from bzzz.lab.model import (
     ChatRequest,
     Embedding,
+    HttpError,
     LabModelServer,
     Reply,
     Scripted,
@@ -28,7 +29,7 @@ from bzzz.lab.model import (
     run_step,
 )
 from bzzz.lab.sample import FILES, ISSUES, SAMPLE_NAME, SAMPLE_OWNER, SAMPLE_REPO
-from bzzz.work import TaskSpec
+from bzzz.work import DECLINED, TaskSpec
 from tests.conftest import seeded_forge
 from workers import agent
 from workers.sandbox import SandboxUnavailable, choose_backend
@@ -101,6 +102,10 @@ def model() -> Iterator[LabModelServer]:
         **default_models(),
         "babbler": Scripted([Text("Let me think about it.")]),
         "snoop": snoop,
+        "idle": Scripted([done_step("Nothing needed doing.")]),
+        "crashing": Scripted(
+            [run_step("ls"), HttpError(500, "llama runner process has terminated")]
+        ),
     }
     with LabModelServer(models=models) as running:
         yield running
@@ -208,6 +213,10 @@ def test_a_task_that_fails_leaves_one_failure_report(context: Context, forge: Lo
     reports = [c for c in comments if "could not finish this task" in c.body]
     assert len(reports) == 1
     assert "Model `babbler:latest` (the task's model)," in reports[0].body
+    # the report names the model's behaviour, shows its last reply and its calls
+    assert "**The model's behaviour** ended the attempt, not this node" in reports[0].body
+    assert "## The model's last reply\n```\nLet me think about it.\n```" in reports[0].body
+    assert "4 model calls: prompts of" in reports[0].body
     assert reports[0].html_url == outcome.result_url
     assert (
         GitHubForge(forge.api_url, Token(TOKEN), seconds_between_writes=0).list_pull_requests(
@@ -241,8 +250,9 @@ def test_no_model_that_can_chat_fails_the_task_saying_why(
     context.settings = replace(
         context.settings, agent=replace(context.settings.agent, model="nomic-embed-text")
     )
-    for name in ("lab", "babbler", "snoop"):
-        model.unregister(name)
+    for info in model.models():
+        if info.name != "nomic-embed-text:latest":
+            model.unregister(info.name)
     outcome = agent.run(spec(3), context)
     assert not outcome.succeeded
     assert "no model that can chat" in outcome.reason
@@ -276,3 +286,30 @@ def test_the_token_reaches_neither_the_sandbox_nor_the_results(
     assert TOKEN not in git(checkout, "log", "-p", "--all")
     leftovers = list((context.settings.home / "workspaces").glob("*"))
     assert leftovers == []  # the workspace was removed
+
+
+def test_a_model_that_does_nothing_is_told_so_then_fails_the_attempt(
+    context: Context, forge: LocalForge, model: LabModelServer
+) -> None:
+    outcome = agent.run(spec(2, model="idle"), context)
+    assert not outcome.succeeded
+    assert outcome.result_type == "failure"  # a real attempt, counted
+    assert outcome.reason == "the model finished without changing anything"
+    calls = [r for r in model.requests() if r.path == "/api/chat" and r.model == "idle:latest"]
+    assert len(calls) == 3  # done; "no command ran"; done; "no change"; done
+    (report,) = GitHubForge(forge.api_url, Token(TOKEN), seconds_between_writes=0).get_comments(
+        SAMPLE_REPO, 2
+    )
+    assert "**The model** said it was done but changed nothing" in report.body
+    assert "Nothing needed doing." in report.body
+
+
+def test_a_model_server_that_fails_mid_task_is_the_nodes_problem(
+    context: Context, forge: LocalForge
+) -> None:
+    outcome = agent.run(spec(2, model="crashing"), context)
+    assert outcome.result_type == DECLINED  # let go: no attempt used, nothing posted
+    assert "llama runner process has terminated" in outcome.reason
+    reader = GitHubForge(forge.api_url, Token(TOKEN), seconds_between_writes=0)
+    assert reader.get_comments(SAMPLE_REPO, 2) == []
+    assert reader.list_pull_requests(SAMPLE_REPO) == []

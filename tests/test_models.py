@@ -9,18 +9,27 @@ from pathlib import Path
 import pytest
 
 from bzzz.lab.model import (
+    ChatRequest,
     Embedding,
     HttpError,
     LabModelServer,
+    Reply,
     Responder,
     Scripted,
     Text,
     done_step,
     run_step,
 )
-from tests.test_loop import TASK, Shell
-from workers.loop import Budget, Ending, ModelFailed, ModelUnreachable, run_loop
-from workers.models import ModelChoice, OllamaChat, choose_model
+from tests.test_loop import RUNAWAY, TASK, Shell
+from workers.loop import Budget, Cause, Ending, ModelFailed, ModelUnreachable, run_loop
+from workers.models import ModelChoice, ModelOptions, OllamaChat, choose_model, fit_options
+
+SEEN: list[ChatRequest] = []
+
+
+def recording(request: ChatRequest) -> Reply:
+    SEEN.append(request)
+    return Scripted([run_step("true"), done_step("ran true")])(request)
 
 
 @pytest.fixture
@@ -36,7 +45,13 @@ def server() -> Iterator[LabModelServer]:
         "babbler": Scripted([Text("I think we should refactor everything.")]),
         "sleepy": Scripted([Text("{}", delay=30)]),
         "broken": Scripted([HttpError(500, "out of memory")]),
+        "runaway": Scripted([Text(RUNAWAY + " test.php" * 300)]),
+        "overflow": Scripted(
+            [HttpError(400, "the request exceeds the available context size, try increasing it")]
+        ),
+        "recording": recording,
     }
+    SEEN.clear()
     with LabModelServer(models=models) as running:
         yield running
 
@@ -68,9 +83,43 @@ def test_model_failures_end_the_loop_with_the_reason(
     assert broken.ending is Ending.MODEL_FAILED
     assert "out of memory" in broken.reason
     hung = run_loop(TASK, OllamaChat(server.url, "sleepy", 0.5), Shell(tmp_path), Budget())
-    assert hung.ending is Ending.MODEL_UNREACHABLE
+    assert hung.ending is Ending.MODEL_SLOW  # the server took the request: a slow model
+    assert hung.cause is Cause.MODEL
     closed = run_loop(TASK, OllamaChat("http://127.0.0.1:9", "coder", 2), Shell(tmp_path), Budget())
-    assert closed.ending is Ending.MODEL_UNREACHABLE
+    assert closed.ending is Ending.MODEL_UNREACHABLE  # no server: this node's problem
+    assert closed.cause is Cause.NODE
+    overflow = run_loop(TASK, OllamaChat(server.url, "overflow", 10), Shell(tmp_path), Budget())
+    assert overflow.ending is Ending.CONTEXT
+    assert len([r for r in server.requests() if r.model == "overflow"]) == 2  # fitted again once
+
+
+def test_every_call_carries_the_options_and_a_cut_reply_is_known(
+    server: LabModelServer, tmp_path: Path
+) -> None:
+    options = ModelOptions(num_ctx=4096, num_predict=64, temperature=0.2)
+    result = run_loop(
+        TASK, OllamaChat(server.url, "recording", 10, options), Shell(tmp_path), Budget()
+    )
+    assert result.done
+    assert [dict(r.options) for r in SEEN] == [options.as_json()] * 2
+    assert all(r.format is not None and "anyOf" in r.format for r in SEEN)
+    # a reply longer than num_predict is cut by the server, done_reason "length"
+    chat = OllamaChat(server.url, "runaway", 10, options)
+    reply = chat.chat([{"role": "user", "content": "go"}], timeout=5)
+    assert reply.cut
+    assert reply.reply_tokens == 64
+    (logged,) = [r for r in server.requests() if r.model == "runaway"]
+    assert (logged.done_reason, logged.eval_count) == ("length", 64)
+    runaway = run_loop(TASK, chat, Shell(tmp_path), Budget(max_bad_replies=1))
+    assert runaway.ending is Ending.RUNAWAY
+
+
+def test_options_fit_the_models_context() -> None:
+    assert fit_options(8192, 1024, 0.0, 32768) == ModelOptions(8192, 1024, 0.0)
+    assert fit_options(8192, 1024, 0.0, 2048) == ModelOptions(2048, 512, 0.0)  # a small model
+    assert fit_options(0, 1024, 0.0, 131072) == ModelOptions(131072, 1024, 0.0)  # all it has
+    assert fit_options(0, 1024, 0.0, None) == ModelOptions(2048, 512, 0.0)  # nothing reported
+    assert fit_options(1024, 1024, 0.0, None).num_predict == 256
 
 
 @contextlib.contextmanager
@@ -87,6 +136,7 @@ CAN_CHAT = Scripted([done_step("ok")])
 def test_the_tasks_model_comes_first_then_the_configured_one(server: LabModelServer) -> None:
     task = choose_model("coder", "babbler", server.url, 5)
     assert (task.name, task.reason, task.passed_over) == ("coder:latest", "the task's model", ())
+    assert task.context_length == 32768  # from /api/show's model_info
     configured = choose_model("ollama", "babbler", server.url, 5)
     assert (configured.name, configured.reason) == ("babbler:latest", "agent.model")
     assert choose_model("any", "babbler:latest", server.url, 5).name == "babbler:latest"

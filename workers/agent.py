@@ -17,6 +17,7 @@ from workers.executors import Context, Outcome, declined
 from workers.git_access import WorkspaceError, node_identity
 from workers.loop import (
     Budget,
+    Cause,
     CommandResult,
     LoopResult,
     ModelFailed,
@@ -26,10 +27,10 @@ from workers.loop import (
     TaskText,
     run_loop,
 )
-from workers.models import OllamaChat, choose_model
+from workers.models import ModelChoice, OllamaChat, choose_model, fit_options
 from workers.results import RunFacts, deliver, report_failure
 from workers.sandbox import Sandbox, SandboxError, open_sandbox
-from workers.workspace import prepare
+from workers.workspace import Workspace, prepare
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
     except (ForgeError, WorkspaceError) as exc:
         return declined(spec, f"could not set up the repository: {exc}")
     with workspace:
+        problem = None  # of this node: the task is declined
         try:
             with open_sandbox(settings.sandbox, workspace.path) as sandbox:
                 task = TaskText(
@@ -99,15 +101,22 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
                     workspace.branch,
                     workspace.base,
                 )
-                loop = _reason(task, context, model, sandbox)
+                loop = _reason(task, context, choice, sandbox, workspace)
         except SandboxError as exc:
-            return declined(spec, f"the sandbox failed: {exc}")
+            problem = f"the sandbox failed: {exc}"
+        else:
+            if loop.cause is Cause.NODE:  # the model server or the sandbox
+                problem = loop.reason
+        if problem is not None:
+            log.warning("%s: %s; declining the task", spec.task_id, problem)
+            return declined(spec, problem)
         facts = replace(facts, seconds=time.monotonic() - started)
         log.info(
-            "%s: %s after %d commands, %d tokens",
+            "%s: %s after %d commands, %d model calls, %d tokens",
             spec.task_id,
             loop.reason,
             len(loop.steps),
+            loop.model_calls,
             loop.tokens,
         )
         try:
@@ -124,8 +133,21 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
             return failed(f"could not deliver the result: {exc}", loop.steps)
 
 
-def _reason(task: TaskText, context: Context, model: str, sandbox: Sandbox) -> LoopResult:
+def _reason(
+    task: TaskText, context: Context, choice: ModelChoice, sandbox: Sandbox, workspace: Workspace
+) -> LoopResult:
     agent = context.settings.agent
+    options = fit_options(
+        agent.num_ctx, agent.num_predict, agent.temperature, choice.context_length
+    )
+    log.info(
+        "%s#%d: context window %d tokens (model: %s), replies up to %d tokens",
+        task.repo,
+        task.number,
+        options.num_ctx,
+        choice.context_length or "not reported",
+        options.num_predict,
+    )
     budget = Budget(
         max_steps=agent.max_steps,
         wall_time=agent.wall_time,
@@ -135,8 +157,12 @@ def _reason(task: TaskText, context: Context, model: str, sandbox: Sandbox) -> L
         max_repeats=agent.max_repeats,
         max_bad_replies=agent.max_bad_replies,
         output_chars=agent.output_chars,
+        model_timeout=agent.model_timeout,
+        context_window=options.num_ctx,
+        reply_tokens=options.num_predict,
     )
-    chat = OllamaChat(context.settings.capabilities.ollama_host, model, agent.model_timeout)
+    host = context.settings.capabilities.ollama_host
+    chat = OllamaChat(host, choice.name, agent.model_timeout, options)
     steps = 0
 
     def progress(step: Step) -> None:
@@ -151,6 +177,7 @@ def _reason(task: TaskText, context: Context, model: str, sandbox: Sandbox) -> L
         budget,
         keep_going=_at_most_every(HOLD_CHECK_INTERVAL, context.still_holds),
         on_step=progress,
+        changed=workspace.changed,
     )
 
 

@@ -2,8 +2,16 @@
 the output goes back, until the model says it is done or a budget runs out.
 
 It knows nothing of git, forges or ollama: the model and the sandbox are passed in
-(`ChatModel`, `CommandRunner`), so the loop is tested against scripted ones and run
-against `OllamaChat` and a real sandbox.
+(`ChatModel`, `CommandRunner`, in workers/ports.py), so the loop is tested against
+scripted ones and run against `OllamaChat` and a real sandbox. What a reply must be
+is in workers/replies.py; keeping the conversation within the model's context window,
+in workers/context.py.
+
+Every call is bounded: its reply by `reply_tokens` (num_predict), its prompt by the
+context window, its time by the smaller of `model_timeout` and the wall time left. A
+reply cut at the limit is answered "too long, be brief"; a `done` before any command
+ran, or with nothing changed, goes back to the model once with the reason; a command
+about to be repeated to no effect is pointed out before the loop gives up on it.
 """
 
 from __future__ import annotations
@@ -12,212 +20,80 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Callable
 from importlib import resources
-from typing import Any, Protocol
 
-from bzzz.errors import BzzzError
+from workers.context import Turn, Window
+from workers.outcome import (
+    Budget,
+    Call,
+    Cause,
+    Ending,
+    LoopResult,
+    Step,
+    TaskText,
+    head_and_tail,
+)
+from workers.ports import (
+    ChatModel,
+    CommandResult,
+    CommandRunner,
+    ContextExceeded,
+    ModelError,
+    ModelFailed,
+    ModelReply,
+    ModelSlow,
+    ModelUnreachable,
+    RunnerBroke,
+)
+from workers.replies import (
+    COMMAND_CHARS,
+    REPLY_SCHEMA,
+    BadReply,
+    Done,
+    FollowUp,
+    Run,
+    as_text,
+    parse_reply,
+)
 
-MAX_COMMAND_CHARS = 4000
+MAX_COMMAND_CHARS = COMMAND_CHARS
+LAST_REPLY_CHARS = 2000  # of the model's last reply, kept for the failure report
 
-REPLY_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "thought": {"type": "string"},
-        "action": {"type": "string", "enum": ["run", "done"]},
-        "command": {"type": "string"},
-        "summary": {"type": "string"},
-        "issues": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"title": {"type": "string"}, "body": {"type": "string"}},
-                "required": ["title"],
-            },
-        },
-    },
-    "required": ["action"],
-}
+__all__ = [
+    "MAX_COMMAND_CHARS",
+    "REPLY_SCHEMA",
+    "BadReply",
+    "Budget",
+    "Call",
+    "Cause",
+    "ChatModel",
+    "CommandResult",
+    "CommandRunner",
+    "ContextExceeded",
+    "Done",
+    "Ending",
+    "FollowUp",
+    "LoopResult",
+    "ModelError",
+    "ModelFailed",
+    "ModelReply",
+    "ModelSlow",
+    "ModelUnreachable",
+    "Run",
+    "RunnerBroke",
+    "Step",
+    "TaskText",
+    "head_and_tail",
+    "parse_reply",
+    "prompt",
+    "run_loop",
+]
 
 
 def prompt(name: str) -> str:
     """A prompt template shipped in workers/prompts/."""
     return resources.files("workers").joinpath("prompts", f"{name}.md").read_text("utf-8")
-
-
-# ---- what the model says -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FollowUp:
-    title: str
-    body: str
-
-
-@dataclass(frozen=True)
-class Run:
-    command: str
-    thought: str = ""
-
-
-@dataclass(frozen=True)
-class Done:
-    summary: str
-    issues: tuple[FollowUp, ...] = ()
-
-
-class BadReply(ValueError):
-    """A reply the loop cannot act on; the message is shown to the model."""
-
-
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.S)
-
-
-def parse_reply(text: str) -> Run | Done:
-    fenced = _FENCE.match(text)
-    try:
-        reply = json.loads(fenced.group(1) if fenced else text)
-    except ValueError:
-        raise BadReply("it is not JSON") from None
-    if not isinstance(reply, dict):
-        raise BadReply("it is not a JSON object")
-    action = reply.get("action")
-    thought = reply.get("thought") if isinstance(reply.get("thought"), str) else ""
-    if action == "run":
-        command = reply.get("command")
-        if not isinstance(command, str) or not command.strip():
-            raise BadReply('"run" needs a non-empty "command" string')
-        if len(command) > MAX_COMMAND_CHARS:
-            raise BadReply(f"the command is longer than {MAX_COMMAND_CHARS} characters")
-        return Run(command, str(thought))
-    if action == "done":
-        summary = reply.get("summary", "")
-        issues = reply.get("issues") or []
-        if not isinstance(summary, str) or not isinstance(issues, list):
-            raise BadReply('"summary" must be a string and "issues" a list')
-        follow_ups = []
-        for issue in issues:
-            if not isinstance(issue, dict) or not isinstance(issue.get("title"), str):
-                raise BadReply('each of "issues" needs a "title" string')
-            body = issue.get("body", "")
-            follow_ups.append(FollowUp(issue["title"][:200], body if isinstance(body, str) else ""))
-        return Done(summary, tuple(follow_ups))
-    raise BadReply('"action" must be "run" or "done"')
-
-
-# ---- the parts passed in -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelReply:
-    content: str
-    tokens: int  # prompt and reply tokens this call used
-
-
-class ModelError(BzzzError):
-    """Asking the model failed."""
-
-
-class ModelUnreachable(ModelError):
-    """The model server did not answer (refused, timed out)."""
-
-
-class ModelFailed(ModelError):
-    """The model server answered with an error (unknown model, server error)."""
-
-
-class ChatModel(Protocol):
-    name: str
-
-    def chat(self, messages: Sequence[Mapping[str, str]]) -> ModelReply: ...
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    exit_code: int
-    output: str
-    timed_out: bool
-    truncated: bool
-
-
-class CommandRunner(Protocol):
-    def run(self, command: str, timeout: float) -> CommandResult: ...
-
-
-class RunnerBroke(BzzzError):
-    """The sandbox itself failed (not the command): the loop cannot go on."""
-
-
-# ---- the loop ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Budget:
-    max_steps: int = 30
-    wall_time: float = 1800.0
-    max_tokens: int = 200_000
-    command_timeout: float = 120.0
-    max_timeouts: int = 3  # consecutive commands that timed out
-    max_repeats: int = 3  # the same command with the same output
-    max_bad_replies: int = 3  # consecutive replies that could not be used
-    output_chars: int = 8000  # of a command's output shown to the model (head and tail)
-
-
-class Ending(StrEnum):
-    DONE = "done"
-    STEPS = "step budget spent"
-    WALL_TIME = "wall-time budget spent"
-    TOKENS = "token budget spent"
-    TIMEOUTS = "commands kept timing out"
-    REPEATING = "the same command kept giving the same output"
-    UNPARSABLE = "the model's replies could not be used"
-    MODEL_UNREACHABLE = "the model server did not answer"
-    MODEL_FAILED = "the model server failed"
-    SANDBOX_BROKE = "the sandbox failed"
-    STOPPED = "stopped: the claim is no longer held"
-
-
-@dataclass(frozen=True)
-class Step:
-    command: str
-    exit_code: int
-    output: str  # as shown to the model
-    timed_out: bool
-
-
-@dataclass
-class LoopResult:
-    ending: Ending
-    reason: str  # the ending, with details
-    summary: str = ""
-    issues: tuple[FollowUp, ...] = ()
-    steps: list[Step] = field(default_factory=list)
-    tokens: int = 0
-    model_calls: int = 0
-
-    @property
-    def done(self) -> bool:
-        return self.ending is Ending.DONE
-
-
-@dataclass(frozen=True)
-class TaskText:
-    repo: str
-    number: int
-    title: str
-    body: str
-    branch: str
-    base: str
-
-
-def head_and_tail(text: str, limit: int) -> tuple[str, bool]:
-    if len(text) <= limit:
-        return text, False
-    half = limit // 2
-    cut = len(text) - 2 * half
-    return f"{text[:half]}\n[... {cut} characters cut ...]\n{text[-half:]}", True
 
 
 def run_loop(
@@ -229,12 +105,14 @@ def run_loop(
     clock: Callable[[], float] = time.monotonic,
     keep_going: Callable[[], bool] = lambda: True,
     on_step: Callable[[Step], None] = lambda step: None,
+    changed: Callable[[], bool] | None = None,
 ) -> LoopResult:
     """Ask, run, show, until done or a budget runs out. `keep_going` is asked before each
-    command (the claim may have been lost)."""
-    return _Loop(
-        task, model, runner, budget, clock=clock, keep_going=keep_going, on_step=on_step
-    ).run()
+    command (the claim may have been lost); `changed` says whether the repository holds
+    a change (a `done` without one goes back to the model once)."""
+    loop = _Loop(task, model, runner, budget, clock=clock, changed=changed)
+    loop.keep_going, loop.on_step = keep_going, on_step
+    return loop.run()
 
 
 Stop = tuple[Ending, str] | None  # why the loop ends (with details), or None: go on
@@ -249,25 +127,39 @@ class _Loop:
         budget: Budget,
         *,
         clock: Callable[[], float],
-        keep_going: Callable[[], bool],
-        on_step: Callable[[Step], None],
+        changed: Callable[[], bool] | None,
     ) -> None:
-        self.model, self.runner, self.budget = model, runner, budget
-        self.clock, self.keep_going, self.on_step = clock, keep_going, on_step
+        self.model, self.runner, self.budget, self.clock = model, runner, budget, clock
+        self.changed = changed
+        self.keep_going: Callable[[], bool] = lambda: True
+        self.on_step: Callable[[Step], None] = lambda step: None
         self.started = clock()
-        self.result = LoopResult(Ending.DONE, "")
+        self.result = LoopResult(
+            Ending.DONE, "", context_window=budget.context_window, reply_tokens=budget.reply_tokens
+        )
+        self.window = Window(budget.context_window, budget.reply_tokens)
         self.bad_replies = 0
         self.timeouts = 0
+        self.pushed_back: set[str] = set()
         self.seen: Counter[tuple[str, int, str]] = Counter()
-        self.messages: list[dict[str, str]] = [
-            {"role": "system", "content": prompt("system")},
+        self.turns: list[Turn] = []
+        system = prompt("system")
+        example = prompt("example")
+        if self.window.tokens([{"content": system + example}]) <= self.window.room // 3:
+            system = f"{system}\n{example}"  # a worked run, where the window has room for it
+        self.examples = _example_summaries(system)
+        body, _ = head_and_tail(
+            task.body or "(no description)", self.window.chars(self.window.room // 4)
+        )
+        self.head = [
+            {"role": "system", "content": system},
             {
                 "role": "user",
                 "content": prompt("task").format(
                     repo=task.repo,
                     number=task.number,
-                    title=task.title,
-                    body=task.body or "(no description)",
+                    title=task.title[:300],
+                    body=body,
                     branch=task.branch,
                     base=task.base,
                 ),
@@ -283,55 +175,124 @@ class _Loop:
                 self.result.reason = f"{ending.value}: {detail}" if detail else ending.value
                 return self.result
 
+    def _left(self) -> float:
+        return self.budget.wall_time - (self.clock() - self.started)
+
     def _budget_spent(self) -> Stop:
         budget, result = self.budget, self.result
         if len(result.steps) >= budget.max_steps:
             return Ending.STEPS, f"{budget.max_steps} commands"
-        if self.clock() - self.started >= budget.wall_time:
+        if self._left() <= 0:
             return Ending.WALL_TIME, f"{budget.wall_time:.0f} s"
         if result.tokens >= budget.max_tokens:
             return Ending.TOKENS, f"{result.tokens} of {budget.max_tokens} tokens"
         return None
 
     def _ask(self) -> ModelReply | Stop:
+        stop: Stop = None
+        for _ in range(2):  # once more after the server found the prompt too long
+            messages = self.window.fit(self.head, self.turns, prompt("earlier").strip())
+            if messages is None:
+                return Ending.CONTEXT, (
+                    f"the instructions and the issue (about {self.window.tokens(self.head)}"
+                    f" tokens) leave no room in a window of {self.window.size} tokens with"
+                    f" {self.window.reply_room} for the reply"
+                )
+            left = self._left()
+            if left < 1:
+                return Ending.WALL_TIME, f"{self.budget.wall_time:.0f} s"
+            answer = self._call(messages, min(self.budget.model_timeout, left))
+            if isinstance(answer, ModelReply) or answer is None or answer[0] is not Ending.CONTEXT:
+                return answer
+            stop = answer
+        return stop
+
+    def _call(self, messages: list[dict[str, str]], timeout: float) -> ModelReply | Stop:
+        started = time.monotonic()
         try:
-            return self.model.chat(self.messages)
+            reply = self.model.chat(messages, timeout)
+        except ContextExceeded as exc:
+            self.window.shrink()  # estimate more cautiously from now on
+            return Ending.CONTEXT, str(exc)
+        except ModelSlow as exc:
+            if timeout < self.budget.model_timeout:
+                return Ending.WALL_TIME, f"{self.budget.wall_time:.0f} s, during a model call"
+            return Ending.MODEL_SLOW, f"no reply within {timeout:.0f} s ({exc})"
         except ModelUnreachable as exc:
             return Ending.MODEL_UNREACHABLE, str(exc)
         except ModelFailed as exc:
             return Ending.MODEL_FAILED, str(exc)
+        seconds = reply.seconds or time.monotonic() - started
+        estimate = self.window.tokens(messages)
+        self.window.calibrate(messages, reply.prompt_tokens)
+        call = Call(reply.prompt_tokens, reply.reply_tokens, seconds, reply.cut, estimate)
+        self.result.calls.append(call)
+        return reply
 
     def _step(self) -> Stop:
         reply = self._ask()
         if not isinstance(reply, ModelReply):
             return reply
-        self.result.model_calls += 1
-        self.result.tokens += reply.tokens
-        self.messages.append({"role": "assistant", "content": reply.content})
+        result = self.result
+        result.model_calls += 1
+        result.tokens += reply.tokens
+        result.last_reply = reply.content[:LAST_REPLY_CHARS]
         try:
-            action = parse_reply(reply.content)
+            action = parse_reply(reply.content, self.examples)
         except BadReply as exc:
-            self.bad_replies += 1
-            if self.bad_replies > self.budget.max_bad_replies:
-                return Ending.UNPARSABLE, f"{self.bad_replies} in a row; the last: {exc}"
-            self.messages.append({"role": "user", "content": prompt("bad_reply").format(error=exc)})
-            return None
+            if reply.cut:
+                note = prompt("too_long").format(limit=self.budget.reply_tokens).strip()
+                return self._unusable(reply.content, note, cut=True)
+            return self._unusable(reply.content, prompt("bad_reply").format(error=exc).strip())
         self.bad_replies = 0
         if isinstance(action, Done):
-            self.result.summary, self.result.issues = action.summary, action.issues
-            return Ending.DONE, ""
+            return self._done(action)
         if not self.keep_going():
             return Ending.STOPPED, ""
-        return self._run(action.command)
+        return self._run(action)
 
-    def _run(self, command: str) -> Stop:
-        budget = self.budget
-        left = budget.wall_time - (self.clock() - self.started)
+    def _unusable(self, content: str, answer: str, *, cut: bool = False) -> Stop:
+        self.bad_replies += 1
+        if self.bad_replies > self.budget.max_bad_replies:
+            ending = Ending.RUNAWAY if cut else Ending.UNPARSABLE
+            return ending, f"{self.bad_replies} in a row; the last: {answer.splitlines()[0]}"
+        short = answer.splitlines()[0]
+        kept = content if len(content) <= 300 else f"{content[:300]}…"
+        self.turns.append(
+            Turn(((kept, answer), (kept[:100], short)), "- (a reply that could not be used)")
+        )
+        return None
+
+    def _done(self, action: Done) -> Stop:
+        reply = as_text(action)
+        if not self.result.steps and "nothing ran" not in self.pushed_back:
+            self.pushed_back.add("nothing ran")
+            self.turns.append(
+                Turn(((reply, prompt("done_too_soon").strip()),), "- (done too soon)")
+            )
+            return None
+        if not action.issues and "no change" not in self.pushed_back and not self._changed():
+            self.pushed_back.add("no change")
+            self.turns.append(Turn(((reply, prompt("no_change").strip()),), "- (done, no change)"))
+            return None
+        self.result.summary, self.result.issues = action.summary, action.issues
+        return Ending.DONE, ""
+
+    def _changed(self) -> bool:
+        if self.changed is None:
+            return True  # nothing to check with
         try:
-            ran = self.runner.run(command, max(1.0, min(budget.command_timeout, left)))
+            return self.changed()
+        except Exception:  # a check that cannot tell holds nothing back
+            return True
+
+    def _run(self, action: Run) -> Stop:
+        budget, command = self.budget, action.command
+        try:
+            ran = self.runner.run(command, max(1.0, min(budget.command_timeout, self._left())))
         except RunnerBroke as exc:
             return Ending.SANDBOX_BROKE, str(exc)
-        shown, cut = head_and_tail(ran.output, budget.output_chars)
+        shown, cut = head_and_tail(ran.output, self.window.output_chars(budget.output_chars))
         step = Step(command, ran.exit_code, shown, ran.timed_out)
         self.result.steps.append(step)
         self.on_step(step)
@@ -341,18 +302,55 @@ class _Loop:
         key = (command, ran.exit_code, ran.output)
         self.seen[key] += 1
         if self.seen[key] >= budget.max_repeats:
-            return Ending.REPEATING, command
-        self.messages.append(
-            {
-                "role": "user",
-                "content": prompt("observation").format(
-                    command=command,
-                    exit_code=ran.exit_code,
-                    timed_out=" (timed out)" if ran.timed_out else "",
-                    truncated=" (output cut)" if cut or ran.truncated else "",
-                    output=shown or "(no output)",
-                    steps_left=budget.max_steps - len(self.result.steps),
+            return Ending.REPEATING, f"{self.seen[key]} times: {command}"
+        note = ""
+        if self.seen[key] == budget.max_repeats - 1:
+            note = prompt("repeating").format(times=self.seen[key]).strip() + "\n"
+        steps_left = budget.max_steps - len(self.result.steps)
+        flags = (" (timed out)" if ran.timed_out else "") + (
+            " (output cut)" if cut or ran.truncated else ""
+        )
+        reply = as_text(action)
+
+        def observation(output: str) -> str:
+            return prompt("observation").format(
+                exit_code=ran.exit_code,
+                flags=flags,
+                output=output or "(no output)",
+                note=note,
+                steps_left=steps_left,
+            )
+
+        short, _ = head_and_tail(ran.output, 400)
+        brief = f'{{"action": "run", "command": {json.dumps(command[:200])}}}'
+        size = f"{len(ran.output)} characters of output" if ran.output else "no output"
+        self.turns.append(
+            Turn(
+                (
+                    (reply, observation(shown)),
+                    (reply, observation(short)),
+                    (brief, f"Exit code: {ran.exit_code}{flags}; {size} (shown before)."),
                 ),
-            }
+                f"- `{_inline(command)}` -> exit {ran.exit_code}{flags}",
+            )
         )
         return None
+
+
+def _inline(command: str) -> str:
+    line = command.replace("\n", " ")
+    return line if len(line) <= 150 else f"{line[:150]}…"
+
+
+_SUMMARY = re.compile(r'"summary":\s*("(?:[^"\\]|\\.)*")')
+
+
+def _example_summaries(text: str) -> frozenset[str]:
+    """The summaries the prompt shows as examples: a reply that copies one says nothing."""
+    found = set()
+    for match in _SUMMARY.finditer(text):
+        try:
+            found.add(str(json.loads(match.group(1))).strip())
+        except ValueError:
+            continue
+    return frozenset(found)

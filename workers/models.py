@@ -3,44 +3,114 @@ of the server's models a task gets."""
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import ollama
 
-from workers.loop import REPLY_SCHEMA, ModelFailed, ModelReply, ModelUnreachable
+from workers.ports import (
+    ContextExceeded,
+    ModelFailed,
+    ModelReply,
+    ModelSlow,
+    ModelUnreachable,
+)
+from workers.replies import REPLY_SCHEMA
 
 T = TypeVar("T")
 
 GENERIC = ("", "any", "ollama")  # a task that names no model: any model the server has
 CHAT = "completion"  # the capability ollama's /api/show reports for models that can chat
+CONNECT_TIMEOUT = 10.0  # seconds to reach the server: longer is an unreachable server
+DEFAULT_WINDOW = 2048  # a model whose server reports no context length: ollama's old default
+MIN_REPLY_TOKENS = 128
+# How servers say a prompt is longer than the context: llama.cpp's "the request exceeds
+# the available context size", ollama's "input length exceeds the context length".
+_CONTEXT_ERROR = re.compile(r"exceeds? (the )?(available )?context|context (size|length|window)")
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """What every request asks of the model (ollama's `options`)."""
+
+    num_ctx: int = 8192  # the context window, in tokens
+    num_predict: int = 1024  # the longest reply, in tokens
+    temperature: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "num_ctx": self.num_ctx,
+            "num_predict": self.num_predict,
+            "temperature": self.temperature,
+        }
+
+
+def fit_options(
+    num_ctx: int, num_predict: int, temperature: float, model_context: int | None
+) -> ModelOptions:
+    """The options for a model whose server reports `model_context` tokens of context:
+    `num_ctx` where the model has that much (0: all the model has), and a reply limit
+    of at most a quarter of the window, so that a small window keeps room for a prompt."""
+    if num_ctx <= 0:
+        window = model_context or DEFAULT_WINDOW
+    else:
+        window = min(num_ctx, model_context) if model_context else num_ctx
+    reply = min(num_predict, max(MIN_REPLY_TOKENS, window // 4))
+    return ModelOptions(window, reply, temperature)
 
 
 class OllamaChat:
-    def __init__(self, host: str, model: str, timeout: float) -> None:
+    """The loop's ChatModel: one ollama `/api/chat` request per call, not streamed, with
+    the reply schema as `format` and the options. A call is given its own timeout (the
+    smaller of `timeout` and what the loop has left); reaching the server may take at
+    most CONNECT_TIMEOUT of it. A read that times out is a slow model (ModelSlow), a
+    connection that fails an unreachable server (ModelUnreachable)."""
+
+    def __init__(
+        self, host: str, model: str, timeout: float, options: ModelOptions | None = None
+    ) -> None:
         self.name = model
         self.host = host
-        self._client = ollama.Client(host=host, timeout=timeout)
+        self.timeout = timeout
+        self.options = options or ModelOptions()
 
-    def chat(self, messages: Sequence[Mapping[str, str]]) -> ModelReply:
+    def chat(
+        self, messages: Sequence[Mapping[str, str]], timeout: float | None = None
+    ) -> ModelReply:
+        limit = min(self.timeout, timeout) if timeout is not None else self.timeout
+        limits = httpx.Timeout(limit, connect=min(limit, CONNECT_TIMEOUT))
+        started = time.monotonic()
         try:
-            response = self._client.chat(
-                model=self.name,
-                messages=[dict(m) for m in messages],
-                format=REPLY_SCHEMA,
-                options={"temperature": 0},
-                stream=False,
-            )
+            with ollama.Client(host=self.host, timeout=limits) as client:
+                response = client.chat(
+                    model=self.name,
+                    messages=[dict(m) for m in messages],
+                    format=REPLY_SCHEMA,
+                    options=self.options.as_json(),
+                    stream=False,
+                )
         except ollama.ResponseError as exc:
-            raise ModelFailed(
-                f"{self.name} at {self.host}: {exc.error} ({exc.status_code})"
-            ) from None
+            message = f"{self.name} at {self.host}: {exc.error} ({exc.status_code})"
+            if _CONTEXT_ERROR.search(str(exc.error).lower()):
+                raise ContextExceeded(message) from None
+            raise ModelFailed(message) from None
+        except httpx.ConnectTimeout as exc:
+            raise ModelUnreachable(f"{self.host}: no connection within {limits.connect} s") from exc
+        except httpx.TimeoutException:
+            raise ModelSlow(f"{self.name} at {self.host}: no reply within {limit:.0f} s") from None
         except (ConnectionError, httpx.HTTPError) as exc:
             raise ModelUnreachable(f"{self.host}: {type(exc).__name__}: {exc}") from None
-        tokens = (response.prompt_eval_count or 0) + (response.eval_count or 0)
-        return ModelReply(response.message.content or "", tokens)
+        return ModelReply(
+            response.message.content or "",
+            prompt_tokens=response.prompt_eval_count or 0,
+            reply_tokens=response.eval_count or 0,
+            cut=response.done_reason == "length",
+            seconds=time.monotonic() - started,
+        )
 
 
 @dataclass(frozen=True)
@@ -50,6 +120,7 @@ class ModelChoice:
     name: str  # as the server lists it, e.g. "qwen2.5-coder:7b"
     reason: str
     passed_over: tuple[str, ...] = ()
+    context_length: int | None = None  # the model's context, as /api/show reports it
 
     def why(self) -> str:
         skipped = f"; passed over {'; '.join(self.passed_over)}" if self.passed_over else ""
@@ -66,7 +137,10 @@ def choose_model(requested: str, configured: str, host: str, timeout: float) -> 
     not): the task's own, else the configured `agent.model`, else the first the server
     lists, in the server's order. Raises ModelUnreachable when the server does not
     answer, ModelFailed when it has no model that can chat."""
-    client = ollama.Client(host=host, timeout=timeout)
+    limit = min(timeout, 60.0)  # listing and describing models is quick
+    client = ollama.Client(
+        host=host, timeout=httpx.Timeout(limit, connect=min(limit, CONNECT_TIMEOUT))
+    )
     listed = [m.model for m in _ask(host, client.list).models if m.model]
     candidates: list[tuple[str, str]] = []
     if requested.strip().lower() not in GENERIC:
@@ -84,11 +158,11 @@ def choose_model(requested: str, configured: str, host: str, timeout: float) -> 
         if name in tried:
             continue
         tried.add(name)
-        problem = _cannot_chat(host, client, name)
+        problem, context = _describe(host, client, name)
         if problem is not None:
             passed_over.append(f"{name} ({why}): {problem}")
             continue
-        return ModelChoice(name, why, tuple(passed_over))
+        return ModelChoice(name, why, tuple(passed_over), context)
     detail = "; ".join(passed_over) if passed_over else "it lists none"
     raise ModelFailed(
         f"{host} has no model that can chat ({detail}). Fix: pull one there"
@@ -107,17 +181,31 @@ def _canonical(name: str) -> str:
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
-def _cannot_chat(host: str, client: ollama.Client, name: str) -> str | None:
-    """Why `name` cannot serve the loop's chat, or None when it can. A server that reports
-    no capabilities (ollama before 0.6) is taken at its word that the model exists."""
+def _describe(host: str, client: ollama.Client, name: str) -> tuple[str | None, int | None]:
+    """Why `name` cannot serve the loop's chat (None when it can), and its context length
+    (None when the server does not say). A server that reports no capabilities (ollama
+    before 0.6) is taken at its word that the model exists."""
     try:
         shown = _ask(host, lambda: client.show(name))
     except ModelFailed as exc:
-        return f"the server cannot describe it: {exc}"
+        return f"the server cannot describe it: {exc}", None
     capabilities = list(shown.capabilities or ())
-    if not capabilities or CHAT in capabilities:
+    if capabilities and CHAT not in capabilities:
+        return f"cannot chat (capabilities: {', '.join(capabilities)})", None
+    return None, context_length(shown.modelinfo or {})
+
+
+def context_length(model_info: Mapping[str, Any]) -> int | None:
+    """The context length in ollama's `model_info`: `<architecture>.context_length`."""
+    architecture = model_info.get("general.architecture")
+    value = model_info.get(f"{architecture}.context_length")
+    if value is None:
+        value = next((v for k, v in model_info.items() if k.endswith(".context_length")), None)
+    try:
+        length = int(value) if value is not None else 0
+    except (TypeError, ValueError):
         return None
-    return f"cannot chat (capabilities: {', '.join(capabilities)})"
+    return length if length > 0 else None
 
 
 def _ask(host: str, call: Callable[[], T]) -> T:

@@ -11,14 +11,17 @@ from importlib import resources
 from bzzz.forge.api import Forge, Issue, PullRequest
 from bzzz.work import TaskSpec
 from workers.executors import Outcome
-from workers.loop import FollowUp, LoopResult, Step
+from workers.loop import Cause, Ending, FollowUp, LoopResult, Step
 from workers.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 LAST_STEPS = 5
 STEP_OUTPUT_CHARS = 600
+LAST_REPLY_CHARS = 1500
+NO_CHANGE = "the model finished without changing anything"
 REPORT_CHARS = 60_000  # GitHub refuses comments over 65,536 characters
+FENCE = "```"
 
 
 def template(name: str) -> str:
@@ -50,11 +53,10 @@ def deliver(
     if not still_holds():
         return Outcome(False, "failure", spec.issue_url, f"lost the claim ({loop.reason})")
     if not loop.done:
-        return report_failure(forge, spec, loop.reason, loop.steps, run)
+        return report_failure(forge, spec, loop.reason, loop.steps, run, loop=loop)
     changed = workspace.changed()
     if not changed and not loop.issues:
-        reason = "the model finished without changing anything"
-        return report_failure(forge, spec, reason, loop.steps, run)
+        return report_failure(forge, spec, NO_CHANGE, loop.steps, run, loop=loop)
     issues = open_follow_ups(forge, spec, loop.issues)
     if not changed:
         return Outcome(True, "issue", issues[0].html_url)
@@ -114,19 +116,84 @@ def open_follow_ups(forge: Forge, spec: TaskSpec, follow_ups: Sequence[FollowUp]
 
 
 def report_failure(
-    forge: Forge, spec: TaskSpec, reason: str, steps: Sequence[Step], run: RunFacts
+    forge: Forge,
+    spec: TaskSpec,
+    reason: str,
+    steps: Sequence[Step],
+    run: RunFacts,
+    *,
+    loop: LoopResult | None = None,
 ) -> Outcome:
+    """One comment on the issue: why, what the model did (its behaviour, its usage, its
+    last reply) and the last commands with their output."""
     body = template("failure_report").format(
         node=run.node,
         reason=reason,
+        behaviour=f"\n{behaviour(loop, reason)}\n" if loop is not None else "",
         model=run.model or "(none)",
         model_note=_note(run),
         steps=len(steps),
         duration=_duration(run.seconds),
+        usage=f"\n{usage(loop)}" if loop is not None and loop.calls else "",
+        last_reply=_last_reply(loop),
         last_steps=_last_steps(steps),
     )
     comment = forge.comment(spec.repo, spec.number, body[:REPORT_CHARS])
     return Outcome(False, "failure", comment.html_url or spec.issue_url, reason)
+
+
+_BEHAVIOUR = {
+    Ending.UNPARSABLE: "The model's replies were not the JSON action asked for, though each"
+    " went back to it with the reason.",
+    Ending.RUNAWAY: "The model's replies ran on to the reply limit of {reply_tokens} tokens"
+    " (agent.num_predict) without finishing, though each was sent back as too long.",
+    Ending.MODEL_SLOW: "The model did not finish a reply within agent.model_timeout.",
+    Ending.CONTEXT: "The conversation did not fit the model's context window of"
+    " {context_window} tokens (agent.num_ctx), even with old output shortened.",
+    Ending.REPEATING: "The model kept running the same command with the same output, though"
+    " it was told that this changed nothing.",
+}
+
+
+def behaviour(loop: LoopResult, reason: str) -> str:
+    """What ended the attempt, in a sentence: the model's behaviour, or the budget."""
+    if reason == NO_CHANGE:
+        return (
+            "**The model** said it was done but changed nothing, though it was told once"
+            " that the repository had no change."
+        )
+    if loop.cause is Cause.MODEL:
+        text = _BEHAVIOUR[loop.ending].format(
+            reply_tokens=loop.reply_tokens, context_window=loop.context_window
+        )
+        return f"**The model's behaviour** ended the attempt, not this node: {text}"
+    if loop.cause is Cause.BUDGET:
+        return (
+            "**The task's budget** ran out ([agent] max_steps, wall_time, max_tokens;"
+            " [sandbox] command_timeout) before the model said it was done."
+        )
+    return ""
+
+
+def usage(loop: LoopResult) -> str:
+    """The model calls in one line: prompt and reply sizes against their limits, time."""
+    calls = loop.calls
+    prompts = [c.prompt_tokens for c in calls]
+    replies = [c.reply_tokens for c in calls]
+    cut = sum(c.cut for c in calls)
+    seconds = sum(c.seconds for c in calls) / len(calls)
+    return (
+        f"{len(calls)} model calls: prompts of {min(prompts)}-{max(prompts)} tokens"
+        f" (window {loop.context_window}), replies of {min(replies)}-{max(replies)} tokens"
+        f" (limit {loop.reply_tokens}; {cut} cut there), {seconds:.1f} s a call."
+    )
+
+
+def _last_reply(loop: LoopResult | None) -> str:
+    if loop is None or not loop.last_reply:
+        return ""
+    text = loop.last_reply[:LAST_REPLY_CHARS].replace(FENCE, "'" * 3)
+    return f"\n## The model's last reply\n{FENCE}\n{text}\n{FENCE}\n"
 
 
 def _note(run: RunFacts) -> str:

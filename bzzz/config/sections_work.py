@@ -283,7 +283,23 @@ class AgentSettings:
         " ollama server lists that can chat (embedding models are passed over).",
         default="",
     )
-    model_timeout: float = doc("Seconds one model call may take.", default=300.0)
+    model_timeout: float = doc(
+        "Seconds one model call may take (less when less of wall_time is left). A reply"
+        " that does not come in time fails the task as a slow model.",
+        default=300.0,
+    )
+    num_ctx: int = doc(
+        "The model's context window, in tokens (ollama's num_ctx, sent with every call):"
+        " at most the model's own context length. 0: the model's own, as ollama's"
+        " /api/show reports it. The loop keeps each prompt within it.",
+        default=8192,
+    )
+    num_predict: int = doc(
+        "The longest reply, in tokens (ollama's num_predict), at most a quarter of the"
+        " context window. A reply cut at the limit goes back to the model as too long.",
+        default=1024,
+    )
+    temperature: float = doc("Sampling temperature (0: the most likely reply).", default=0.0)
     max_steps: int = doc("Commands a task may run before it fails.", default=30)
     wall_time: float = doc("Seconds a task's reasoning loop may take.", default=1800.0)
     max_tokens: int = doc("Model tokens (prompt and reply) a task may use.", default=200_000)
@@ -303,6 +319,12 @@ class AgentSettings:
             raise Invalid("agent.max_bad_replies", f"is {self.max_bad_replies}", "use 0 or more")
         positive("agent.model_timeout", self.model_timeout)
         positive("agent.wall_time", self.wall_time)
+        if self.num_ctx != 0 and self.num_ctx < 512:
+            raise Invalid("agent.num_ctx", f"is {self.num_ctx}", "use 512 or more, or 0")
+        if self.num_predict < 64:
+            raise Invalid("agent.num_predict", f"is {self.num_predict}", "use 64 or more")
+        if not 0 <= self.temperature <= 2:
+            raise Invalid("agent.temperature", f"is {self.temperature}", "use 0 to 2")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,70 @@
+"""The parts the reasoning loop is given: a model to ask and a runner for commands, with
+what they answer and how they fail. `workers.models.OllamaChat` and the agent's
+`SandboxRunner` are the real ones; the tests pass scripted ones."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from bzzz.errors import BzzzError
+
+
+@dataclass(frozen=True)
+class ModelReply:
+    content: str
+    prompt_tokens: int = 0  # the server's prompt_eval_count
+    reply_tokens: int = 0  # its eval_count
+    cut: bool = False  # the reply hit the reply limit (done_reason "length")
+    seconds: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.reply_tokens
+
+
+class ModelError(BzzzError):
+    """Asking the model failed."""
+
+
+class ModelUnreachable(ModelError):
+    """The model server did not answer: refused, or no connection in time. A problem of
+    the node, not of the task."""
+
+
+class ModelSlow(ModelError):
+    """The server took the request but the reply did not come within the call's time: a
+    slow or runaway model (or one whose queue is long)."""
+
+
+class ModelFailed(ModelError):
+    """The model server answered with an error (unknown model, server error)."""
+
+
+class ContextExceeded(ModelFailed):
+    """The server refused the prompt as longer than the model's context."""
+
+
+class ChatModel(Protocol):
+    name: str
+
+    def chat(self, messages: Sequence[Mapping[str, str]], timeout: float) -> ModelReply:
+        """One reply to `messages`, within `timeout` seconds (else ModelSlow)."""
+        ...
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_code: int
+    output: str
+    timed_out: bool
+    truncated: bool
+
+
+class CommandRunner(Protocol):
+    def run(self, command: str, timeout: float) -> CommandResult: ...
+
+
+class RunnerBroke(BzzzError):
+    """The sandbox itself failed (not the command): the loop cannot go on."""
