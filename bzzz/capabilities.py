@@ -237,6 +237,7 @@ def to_message(
     *,
     slots: int | None = None,
     cannot_run: list[str] | None = None,
+    gateway: tuple[int, int] | None = None,
 ) -> Capabilities:
     gpus = [GpuDevice(**vars(gpu)) for gpu in reading.gpus]
     mean_gpu = sum(gpu.utilization for gpu in reading.gpus) / len(gpus) if gpus else 0.0
@@ -252,31 +253,35 @@ def to_message(
         polls=list(polls),
         slots=slots,
         cannot_run=cannot_run,
+        gateway_slots=gateway[0] if gateway else None,
+        gateway_calls=gateway[1] if gateway else None,
         timestamp=timestamp,
     )
 
 
 def changed(previous: Capabilities | None, current: Capabilities, load_change: float) -> bool:
     """Whether `current` differs enough from the last published message to publish again."""
-    if previous is None:
-        return True
-    if (previous.models, previous.installed, previous.status, previous.slots) != (
-        current.models,
-        current.installed,
-        current.status,
-        current.slots,
-    ):
-        return True
-    if [g.name for g in previous.gpus or ()] != [g.name for g in current.gpus or ()]:
-        return True
-    if (previous.polls or []) != (current.polls or []):
-        return True
-    if (previous.cannot_run or []) != (current.cannot_run or []):
+    if previous is None or _facts(previous) != _facts(current):
         return True
     loads = [(previous.cpu, current.cpu), (previous.gpu, current.gpu)]
     if previous.memory is not None and current.memory is not None:
         loads.append((previous.memory, current.memory))
     return any(abs(before - after) >= load_change for before, after in loads)
+
+
+def _facts(message: Capabilities) -> tuple[object, ...]:
+    """What must be published as soon as it changes (unlike loads, which wiggle)."""
+    return (
+        message.models,
+        message.installed,
+        message.status,
+        message.slots,
+        [g.name for g in message.gpus or ()],
+        message.polls or [],
+        message.cannot_run or [],
+        message.gateway_slots,
+        message.gateway_calls,
+    )
 
 
 def _percent(value: float) -> float:

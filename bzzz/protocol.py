@@ -117,6 +117,9 @@ class Capabilities(Message):
     slots: NonNegativeInt | None = None
     # Why this node takes no tasks at all (no token, no model, ...), in a few words each.
     cannot_run: Annotated[list[Name], Field(max_length=16)] | None = None
+    # The model gateway: peers' model calls this node serves at once, and serves now.
+    gateway_slots: NonNegativeInt | None = None
+    gateway_calls: NonNegativeInt | None = None
 
 
 class TaskParams(_Model):

@@ -14,6 +14,7 @@ from bzzz.config.loader import DEFAULT_HOME, HOME_ENV, load_settings, resolve_ho
 from bzzz.config.render import render_config, render_config_docs
 from bzzz.config.sections_net import (
     CapabilitySettings,
+    GatewaySettings,
     GossipSettings,
     NetworkSettings,
     NodeSettings,
@@ -52,6 +53,7 @@ __all__ = [
     "ClaimSettings",
     "ConfigError",
     "ForgeSettings",
+    "GatewaySettings",
     "GitSettings",
     "GossipSettings",
     "LogSettings",

@@ -198,3 +198,51 @@ class CapabilitySettings:
             raise Invalid(
                 "capabilities.ollama_host", f"is {self.ollama_host!r}", "use http://HOST:PORT"
             )
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    listen: str = doc(
+        "The model gateway: ollama's API for the mesh's models, on loopback (HOST:PORT;"
+        " 127.0.0.1 or [::1] only). Empty: no gateway, and no mesh model calls served.",
+        default="127.0.0.1:11435",
+    )
+    mesh_slots: int = doc(
+        "Peers' model calls this node serves from its model server at once; 0 serves none.",
+        default=2,
+    )
+    first_byte_timeout: float = doc(
+        "Seconds a model call may take to start answering (a model server loading a model"
+        " takes a while) before the next node that has the model is tried.",
+        default=120.0,
+    )
+    idle_timeout: float = doc(
+        "Seconds a streaming answer may go silent before it ends with an error line.",
+        default=60.0,
+    )
+    max_request_bytes: int = doc(
+        "Largest model request the gateway takes, or serves for a peer.", default=4 * 1024 * 1024
+    )
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    def check(self) -> None:
+        if self.listen:
+            match = re.fullmatch(r"(127\.0\.0\.1|localhost|\[::1\]):(\d{1,5})", self.listen)
+            if match is None or not 0 <= int(match.group(2)) <= 65535:
+                raise Invalid(
+                    "gateway.listen",
+                    f"is {self.listen!r}",
+                    'use 127.0.0.1:PORT or [::1]:PORT (loopback only), or "" for no gateway',
+                )
+        if self.mesh_slots < 0:
+            raise Invalid("gateway.mesh_slots", f"is {self.mesh_slots}", "use 0 or more")
+        positive("gateway.first_byte_timeout", self.first_byte_timeout)
+        positive("gateway.idle_timeout", self.idle_timeout)
+        if self.max_request_bytes < 1024:
+            raise Invalid(
+                "gateway.max_request_bytes", f"is {self.max_request_bytes}", "use 1024 or more"
+            )

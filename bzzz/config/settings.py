@@ -13,6 +13,7 @@ from typing import Any
 from bzzz.config.base import Invalid
 from bzzz.config.sections_net import (
     CapabilitySettings,
+    GatewaySettings,
     GossipSettings,
     NetworkSettings,
     NodeSettings,
@@ -41,6 +42,7 @@ class Settings:
     network: NetworkSettings = NetworkSettings()
     gossip: GossipSettings = GossipSettings()
     capabilities: CapabilitySettings = CapabilitySettings()
+    gateway: GatewaySettings = GatewaySettings()
     forge: ForgeSettings = ForgeSettings()
     tasks: TaskSettings = TaskSettings()
     claims: ClaimSettings = ClaimSettings()
@@ -86,6 +88,7 @@ class Settings:
         self._check_psk()
         self.gossip.check()
         self.capabilities.check()
+        self.gateway.check()
         self.forge.check()
         self.tasks.check()
         self._check_claims_margin()
@@ -125,6 +128,7 @@ SECTIONS: Mapping[str, type[Any]] = {
     "network": NetworkSettings,
     "gossip": GossipSettings,
     "capabilities": CapabilitySettings,
+    "gateway": GatewaySettings,
     "forge": ForgeSettings,
     "tasks": TaskSettings,
     "claims": ClaimSettings,

@@ -47,6 +47,7 @@ class NodeProcess:
         self.port = port
         self.peer_id = ""
         self.env = env or {}
+        self.gateway_url = ""  # the node's model gateway, once init made its home
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -55,13 +56,16 @@ class NodeProcess:
 
     def init(self, bootstrap: Sequence[str] = (), **extra: dict[str, Any]) -> str:
         network = {"mdns": False, **extra.pop("network", {})}
+        # Nodes of one machine need model gateways on ports of their own.
+        gateway = {"listen": f"127.0.0.1:{free_port()}", **extra.pop("gateway", {})}
+        self.gateway_url = f"http://{gateway['listen']}" if gateway["listen"] else ""
         self.peer_id = str(
             init_home(
                 self.home,
                 self.name,
                 listen=[f"/ip4/127.0.0.1/tcp/{self.port}"],
                 bootstrap=bootstrap,
-                extra={"network": network, **extra},
+                extra={"network": network, "gateway": gateway, **extra},
                 force=True,
             )
         )

@@ -26,6 +26,7 @@ class Self:
     polls: tuple[str, ...] = ()
     slots: int | None = None  # None: it takes part in no claims
     cannot_run: tuple[str, ...] = ()
+    gateway: tuple[int, int] | None = None  # mesh model calls: slots, calls served now
 
 
 class Announcer:
@@ -59,6 +60,7 @@ class Announcer:
             own.polls,
             slots=own.slots,
             cannot_run=list(own.cannot_run) or None,
+            gateway=own.gateway,
         )
         overdue = self._clock() - self._latest_at >= self._settings.max_interval
         if not (overdue or changed(self.latest, message, self._settings.load_change)):

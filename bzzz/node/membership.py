@@ -12,6 +12,7 @@ import trio
 
 from bzzz.claims.matching import Offer
 from bzzz.config import Settings
+from bzzz.gateway.routing import ModelPeer
 from bzzz.state import PeerTable
 from bzzz.tasks.intake import assign_pollers
 from bzzz.tasks.poller import Poller
@@ -88,6 +89,19 @@ class Membership:
                 Offer(peer_id, tuple(caps.models), tuple(caps.installed), slots, record.node_id)
             )
         return tuple(offers)
+
+    def model_peers(self) -> list[ModelPeer]:
+        """Live peers' models and model-gateway load, for routing model calls."""
+        now = self._clock()
+        found = []
+        for peer_id in self.peers.live_peer_ids(now):
+            record = self.peers.get(peer_id)
+            caps = record.capabilities if record else None
+            if record is None or caps is None:
+                continue
+            slots, calls = caps.gateway_slots or 0, caps.gateway_calls or 0
+            found.append(ModelPeer(peer_id, record.node_id, tuple(caps.models), slots, calls))
+        return found
 
     def node_name(self, peer_id: str) -> str:
         record = self.peers.get(peer_id)

@@ -48,6 +48,8 @@ class Offering:
         self._poller = poller
         self._publish = publish
         self.readiness: Readiness = readiness.assess(facts)
+        # The model gateway's load, (mesh slots, calls served now); None: no gateway.
+        self.gateway_load: Callable[[], tuple[int, int]] | None = None
 
     async def on_reading(self, reading: Reading) -> None:
         """A capability reading from the scheduler's thread."""
@@ -104,4 +106,5 @@ class Offering:
             polls=self._poller.repositories() if self._poller is not None else (),
             slots=free,
             cannot_run=tuple(readiness.short_reasons(self.facts)),
+            gateway=self.gateway_load() if self.gateway_load is not None else None,
         )

@@ -9,9 +9,11 @@ import psutil
 import trio
 from libp2p.peer.id import ID
 
+from bzzz.gateway import GatewayParts
 from bzzz.node.status import (
     ClaimCounts,
     DiscoveryStatus,
+    GatewayStatus,
     IgnoredIssue,
     MessageCounts,
     NodeStatus,
@@ -78,6 +80,7 @@ def status_of(node: Node) -> NodeStatus:
             for b in p.offering.workforce.live()
         ),
         sync=p.sync.views(),
+        gateway=_gateway(p.gateway),
         ignored=tuple(
             IgnoredIssue(i.task_id, i.title, i.reason)
             for i in (p.poller.ignored() if p.poller else ())
@@ -100,6 +103,23 @@ def _count_tasks(task: trio.lowlevel.Task | None) -> int:
         return 0
     return 1 + sum(
         _count_tasks(child) for nursery in task.child_nurseries for child in nursery.child_tasks
+    )
+
+
+def _gateway(parts: GatewayParts | None) -> GatewayStatus | None:
+    if parts is None:
+        return None
+    counts, mesh = parts.gateway.counts, parts.mesh
+    return GatewayStatus(
+        url=f"http://{parts.host}:{parts.bound}",
+        local_calls=counts.local,
+        remote_calls=counts.remote,
+        failovers=counts.failovers,
+        unavailable=counts.unavailable,
+        mesh_slots=mesh.slots,
+        serving=mesh.in_flight,
+        served=mesh.served,
+        refused=mesh.refused,
     )
 
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import trio
@@ -25,6 +26,7 @@ from bzzz.addresses import AddressError, check_bindable, dialable, parse_bootstr
 from bzzz.claims.driver import ClaimDriver
 from bzzz.config import ConfigError, Settings
 from bzzz.control import serve
+from bzzz.gateway import GatewayParts, httpd
 from bzzz.network.discovery import DhtDiscovery, Dialer
 from bzzz.network.gate import ConnectionEvent, ConnectionWatcher
 from bzzz.network.gossip import Gossip
@@ -66,6 +68,7 @@ class Parts:
     dispatcher: Dispatcher
     offering: Offering
     sync: TaskSync
+    gateway: GatewayParts | None
     scheduler: Scheduler
     poller: Poller | None
     events: WorkerEvents | None
@@ -106,6 +109,8 @@ class Node:
             await services.enter_async_context(background_trio_service(p.stack.gossipsub))
             await services.enter_async_context(host.run(listen))
             services.push_async_callback(host.close)  # host.run() alone leaves connections open
+            if p.gateway is not None:
+                services.push_async_callback(p.gateway.upstream.aclose)
             self._check_listening(listen)
             if p.stack.dht is not None:
                 await services.enter_async_context(background_trio_service(p.stack.dht))
@@ -128,6 +133,23 @@ class Node:
                 nursery.cancel_scope.cancel()
         log.info("node %s stopped", self.name)
 
+    async def _start_gateway(self, nursery: trio.Nursery, gateway: GatewayParts) -> None:
+        gateway.mesh.start(self.parts.stack.host)
+        try:
+            gateway.bound = await nursery.start(
+                partial(httpd.serve, max_body=gateway.max_body),
+                gateway.host,
+                gateway.port,
+                gateway.gateway.handle,
+            )
+        except OSError as exc:
+            raise ConfigError(
+                f"gateway.listen: cannot listen on {gateway.host}:{gateway.port} ({exc})."
+                f" Fix: stop what holds it or choose another port (in"
+                f" {self.settings.config_path} or BZZZ_GATEWAY_LISTEN)."
+            ) from None
+        log.info("model gateway on http://%s:%d", gateway.host, gateway.bound)
+
     def _stop_threads(self) -> None:
         self.parts.scheduler.shutdown()
         for close in self.parts.closers:
@@ -149,6 +171,8 @@ class Node:
         await nursery.start(serve, self.settings.control_socket, self._control)
         p.sync.start()
         nursery.start_soon(p.sync.run)
+        if p.gateway is not None:
+            await self._start_gateway(nursery, p.gateway)
         nursery.start_soon(self._sweep)
         nursery.start_soon(self._greet_newcomers)
         nursery.start_soon(self._ping)

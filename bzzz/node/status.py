@@ -109,6 +109,21 @@ class SyncStatus:
 
 
 @dataclass(frozen=True)
+class GatewayStatus:
+    """The model gateway: its address, the calls it routed, the peers' calls it serves."""
+
+    url: str
+    local_calls: int  # answered by this machine's model server
+    remote_calls: int  # answered by a peer's
+    failovers: int  # a peer busy or failing before its first byte: the next one tried
+    unavailable: int  # no node had the model, or none had a slot
+    mesh_slots: int  # peers' calls this node serves at once
+    serving: int  # peers' calls it serves now
+    served: int
+    refused: int  # peers' calls turned away (busy, or not carried)
+
+
+@dataclass(frozen=True)
 class ClaimCounts:
     tracked: int  # tasks in the claim machine (finished ones until their retention ends)
     in_flight: int  # tasks with forge, queue or mesh actions under way
@@ -146,6 +161,7 @@ class NodeStatus:
     workers: tuple[WorkerStatus, ...] = ()
     ignored: tuple[IgnoredIssue, ...] = ()  # in the repositories this node polls
     sync: dict[str, SyncStatus] = field(default_factory=dict)  # by peer ID
+    gateway: GatewayStatus | None = None  # None: no gateway
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = _ADAPTER.dump_python(self, mode="json")

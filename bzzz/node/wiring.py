@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import trio
 from dramatiq.broker import Broker
+from libp2p.abc import IHost
 from libp2p.crypto.keys import KeyPair
 
 from bzzz import logs
@@ -26,6 +27,10 @@ from bzzz.config import ConfigError, Settings
 from bzzz.forge.api import Forge
 from bzzz.forge.github import GitHubForge
 from bzzz.forge.token import TOKEN_ENV, Token, TokenError, load_token
+from bzzz.gateway import GatewayParts
+from bzzz.gateway.gateway import Gateway
+from bzzz.gateway.mesh import MeshServer
+from bzzz.gateway.upstream import Upstream
 from bzzz.identity import load_identity, peer_id_of
 from bzzz.network.discovery import DhtDiscovery, Dialer, mdns_service_type
 from bzzz.network.gate import Allowlist, ConnectionEvent, ConnectionWatcher
@@ -185,6 +190,9 @@ def build_node(
         publish=gossip.publish,
     )
     sync = TaskSync(stack.host, tasks, membership, settings.tasks.sync_interval, clock=clock)
+    gateway = _gateway(
+        settings, name, stack.host, dialer, offering=offering, membership=membership, clock=clock
+    )
     parts = Parts(
         settings=settings,
         peer_id=peer_id,
@@ -206,6 +214,7 @@ def build_node(
         ),
         offering=offering,
         sync=sync,
+        gateway=gateway,
         scheduler=Scheduler(),
         poller=poller,
         events=(
@@ -235,6 +244,48 @@ def _schedule(p: Parts, detector: CapabilityDetector, forge: Forge | None) -> No
         p.scheduler.planned(
             "poll", POLL_TICK, poller.plan, lambda plan: fetch(forge, label, plan), absorb
         )
+
+
+def _gateway(
+    settings: Settings,
+    name: str,
+    host: IHost,
+    dialer: Dialer,
+    *,
+    offering: Offering,
+    membership: Membership,
+    clock: Callable[[], float],
+) -> GatewayParts | None:
+    """The model gateway (none when gateway.listen is empty)."""
+    config = settings.gateway
+    if not config.listen:
+        return None
+    upstream = Upstream(settings.capabilities.ollama_host, idle=config.idle_timeout)
+    mesh = MeshServer(
+        upstream,
+        slots=config.mesh_slots,
+        max_body=config.max_request_bytes,
+        first_byte=config.first_byte_timeout,
+    )
+    offering.gateway_load = lambda: (mesh.slots, mesh.in_flight)
+
+    def local_models() -> tuple[str, ...]:
+        reading = offering.announcer.reading
+        return reading.models if reading is not None else ()
+
+    gateway = Gateway(
+        name=name,
+        host=host,
+        upstream=upstream,
+        local_models=local_models,
+        peers=membership.model_peers,
+        connected=dialer.is_connected,
+        first_byte=config.first_byte_timeout,
+        idle=config.idle_timeout,
+        clock=clock,
+    )
+    host_name, port = config.host_port
+    return GatewayParts(gateway, mesh, upstream, host_name, port, config.max_request_bytes)
 
 
 def _task_events(claims: ClaimDriver, offering: Offering) -> Callable[[TaskEvent], None]:

@@ -1,0 +1,103 @@
+"""The ollama API as the gateway carries it: which endpoint goes where, and ollama's own
+words for errors. Pure.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+
+NDJSON = "application/x-ndjson"
+JSON = "application/json; charset=utf-8"
+VERSION = "0.6.3-bzzz"  # the ollama API version the gateway speaks
+
+
+class Route(StrEnum):
+    MODEL = "model"  # to whichever node has the request's model
+    MERGED = "merged"  # this machine's answer and the mesh's, merged
+    HERE = "here"  # answered by the gateway itself
+    REFUSED = "refused"  # model administration: not over the mesh
+    UNKNOWN = "unknown"
+
+
+# Endpoints and the method each takes.
+MODEL_ENDPOINTS = {
+    "/api/chat": "POST",
+    "/api/generate": "POST",
+    "/api/embed": "POST",
+    "/api/embeddings": "POST",
+    "/api/show": "POST",
+}
+MERGED_ENDPOINTS = {"/api/tags": "GET", "/api/ps": "GET"}
+ADMIN = ("/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete", "/api/blobs")
+# What a peer may ask of this node's model server over the mesh.
+MESH_ENDPOINTS = {**MODEL_ENDPOINTS, **MERGED_ENDPOINTS}
+
+
+def route(method: str, path: str) -> Route:
+    if path in ("/", "/api/version") and method in ("GET", "HEAD"):
+        return Route.HERE
+    if MODEL_ENDPOINTS.get(path) == method:
+        return Route.MODEL
+    if MERGED_ENDPOINTS.get(path) == method:
+        return Route.MERGED
+    if path.startswith(ADMIN):
+        return Route.REFUSED
+    return Route.UNKNOWN
+
+
+def model_of(body: bytes) -> str:
+    """The request's model (`model`, or the legacy `name`), or "" if it names none."""
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    model = data.get("model") or data.get("name") or ""
+    return model if isinstance(model, str) else ""
+
+
+def canonical(model: str) -> str:
+    name = model.strip().lower()
+    return name if ":" in name else f"{name}:latest"
+
+
+def error(message: str) -> bytes:
+    return json.dumps({"error": message}).encode()
+
+
+def error_line(message: str) -> bytes:
+    """An error after a stream has begun: ollama sends it as the last NDJSON line."""
+    return error(message) + b"\n"
+
+
+def not_found(model: str) -> bytes:
+    return error(f"model '{model}' not found")
+
+
+BUSY = error("server busy, please try again.  maximum pending requests exceeded")
+REFUSED = error(
+    "model administration (pull, push, create, copy, delete, blobs) does not travel over"
+    " the Bzzz mesh: run it against the ollama server of the machine concerned"
+)
+
+
+def unknown(method: str, path: str) -> bytes:
+    return error(f"the Bzzz gateway does not carry {method} {path}")
+
+
+def merge_models(lists: list[tuple[str, list[dict[str, object]]]], key: str) -> bytes:
+    """`/api/tags` or `/api/ps` answers, merged: each model once (the first node's entry),
+    with `bzzz_nodes` naming every node that has it."""
+    merged: dict[str, dict[str, object]] = {}
+    for node, models in lists:
+        for model in models:
+            name = str(model.get("name") or model.get("model") or "")
+            if not name:
+                continue
+            entry = merged.setdefault(name, {**model, "bzzz_nodes": []})
+            nodes = entry["bzzz_nodes"]
+            if isinstance(nodes, list) and node not in nodes:
+                nodes.append(node)
+    return json.dumps({key: list(merged.values())}).encode()
