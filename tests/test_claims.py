@@ -455,3 +455,17 @@ def test_a_task_heard_of_late_is_read_on_the_forge_before_it_is_claimed() -> Non
     assert late.checked("t#2", held, still_a_task=True, now=1.0) == []  # claimed already
     assert late.get("t#2").phase is Phase.HELD  # type: ignore[union-attr]
     assert late.learn("t#2", "ollama", 2.0) == []  # known: nothing new
+
+
+def test_a_model_only_the_mesh_has_ranks_gateway_peers_after_those_that_have_it() -> None:
+    has_it = Offer("a", ("qwen:7b",), (), 1, "a", gateway=True)
+    via_gateway = [Offer(p, ("other",), (), 1, p, gateway=True) for p in ("b", "c")]
+    no_gateway = Offer("d", ("other",), (), 1, "d")
+    mesh = frozenset({"qwen:7b", "other"})
+    for n in range(50):
+        order = rank(f"t#{n}", "qwen:7b", [*via_gateway, no_gateway, has_it], mesh)
+        assert order[0] == "a"
+        assert set(order[1:]) == {"b", "c"}  # d has no gateway
+    assert rank("t#1", "qwen:7b", [*via_gateway, no_gateway]) == []  # no mesh models counted
+    busy = Offer("a", ("qwen:7b",), (), 0, "a", gateway=True)
+    assert rank("t#1", "qwen:7b", [busy, *via_gateway], mesh)[0] in {"b", "c"}

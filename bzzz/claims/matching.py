@@ -7,6 +7,10 @@ over their peer IDs: every peer computes the same order from the same view, the
 order differs from task to task (so work spreads), and a peer with more free slots
 is proportionally more likely to rank first. The best-ranked peer claims at once;
 the others wait their rank's delay, so that normally only one peer ever claims.
+
+A model that a peer does not have but can reach through its model gateway (another
+live node has it) makes the peer eligible too, ranked after every peer that has the
+model itself (`claims.remote_models` switches this off).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class Offer:
     installed: tuple[str, ...]
     free_slots: int
     node_id: str = ""  # the peer's node name: tasks name the nodes they failed on
+    gateway: bool = False  # it reaches the mesh's models through its model gateway
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,8 @@ class Market:
 
     own: Offer
     peers: tuple[Offer, ...] = ()
+    # The models some live node has, reachable through a gateway (empty: none counted).
+    mesh_models: frozenset[str] = frozenset()
 
 
 # This node's place among the peers that could take a task now (0 = best; None: it
@@ -61,10 +68,19 @@ def can_run(model: str, offer: Offer) -> bool:
     return wanted in offer.installed  # an agent CLI: claude, gemini, ...
 
 
-def rank(task_id: str, model: str, offers: Iterable[Offer]) -> list[str]:
-    """Peer IDs of the eligible peers, best first."""
-    eligible = {o.peer_id: min(o.free_slots, MAX_WEIGHT) for o in offers if _eligible(model, o)}
-    return ordered(task_id, eligible)
+def rank(
+    task_id: str, model: str, offers: Iterable[Offer], mesh_models: Collection[str] = ()
+) -> list[str]:
+    """Peer IDs of the eligible peers, best first: those that have what the task asks
+    for, then those that reach the model through their gateway."""
+    offers = [o for o in offers if o.free_slots > 0]
+    local = {o.peer_id: min(o.free_slots, MAX_WEIGHT) for o in offers if can_run(model, o)}
+    remote = {
+        o.peer_id: min(o.free_slots, MAX_WEIGHT)
+        for o in offers
+        if o.peer_id not in local and o.gateway and _on_mesh(model, mesh_models)
+    }
+    return ordered(task_id, local) + ordered(task_id, remote)
 
 
 def position(
@@ -75,12 +91,15 @@ def position(
     subtracted from its capacity. Peers the task failed on are left out."""
     own = replace(market.own, free_slots=max(0, market.own.free_slots - used_slots))
     others = [o for o in market.peers if o.node_id not in failed_on and o.peer_id != own.peer_id]
-    order = rank(task_id, model, [own, *others])
+    order = rank(task_id, model, [own, *others], market.mesh_models)
     return order.index(own.peer_id) if own.peer_id in order else None
 
 
-def _eligible(model: str, offer: Offer) -> bool:
-    return offer.free_slots > 0 and can_run(model, offer)
+def _on_mesh(model: str, mesh_models: Collection[str]) -> bool:
+    wanted = _canonical(model)
+    if wanted in ANY_MODEL:
+        return bool(mesh_models)
+    return wanted in {_canonical(m) for m in mesh_models}
 
 
 def _canonical(model: str) -> str:

@@ -167,6 +167,11 @@ class ClaimSettings:
         " claims are recognised at no cost; after that they are checked on the forge.",
         default=3600.0,
     )
+    remote_models: bool = doc(
+        "Claim tasks whose model only another node has, to run them through the model"
+        " gateway (ranked after the nodes that have the model).",
+        default=True,
+    )
     quarantine_label: str = doc(
         "Label put on a quarantined task's issue.", default="bzzz-quarantined"
     )

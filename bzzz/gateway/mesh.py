@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 PROTOCOL = TProtocol("/bzzz/ollama/1.0.0")
 MAX_FRAME = 1 << 20
 CHUNK = 65536
+MAX_BATCH = 256 * 1024  # bytes of model output one DATA frame carries at most
+BATCH_QUEUE = 1024  # chunks read ahead of the stream
 
 
 class Kind(IntEnum):
@@ -227,11 +229,34 @@ class MeshServer:
                 {"status": reply.status, "content_type": reply.content_type or NDJSON}
             ).encode(),
         )
-        async with aclosing(reply.chunks) as chunks:
-            async for chunk in chunks:
-                await send_frame(stream, Kind.DATA, chunk)
+        await _send_batched(stream, reply.chunks)
         await send_frame(stream, Kind.END)
         await _close(stream)
+
+
+async def _send_batched(stream: INetStream, chunks: AsyncGenerator[bytes, None]) -> None:
+    """Relay the model server's chunks as DATA frames. A reader task takes them as they
+    come; each frame carries whatever arrived while the last one was being sent: one
+    chunk when the stream is slow (no delay added), many when it is fast (each frame
+    costs py-libp2p more than its bytes do)."""
+    arrived, pending = trio.open_memory_channel[bytes](BATCH_QUEUE)
+
+    async def read() -> None:
+        async with arrived, aclosing(chunks) as relayed:
+            async for chunk in relayed:
+                await arrived.send(chunk)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read)
+        async with pending:
+            async for chunk in pending:
+                batch = bytearray(chunk)
+                while len(batch) < MAX_BATCH:
+                    try:
+                        batch += pending.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                await send_frame(stream, Kind.DATA, bytes(batch))
 
 
 async def _close(stream: INetStream) -> None:

@@ -85,8 +85,16 @@ class Membership:
             if record is None or caps is None:
                 continue
             slots = caps.slots if caps.slots is not None else int(caps.status == "idle")
+            gateway = caps.gateway_slots is not None
             offers.append(
-                Offer(peer_id, tuple(caps.models), tuple(caps.installed), slots, record.node_id)
+                Offer(
+                    peer_id,
+                    tuple(caps.models),
+                    tuple(caps.installed),
+                    slots,
+                    record.node_id,
+                    gateway,
+                )
             )
         return tuple(offers)
 

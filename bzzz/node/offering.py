@@ -50,6 +50,7 @@ class Offering:
         self.readiness: Readiness = readiness.assess(facts)
         # The model gateway's load, (mesh slots, calls served now); None: no gateway.
         self.gateway_load: Callable[[], tuple[int, int]] | None = None
+        self.remote_models = True  # claims.remote_models: claim tasks for the mesh's models
 
     async def on_reading(self, reading: Reading) -> None:
         """A capability reading from the scheduler's thread."""
@@ -80,21 +81,26 @@ class Offering:
         """Recompute whether this node takes tasks and what it offers the claim machine."""
         claims = self._claims
         reading = self.announcer.reading
+        peers = self._membership.offers()
+        # Other nodes' models, which this node reaches through its gateway (if it may).
+        reach = self.gateway_load is not None and self.remote_models
+        mesh = frozenset(m for o in peers for m in o.models) if reach else frozenset()
         self.facts = replace(
             self.facts,
+            mesh_models=tuple(sorted(mesh)),
             worker_threads=self.workforce.threads(),
             worker_problems=self.workforce.problems(),
         )
-        capacity = readiness.capacity(self.facts)
         own = Offer(
             self._peer_id,
             reading.models if reading else (),
             reading.installed if reading else (),
-            capacity,
+            readiness.capacity(self.facts),
             self._name,
+            self.gateway_load is not None,
         )
         if claims is not None:
-            claims.set_market(Market(own, self._membership.offers()))
+            claims.set_market(Market(own, peers, mesh | set(own.models) if mesh else mesh))
         free = claims.book.free_slots() if claims is not None else 0
         self.readiness = readiness.assess(self.facts, free)
 

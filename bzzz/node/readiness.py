@@ -28,6 +28,7 @@ class Facts:
     has_forge: bool
     has_token: bool
     models: tuple[str, ...] = ()
+    mesh_models: tuple[str, ...] = ()  # other nodes' models, reachable through the gateway
     worker_threads: int = 0
     worker_problems: tuple[Problem, ...] = ()
     heartbeat: float = 10.0  # workers.heartbeat, to say how long a worker may be silent
@@ -77,12 +78,12 @@ def problems(facts: Facts) -> list[Problem]:
             )
         )
         return found  # its workers do not matter
-    if facts.executor in AGENT_EXECUTORS and not facts.models:
+    if facts.executor in AGENT_EXECUTORS and not (facts.models or facts.mesh_models):
         found.append(
             Problem(
                 "no model",
-                "the model server lists no models. Fix: start ollama at"
-                " capabilities.ollama_host and pull a model.",
+                "the model server lists no models and no peer offers one through the"
+                " gateway. Fix: start ollama at capabilities.ollama_host and pull a model.",
             )
         )
     found.extend(facts.worker_problems)

@@ -189,6 +189,7 @@ def build_node(
         poller=poller,
         publish=gossip.publish,
     )
+    offering.remote_models = settings.claims.remote_models
     sync = TaskSync(stack.host, tasks, membership, settings.tasks.sync_interval, clock=clock)
     gateway = _gateway(
         settings, name, stack.host, dialer, offering=offering, membership=membership, clock=clock
