@@ -97,6 +97,11 @@ def _parser() -> argparse.ArgumentParser:
     peers = command("peers", "List the peers the running node knows.", _peers)
     peers.add_argument("--json", action="store_true", help="machine-readable output")
 
+    models = command(
+        "models", "List the mesh's models: where each lives, its size, calls in flight.", _models
+    )
+    models.add_argument("--json", action="store_true", help="machine-readable output")
+
     tasks = command("tasks", "List the tasks the running node knows.", _tasks)
     tasks.add_argument("--json", action="store_true", help="machine-readable output")
     tasks.add_argument(
@@ -264,6 +269,23 @@ def _peers(args: argparse.Namespace) -> int:
     reply = _ask(args, "status")
     peers = reply["peers"]
     print(json.dumps(peers, indent=2) if args.json else render_peers(NodeStatus.from_json(reply)))
+    return ExitCode.OK
+
+
+def _models(args: argparse.Namespace) -> int:
+    import httpx  # noqa: PLC0415 - keeps `bzzz --help` fast
+
+    from bzzz.render import render_models  # noqa: PLC0415
+
+    report = NodeStatus.from_json(_ask(args, "status"))
+    if report.gateway is None:
+        raise ConfigError("this node runs no model gateway. Fix: set gateway.listen.")
+    try:
+        tags = httpx.get(f"{report.gateway.url}/api/tags", timeout=15).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise ConfigError(f"the node's model gateway did not answer: {exc}") from None
+    models = tags.get("models", [])
+    print(json.dumps(models, indent=2) if args.json else render_models(models, report))
     return ExitCode.OK
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from bzzz.node.status import NodeStatus
 
@@ -103,6 +104,30 @@ def render_tasks(report: NodeStatus) -> str:
         for t in report.tasks
     ]
     return table(TASK_HEADERS, rows)
+
+
+def render_models(models: list[dict[str, Any]], report: NodeStatus) -> str:
+    """The mesh's models (the gateway's merged /api/tags) with the calls each node serves."""
+    if not models:
+        return "no models on this node or its peers"
+    calls = {report.node_id: report.gateway.serving if report.gateway else 0}
+    for peer in report.peers:
+        calls[peer.node_id] = int((peer.capabilities or {}).get("gateway_calls") or 0)
+    rows = [
+        [
+            m.get("name") or m.get("model"),
+            _size(m.get("size")),
+            ", ".join(f"{n} ({calls.get(n, 0)} calls)" for n in m.get("bzzz_nodes") or ()),
+        ]
+        for m in models
+    ]
+    return table(("MODEL", "SIZE", "ON NODES (MESH CALLS IN FLIGHT)"), rows)
+
+
+def _size(size: object) -> str:
+    if not isinstance(size, int) or size <= 0:
+        return "-"
+    return f"{size / 2**30:.1f} GB" if size >= 2**30 else f"{size / 2**20:.0f} MB"
 
 
 def render_ignored(report: NodeStatus) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -100,6 +102,18 @@ def test_one_node_s_gateway_answers_with_another_node_s_model(
         through_a.delete("only-c")
     assert refused.value.status_code == 403
     assert "does not travel over the Bzzz mesh" in str(refused.value)
+
+    listing = subprocess.run(
+        [sys.executable, "-m", "bzzz", "models", "--home", str(nodes["a"].home)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert listing.returncode == 0, listing.stderr
+    rows = {line.split()[0]: line for line in listing.stdout.splitlines()[2:]}
+    assert "c (0 calls)" in rows["only-c:latest"]
+    assert "a (0 calls)" in rows["lab-a:latest"]
 
     report = nodes["a"].status_json()
     assert report is not None
