@@ -225,7 +225,14 @@ class _Loop:
         seconds = reply.seconds or time.monotonic() - started
         estimate = self.window.tokens(messages)
         self.window.calibrate(messages, reply.prompt_tokens)
-        call = Call(reply.prompt_tokens, reply.reply_tokens, seconds, reply.cut, estimate)
+        call = Call(
+            reply.prompt_tokens,
+            reply.reply_tokens,
+            seconds,
+            reply.cut,
+            estimate,
+            reply.reply_seconds,
+        )
         self.result.calls.append(call)
         return reply
 

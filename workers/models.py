@@ -110,6 +110,7 @@ class OllamaChat:
             reply_tokens=response.eval_count or 0,
             cut=response.done_reason == "length",
             seconds=time.monotonic() - started,
+            reply_seconds=(response.eval_duration or 0) / 1e9,
         )
 
 

@@ -90,6 +90,7 @@ class Call:
     seconds: float
     cut: bool
     estimate: int
+    reply_seconds: float = 0.0  # of `seconds`, writing the reply (when the server says)
 
 
 @dataclass

@@ -17,7 +17,8 @@ class ModelReply:
     prompt_tokens: int = 0  # the server's prompt_eval_count
     reply_tokens: int = 0  # its eval_count
     cut: bool = False  # the reply hit the reply limit (done_reason "length")
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole call
+    reply_seconds: float = 0.0  # writing the reply (the server's eval_duration)
 
     @property
     def tokens(self) -> int:
