@@ -218,11 +218,11 @@ def run_lab(
         try:
             # First the guard, which cleans up after a lab that is killed outright.
             lab.guard = guard = Guard(remove=lab_root if removed else None)
+            lab.init()  # starts the forge and the model server
             say(
                 f"lab homes in {lab_root}; model {lab.model_name or '(the first listed)'} at"
                 f" {lab.model_url}"
             )
-            lab.init()
             progress.started = time.monotonic()
             lab.start()
             while duration is None or progress.elapsed() < duration:
