@@ -182,6 +182,9 @@ def test_replies_that_cannot_be_used_say_why(text: str, problem: str) -> None:
 def test_replies_are_read_with_or_without_a_fence() -> None:
     assert parse_reply(run("ls")) == Run("ls", "next")
     assert parse_reply(f"```json\n{done('ok')}\n```") == Done("ok", thought="end")
+    # a raw line break inside a string, as SmolLM2 wrote under a grammar, is read as one
+    raw = '{"thought": "Two\nlines.", "action": "done", "summary": "No more line" }'
+    assert parse_reply(raw) == Done("No more line", thought="Two\nlines.")
 
 
 def test_unparsable_replies_go_back_to_the_model_a_few_times(tmp_path: Path) -> None:

@@ -7,9 +7,11 @@ Configure it with `workers.executor = "workers.agent:run"`.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 from bzzz.forge.api import ForgeError
 from bzzz.work import TaskSpec
@@ -100,6 +102,7 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
                     issue.body,
                     workspace.branch,
                     workspace.base,
+                    files=_files(workspace.path),
                 )
                 loop = _reason(task, context, choice, sandbox, workspace)
         except SandboxError as exc:
@@ -179,6 +182,19 @@ def _reason(
         on_step=progress,
         changed=workspace.changed,
     )
+
+
+def _files(root: Path, limit: int = 300) -> tuple[str, ...]:
+    """The work tree's files (not git's), at most `limit`, directory by directory: shown to
+    the model, which then need not spend a step listing them."""
+    found: list[str] = []
+    for directory, subdirectories, names in os.walk(root):
+        subdirectories[:] = sorted(d for d in subdirectories if d != ".git")
+        base = Path(directory).relative_to(root)
+        found += [(base / name).as_posix() for name in sorted(names)]
+        if len(found) >= limit:
+            break
+    return tuple(found[:limit])
 
 
 def _at_most_every(seconds: float, check: Callable[[], bool]) -> Callable[[], bool]:

@@ -162,6 +162,7 @@ class _Loop:
                     body=body,
                     branch=task.branch,
                     base=task.base,
+                    files=_files(task.files, self.window.chars(self.window.room // 10)),
                 ),
             },
         ]
@@ -342,6 +343,19 @@ class _Loop:
             )
         )
         return None
+
+
+def _files(files: tuple[str, ...], limit: int) -> str:
+    """The repository's files, as many as `limit` characters hold."""
+    if not files:
+        return ""
+    shown: list[str] = []
+    for name in files:
+        if sum(len(n) + 1 for n in shown) + len(name) > limit:
+            shown.append(f"... and {len(files) - len(shown)} more")
+            break
+        shown.append(name)
+    return f"Files in the repository: {' '.join(shown)}\n"
 
 
 def _inline(command: str) -> str:

@@ -124,6 +124,7 @@ class TaskText:
     body: str
     branch: str
     base: str
+    files: tuple[str, ...] = ()  # the repository's files, as the task starts (for the model)
 
 
 def head_and_tail(text: str, limit: int) -> tuple[str, bool]:

@@ -94,8 +94,8 @@ def parse_reply(text: str, examples: Collection[str] = ()) -> Run | Done:
     """The action in `text`, or BadReply saying why there is none. `examples`: texts the
     prompts show as examples (a summary copied from them says nothing)."""
     fenced = _FENCE.match(text)
-    try:
-        reply = json.loads(fenced.group(1) if fenced else text)
+    try:  # not strict: a raw line break inside a string (as some grammars let through) is fine
+        reply = json.loads(fenced.group(1) if fenced else text, strict=False)
     except ValueError:
         raise BadReply("it is not JSON") from None
     if not isinstance(reply, dict):
