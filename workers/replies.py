@@ -10,6 +10,7 @@ holds replies to the same rules and says what is wrong, for the model to read.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import zlib
@@ -140,6 +141,12 @@ def placeholder(text: str) -> bool:
     return bool(_PLACEHOLDER.match(text))
 
 
+def _alike(text: str, example: str) -> bool:
+    """Whether `text` is `example` copied, give or take a few letters."""
+    a, b = (" ".join(re.findall(r"[a-z0-9]+", t.lower())) for t in (text, example))
+    return a == b or difflib.SequenceMatcher(None, a, b).ratio() >= 0.85
+
+
 def _command(command: object) -> str:
     if not isinstance(command, str) or not command.strip():
         raise BadReply('"run" needs a "command": one shell command, e.g. "ls -a"')
@@ -156,7 +163,7 @@ def _command(command: object) -> str:
 def _summary(summary: object, examples: Collection[str]) -> str:
     if not isinstance(summary, str) or not summary.strip():
         raise BadReply('"done" needs a "summary": what you changed and how you checked it')
-    if placeholder(summary) or summary.strip().lower() in {e.lower() for e in examples}:
+    if placeholder(summary) or any(_alike(summary, example) for example in examples):
         raise BadReply(
             "the summary is copied from the instructions: say what you changed in this"
             " repository and how you checked it"
