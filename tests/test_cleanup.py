@@ -216,7 +216,7 @@ def lab_up(lab: subprocess.Popen[bytes], out: Path, nodes: int) -> bool:
     said = out.read_text(errors="replace")
     if lab.poll() is not None:
         raise RuntimeError(f"the lab exited with {lab.returncode}:\n{said[-3000:]}")
-    found = re.search(r"lab homes in (\S+)", said)
+    found = re.search(r"lab homes in ([^\s;]+)", said)
     if found is None:
         return False
     root = Path(found[1])

@@ -3,10 +3,13 @@ needed): mmdebstrap makes a minimal root file system, the engine imports it."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bzzz.config import SandboxSettings
@@ -97,10 +100,24 @@ def build_image(
     it exists, else built there and kept (a cache); without one a temporary one is used."""
     with tempfile.TemporaryDirectory(prefix="bzzz-rootfs-") as scratch:
         target = rootfs or Path(scratch) / "rootfs.tar"
-        if not target.exists():
-            say(f"building a {suite} root file system with mmdebstrap (about half a minute)")
-            partial = target.with_name(target.name + ".partial")
-            build_rootfs(partial, suite, mirror)
-            partial.replace(target)
+        with _only_one_builder(target):
+            if not target.exists():
+                say(f"building a {suite} root file system with mmdebstrap (about half a minute)")
+                partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+                build_rootfs(partial, suite, mirror)
+                partial.replace(target)
         say(f"importing {target} as {settings.image}")
         return import_rootfs(target, settings)
+
+
+@contextlib.contextmanager
+def _only_one_builder(target: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside `target`: processes sharing one cached tarball (the
+    test workers) build it once, the others wait and import it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.with_name(target.name + ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
