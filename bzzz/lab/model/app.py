@@ -8,6 +8,8 @@
     POST /api/chat         the responder's reply, streamed as NDJSON unless "stream": false;
                            400 for an embedding model, as ollama answers
     POST /api/generate     the same, as `response` text
+    POST /api/embed        vectors for `input` (bzzz.lab.model.embed), from any model
+    POST /api/embeddings   the older form: one vector for `prompt`
     POST /_lab/models      register scripted models: a script (see `steps`), from loopback only
     GET  /_lab/requests?after=SEQ   the request log (entries after SEQ), from loopback only
 
@@ -17,15 +19,24 @@ Every request except those to `/_lab/` is logged, once its reply is decided.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bzzz.lab.model.answers import (
+    chunks,
+    counts,
+    final_chunk,
+    kind_of,
+    message,
+    only_loads,
+    status_of,
+    within_num_predict,
+)
 from bzzz.lab.model.chat import (
     BadRequest,
     ChatRequest,
@@ -34,6 +45,7 @@ from bzzz.lab.model.chat import (
     parse_chat,
     parse_generate,
 )
+from bzzz.lab.model.embed import embed_body, embeddings_body, parse_embed, parse_embeddings
 from bzzz.lab.model.generated import answer_generated
 from bzzz.lab.model.generative import Generative
 from bzzz.lab.model.httpd import BadBody, Exchange
@@ -51,18 +63,9 @@ from bzzz.lab.model.steps import (
 from bzzz.lab.model.wire import (
     SERVER_VERSION,
     Usage,
-    chat_chunk,
-    chat_stream,
-    count_tokens,
-    final,
-    generate_chunk,
-    generate_stream,
-    pieces,
-    prompt_tokens,
     ps_entry,
     show_body,
     tags_entry,
-    tool_calls_json,
 )
 
 log = logging.getLogger(__name__)
@@ -105,6 +108,8 @@ class LabModelApp:
             "/api/show": ("POST", self._show),
             "/api/chat": ("POST", lambda exchange: self._model_reply(exchange, "chat")),
             "/api/generate": ("POST", lambda exchange: self._model_reply(exchange, "generate")),
+            "/api/embed": ("POST", lambda exchange: self._embed(exchange, legacy=False)),
+            "/api/embeddings": ("POST", lambda exchange: self._embed(exchange, legacy=True)),
             "/_lab/models": ("POST", self._register),
             "/_lab/requests": ("GET", self._logged),
         }
@@ -151,6 +156,26 @@ class LabModelApp:
         else:
             self._json(exchange, 200, show_body(found[1]), model=name)
 
+    def _embed(self, exchange: Exchange, *, legacy: bool) -> None:
+        received = time.monotonic_ns()
+        try:
+            body = exchange.read_json()
+            request = parse_embeddings(body) if legacy else parse_embed(body)
+        except (BadBody, BadRequest) as exc:
+            self._json(exchange, _bad_status(exc), {"error": str(exc)})
+            return
+        found = self.models.get(request.model)
+        if found is None:
+            self._json(exchange, 404, {"error": f"model '{request.model}' not found"})
+            return
+        self.models.mark_used(found[1])
+        answer = (
+            embeddings_body(request)
+            if legacy
+            else embed_body(request, time.monotonic_ns() - received)
+        )
+        self._json(exchange, 200, answer, model=request.model)
+
     def _model_reply(self, exchange: Exchange, endpoint: Endpoint) -> None:
         received = time.monotonic_ns()
         try:
@@ -167,13 +192,13 @@ class LabModelApp:
         responder, info = found
         if not info.chats:  # ollama: 400 before the model is loaded
             self._log(exchange, 400, request, "error")
-            message = f'"{request.model}" does not support {endpoint}'
-            exchange.send_json(400, {"error": message})
+            refused = f'"{request.model}" does not support {endpoint}'
+            exchange.send_json(400, {"error": refused})
             return
         self.models.mark_used(info)
-        if _only_loads(request):  # ollama loads the model and answers nothing
+        if only_loads(request):  # ollama loads the model and answers nothing
             self._log(exchange, 200, request, "load")
-            self._send(exchange, request, [_final(request, "", [], None, "load")])
+            self._send(exchange, request, [final_chunk(request, "", [], None, "load")])
             return
         if isinstance(responder, Generative):  # a real model: logged once it has answered
             answer_generated(
@@ -196,12 +221,12 @@ class LabModelApp:
             self._log(exchange, 500, request, "error")
             exchange.send_json(500, {"error": f"lab model '{request.model}' failed: {exc}"})
             return
-        reply, reason = _within_num_predict(request, reply)
+        reply, reason = within_num_predict(request, reply)
         counted = None
         if isinstance(reply, Text | ToolCall):
-            prompt, generated = _counts(request, reply)
+            prompt, generated = counts(request, reply)
             counted = {"prompt_eval_count": prompt, "eval_count": generated, "done_reason": reason}
-        self._log(exchange, _status(reply, request), request, _kind(reply), counted)
+        self._log(exchange, status_of(reply, request), request, kind_of(reply), counted)
         decided = time.monotonic_ns()
         if reply.delay and self.stopping.wait(reply.delay):
             exchange.drop()  # the server is stopping: a hung model never answers
@@ -218,21 +243,21 @@ class LabModelApp:
             exchange.send_json(500, {"error": reply.message})  # as ollama fails mid-reply
         elif isinstance(reply, StreamError):
             exchange.start_stream()
-            for chunk in _chunks(request, reply.partial, []):
+            for chunk in chunks(request, reply.partial, []):
                 exchange.stream_line(chunk)
             exchange.stream_line({"error": reply.message})
             exchange.end_stream()
         else:
-            content, tool_calls = _message(request, reply)
-            usage = clock.usage(*_counts(request, reply))
+            content, tool_calls = message(request, reply)
+            usage = clock.usage(*counts(request, reply))
             if request.stream:
                 exchange.start_stream()
-                for chunk in _chunks(request, content, tool_calls):
+                for chunk in chunks(request, content, tool_calls):
                     exchange.stream_line(chunk)
-                exchange.stream_line(_final(request, "", [], usage, reason))
+                exchange.stream_line(final_chunk(request, "", [], usage, reason))
                 exchange.end_stream()
             else:
-                exchange.send_json(200, _final(request, content, tool_calls, usage, reason))
+                exchange.send_json(200, final_chunk(request, content, tool_calls, usage, reason))
 
     def _send(self, exchange: Exchange, request: ChatRequest, chunks: list[dict[str, Any]]) -> None:
         if not request.stream:
@@ -309,78 +334,6 @@ class LabModelApp:
                 done_reason=ending.get("done_reason"),
             )
         )
-
-
-def _message(request: ChatRequest, reply: Text | ToolCall) -> tuple[str, list[dict[str, Any]]]:
-    """The content and tool calls the reply becomes on this endpoint."""
-    if isinstance(reply, Text):
-        return reply.content, []
-    if request.endpoint == "chat":
-        return "", tool_calls_json(reply)
-    # /api/generate has no tool calls: the call comes as the text a model would write
-    return json.dumps({"name": reply.name, "arguments": dict(reply.arguments)}), []
-
-
-def _counts(request: ChatRequest, reply: Text | ToolCall) -> tuple[int, int]:
-    """The crude counts: prompt and reply words (a tool call counts as its JSON)."""
-    content, tool_calls = _message(request, reply)
-    generated = count_tokens(content) + sum(count_tokens(json.dumps(c)) for c in tool_calls)
-    return prompt_tokens(request), generated
-
-
-def _within_num_predict(request: ChatRequest, reply: Reply) -> tuple[Reply, str]:
-    """A text longer than the request's `num_predict` (in words, the lab's tokens) is cut
-    there, and its `done_reason` is "length", as ollama answers."""
-    limit = request.options.get("num_predict")
-    if not isinstance(reply, Text) or not isinstance(limit, int) or limit <= 0:
-        return reply, "stop"
-    kept: list[str] = []
-    words = 0
-    for piece in pieces(reply.content):
-        words += bool(piece.strip())
-        if words > limit:
-            return Text("".join(kept), reply.delay), "length"
-        kept.append(piece)
-    return reply, "stop"
-
-
-def _chunks(
-    request: ChatRequest, content: str, tool_calls: Sequence[Mapping[str, Any]]
-) -> Iterator[dict[str, Any]]:
-    if request.endpoint == "chat":
-        return chat_stream(request.model, content, tool_calls)
-    return generate_stream(request.model, content)
-
-
-def _final(
-    request: ChatRequest,
-    content: str,
-    tool_calls: Sequence[Mapping[str, Any]],
-    usage: Usage | None,
-    reason: str = "stop",
-) -> dict[str, Any]:
-    if request.endpoint == "chat":
-        return final(chat_chunk(request.model, content, tool_calls), usage, reason)
-    return final(generate_chunk(request.model, content), usage, reason)
-
-
-def _only_loads(request: ChatRequest) -> bool:
-    """ollama answers a chat without messages, or a generate without a prompt, by loading."""
-    if request.endpoint == "chat":
-        return not request.messages
-    return not any(message.role == "user" for message in request.messages)
-
-
-def _status(reply: Reply, request: ChatRequest) -> int:
-    if isinstance(reply, HttpError):
-        return reply.status
-    return 500 if isinstance(reply, StreamError) and not request.stream else 200
-
-
-def _kind(reply: Reply) -> str:
-    return {Text: "text", ToolCall: "tool_call", HttpError: "http_error"}.get(
-        type(reply), "stream_error"
-    )
 
 
 def _bad_status(exc: Exception) -> int:

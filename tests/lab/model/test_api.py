@@ -252,3 +252,26 @@ def test_the_request_log_says_which_model_and_how_many_messages(
     assert (entry.stream, entry.tools, entry.status, entry.reply) == (True, 1, 200, "text")
     over_http = httpx.get(f"{server.url}/_lab/requests?after={seen}", timeout=5).json()
     assert over_http["requests"] == [entry.as_json()]
+
+
+def test_any_model_embeds_and_texts_sharing_words_come_out_close(
+    serve: ServerFactory, connect: ClientFactory
+) -> None:
+    server = serve({"lab": Scripted([Text("hi")])})
+    client = connect(server)
+
+    answer = client.embed("lab", ["a mesh of peers", "peers of a mesh", "ollama serves models"])
+    same, reordered, other = answer.embeddings
+    assert len(same) == 256
+    assert abs(sum(x * x for x in same) - 1.0) < 1e-9  # scaled to length 1, as ollama does
+    assert sum(a * b for a, b in zip(same, reordered, strict=True)) > 0.99  # the same words
+    assert abs(sum(a * b for a, b in zip(same, other, strict=True))) < 0.5
+    assert len(client.embed("lab", "one text", dimensions=64).embeddings[0]) == 64
+    assert client.embeddings("lab", "a mesh of peers").embedding == same  # the older API
+    assert client.embeddings("lab", "").embedding == []
+    with pytest.raises(ollama.ResponseError) as missing:
+        client.embed("nowhere", "text")
+    assert missing.value.status_code == 404
+    bad = httpx.post(f"{server.url}/api/embed", json={"model": "lab", "input": [1]}, timeout=5)
+    assert bad.status_code == 400
+    assert "input must be a string or a list of strings" in bad.json()["error"]
