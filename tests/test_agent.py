@@ -130,6 +130,7 @@ def _home(tmp_path: Path, forge: LocalForge, model: LabModelServer) -> Path:
         extra={
             "forge": {"api_url": forge.api_url, "seconds_between_writes": 0.0},
             "capabilities": {"ollama_host": model.url},
+            "gateway": {"listen": ""},  # no node here: the worker asks the server itself
             "agent": {"model": "lab", "model_timeout": 10.0, "max_steps": 10},
             "git": {"author_name": "Node A", "author_email": "node-a@lab.invalid"},
         },

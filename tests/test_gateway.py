@@ -85,6 +85,21 @@ def test_one_node_s_gateway_answers_with_another_node_s_model(
         direct_c.generate("only-c", "Say hello")
     )
     assert same(through_a.show("only-c")) == same(direct_c.show("only-c"))
+    embedded = through_a.embed("only-c", ["a mesh of peers", "one pool of models"])
+    assert same(embedded) == same(
+        direct_c.embed("only-c", ["a mesh of peers", "one pool of models"])
+    )
+    assert len(embedded.embeddings) == 2
+    assert (
+        through_a.embeddings("only-c", "hello").embedding
+        == direct_c.embeddings("only-c", "hello").embedding
+    )
+    served_by = httpx.post(
+        f"{nodes['a'].gateway_url}/api/chat",
+        json={"model": "only-c", "messages": messages, "stream": False},
+        timeout=30,
+    )
+    assert served_by.headers["x-bzzz-node"] == "c"  # the node whose model answered
     assert through_a.chat("lab-a", messages).message.content == "A answers"  # its own model
 
     listed = {m.model: m for m in through_a.list().models}

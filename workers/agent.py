@@ -59,7 +59,7 @@ class SandboxRunner:
 def run(spec: TaskSpec, context: Context) -> Outcome:
     settings, forge = context.settings, context.forge
     started = time.monotonic()
-    host = settings.capabilities.ollama_host
+    host = settings.model_url
     facts = RunFacts(settings.node.name, spec.model, 0.0)
 
     def failed(reason: str, steps: list[Step] | None = None) -> Outcome:
@@ -104,7 +104,7 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
                     workspace.base,
                     files=_files(workspace.path),
                 )
-                loop = _reason(task, context, choice, sandbox, workspace)
+                loop, served_by = _reason(task, context, choice, sandbox, workspace)
         except SandboxError as exc:
             problem = f"the sandbox failed: {exc}"
         else:
@@ -113,7 +113,7 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
         if problem is not None:
             log.warning("%s: %s; declining the task", spec.task_id, problem)
             return declined(spec, problem)
-        facts = replace(facts, seconds=time.monotonic() - started)
+        facts = replace(facts, seconds=time.monotonic() - started, served_by=served_by)
         log.info(
             "%s: %s after %d commands, %d model calls, %d tokens",
             spec.task_id,
@@ -138,7 +138,8 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
 
 def _reason(
     task: TaskText, context: Context, choice: ModelChoice, sandbox: Sandbox, workspace: Workspace
-) -> LoopResult:
+) -> tuple[LoopResult, dict[str, int]]:
+    """The loop's result, and how many answers each node's model gave (behind a gateway)."""
     agent = context.settings.agent
     options = fit_options(
         agent.num_ctx, agent.num_predict, agent.temperature, choice.context_length
@@ -164,8 +165,7 @@ def _reason(
         context_window=options.num_ctx,
         reply_tokens=options.num_predict,
     )
-    host = context.settings.capabilities.ollama_host
-    chat = OllamaChat(host, choice.name, agent.model_timeout, options)
+    chat = OllamaChat(context.settings.model_url, choice.name, agent.model_timeout, options)
     steps = 0
 
     def progress(step: Step) -> None:
@@ -173,7 +173,7 @@ def _reason(
         steps += 1
         context.progress(f"step {steps}: {step.command[:100]} -> {step.exit_code}")
 
-    return run_loop(
+    loop = run_loop(
         task,
         chat,
         SandboxRunner(sandbox),
@@ -182,6 +182,7 @@ def _reason(
         on_step=progress,
         changed=workspace.changed,
     )
+    return loop, dict(chat.served_by)
 
 
 def _files(root: Path, limit: int = 300) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ T = TypeVar("T")
 
 GENERIC = ("", "any", "ollama")  # a task that names no model: any model the server has
 CHAT = "completion"  # the capability ollama's /api/show reports for models that can chat
+SERVED_BY = "x-bzzz-node"  # the header a Bzzz gateway names the answering node in
 CONNECT_TIMEOUT = 10.0  # seconds to reach the server: longer is an unreachable server
 DEFAULT_WINDOW = 2048  # a model whose server reports no context length: ollama's old default
 MIN_REPLY_TOKENS = 128
@@ -68,7 +70,8 @@ class OllamaChat:
     the reply schema as `format` and the options. A call is given its own timeout (the
     smaller of `timeout` and what the loop has left); reaching the server may take at
     most CONNECT_TIMEOUT of it. A read that times out is a slow model (ModelSlow), a
-    connection that fails an unreachable server (ModelUnreachable)."""
+    connection that fails an unreachable server (ModelUnreachable). Behind a Bzzz
+    gateway, `served_by` counts the answers per node whose model gave them."""
 
     def __init__(
         self, host: str, model: str, timeout: float, options: ModelOptions | None = None
@@ -77,6 +80,12 @@ class OllamaChat:
         self.host = host
         self.timeout = timeout
         self.options = options or ModelOptions()
+        self.served_by: Counter[str] = Counter()
+
+    def _note_server(self, response: httpx.Response) -> None:
+        node = response.headers.get(SERVED_BY)
+        if node and response.is_success:
+            self.served_by[node] += 1
 
     def chat(
         self, messages: Sequence[Mapping[str, str]], timeout: float | None = None
@@ -85,7 +94,8 @@ class OllamaChat:
         limits = httpx.Timeout(limit, connect=min(limit, CONNECT_TIMEOUT))
         started = time.monotonic()
         try:
-            with ollama.Client(host=self.host, timeout=limits) as client:
+            hooks = {"response": [self._note_server]}
+            with ollama.Client(host=self.host, timeout=limits, event_hooks=hooks) as client:
                 response = client.chat(
                     model=self.name,
                     messages=[dict(m) for m in messages],

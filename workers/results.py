@@ -4,8 +4,8 @@ when the task is retried), follow-up issues, or a failure report on the issue.""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 
 from bzzz.forge.api import Forge, Issue, PullRequest
@@ -36,6 +36,7 @@ class RunFacts:
     model: str
     seconds: float
     model_note: str = ""  # why this model (workers.models.ModelChoice.why)
+    served_by: Mapping[str, int] = field(default_factory=dict)  # answers per node's model
 
 
 def deliver(
@@ -88,6 +89,7 @@ def open_or_update_pull_request(
         node=run.node,
         model=run.model,
         model_note=_note(run),
+        served=served(run),
         steps=len(loop.steps),
         duration=_duration(run.seconds),
         summary=loop.summary.strip() or "(no summary)",
@@ -132,6 +134,7 @@ def report_failure(
         behaviour=f"\n{behaviour(loop, reason)}\n" if loop is not None else "",
         model=run.model or "(none)",
         model_note=_note(run),
+        served=served(run),
         steps=len(steps),
         duration=_duration(run.seconds),
         usage=f"\n{usage(loop)}" if loop is not None and loop.calls else "",
@@ -198,6 +201,17 @@ def _last_reply(loop: LoopResult | None) -> str:
 
 def _note(run: RunFacts) -> str:
     return f" ({run.model_note})" if run.model_note else ""
+
+
+def served(run: RunFacts) -> str:
+    """Which nodes' model servers answered, where another node's did (over the mesh)."""
+    if not run.served_by or set(run.served_by) == {run.node}:
+        return ""
+    if len(run.served_by) == 1:
+        return f", served by node **{next(iter(run.served_by))}** over the mesh"
+    ranked = sorted(run.served_by.items(), key=lambda item: (-item[1], item[0]))
+    nodes = ", ".join(f"**{node}** ({calls} call{'s' * (calls != 1)})" for node, calls in ranked)
+    return f", served by nodes {nodes} over the mesh"
 
 
 def _commands(steps: Sequence[Step]) -> str:

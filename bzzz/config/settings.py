@@ -80,6 +80,14 @@ class Settings:
     def tasks_path(self) -> Path:
         return self.home / "tasks.json"
 
+    @property
+    def model_url(self) -> str:
+        """Where workers ask for models: this node's gateway, which has the mesh's models
+        as well as this machine's, else this machine's model server."""
+        if self.gateway.listen and self.gateway.host_port[1] != 0:
+            return f"http://{self.gateway.listen}"
+        return self.capabilities.ollama_host
+
     def check(self) -> None:
         """Each section checks itself, in the order of config.toml; between them, what
         spans sections or needs the home directory. Raises Invalid on the first problem."""

@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 
 MERGE_TIMEOUT = 3.0  # seconds a peer's model list may take
 LATENCY_WEIGHT = 0.3  # of each new measure in the running latency
+SERVED_BY = "x-bzzz-node"  # the response header naming the node whose model answered
+
+
+def served_by(node_id: str) -> tuple[tuple[str, str], ...]:
+    return ((SERVED_BY, node_id),)
 
 
 @dataclass
@@ -100,7 +105,9 @@ class Gateway:
                 log.warning("this machine's model server failed; trying the mesh: %s", exc)
             else:
                 self.counts.local += 1
-                return Response(reply.status, reply.content_type, reply.chunks)
+                return Response(
+                    reply.status, reply.content_type, reply.chunks, served_by(self._name)
+                )
         peers = self._known_peers()
         for peer in candidates(model, peers, self.calls):
             response = await self._ask(peer, request)
@@ -131,7 +138,8 @@ class Gateway:
             return None
         self._measured(peer.peer_id, (self._clock() - started) * 1000)
         self.counts.remote += 1
-        return Response(reply.status, reply.content_type, self._counted(peer.peer_id, reply.chunks))
+        chunks = self._counted(peer.peer_id, reply.chunks)
+        return Response(reply.status, reply.content_type, chunks, served_by(peer.node_id))
 
     async def _counted(
         self, peer_id: str, chunks: AsyncGenerator[bytes, None]

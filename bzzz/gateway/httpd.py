@@ -37,6 +37,7 @@ class Response:
     status: int
     content_type: str
     body: bytes | AsyncGenerator[bytes, None]  # closed by the server when done or cut
+    headers: tuple[tuple[str, str], ...] = ()  # more than the content type and length
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -138,7 +139,7 @@ class _Connection:
         scope.cancel()
 
     async def _send_head(self, response: Response) -> None:
-        headers = [("content-type", response.content_type)]
+        headers = [("content-type", response.content_type), *response.headers]
         if isinstance(response.body, bytes):
             headers.append(("content-length", str(len(response.body))))
         await self._send(h11.Response(status_code=response.status, headers=headers))
