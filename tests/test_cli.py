@@ -62,7 +62,16 @@ def test_lab_turns_the_sample_issues_into_pull_requests_and_stops_cleanly() -> N
     assert "tasks finished: every node knows each task's result" in result.stdout
     view = result.stdout.rpartition("tasks from lab/hello")[2]
     for number in (1, 2, 3):
-        assert re.search(rf"lab/hello#{number} +done +lab-node-\d +http://\S+/pull/\d+", view)
+        # lab-node-3 is the model host: it lends lab-coder, and takes no tasks.
+        assert re.search(rf"lab/hello#{number} +done +lab-node-[12] +http://\S+/pull/\d+", view)
+    # Issue 3 asks for lab-coder, which only lab-node-3 has: the task ran on another node
+    # with lab-node-3's model, through the model gateways.
+    made_by = result.stdout.rpartition("who made them:")[2]
+    assert re.search(
+        r"Made by Bzzz node lab-node-[12] with model `lab-coder:latest` \(the task's model\),"
+        r" served by node lab-node-3 over the mesh",
+        made_by,
+    ), made_by
     assert "lab/hello#4" not in result.stdout  # no label
     assert "lab/hello#5" not in result.stdout  # untrusted author
     assert "3/3 nodes exited cleanly" in result.stdout

@@ -25,7 +25,7 @@ def render_lab(lab: Lab, reports: list[NodeStatus | None], elapsed: float) -> st
                 if node.running()
                 else f"exited {node.process.returncode if node.process else '-'}"
             )
-            rows.append([node.name, node.peer_id[-8:], state, "-", "-", "-", "-", "-", "-", "-"])
+            rows.append([node.name, node.peer_id[-8:], state, *["-"] * 9])
             continue
         caps = report.capabilities or {}
         rows.append(
@@ -37,6 +37,8 @@ def render_lab(lab: Lab, reports: list[NodeStatus | None], elapsed: float) -> st
                 report.connections,
                 report.mesh.get("capabilities", 0),
                 f"{caps.get('cpu', '-')}",
+                ",".join(caps.get("models") or ["-"]),
+                _mesh_calls(report),
                 len(report.tasks),
                 sum(report.messages.dropped.values()),
                 _work(report),
@@ -50,6 +52,8 @@ def render_lab(lab: Lab, reports: list[NodeStatus | None], elapsed: float) -> st
         "LINKS",
         "MESH",
         "CPU%",
+        "MODELS",
+        "MODEL CALLS",
         "TASKS",
         "DROPPED",
         "WORK",
@@ -66,6 +70,14 @@ def render_lab(lab: Lab, reports: list[NodeStatus | None], elapsed: float) -> st
             for t in known.tasks
         ]
     return "\n".join(lines)
+
+
+def _mesh_calls(report: NodeStatus) -> str:
+    """Model calls through the gateway: to peers' models (out), from peers (in)."""
+    gateway = report.gateway
+    if gateway is None:
+        return "no gateway"
+    return f"{gateway.local_calls} here, {gateway.remote_calls} out, {gateway.served} in"
 
 
 def _work(report: NodeStatus) -> str:
@@ -91,6 +103,7 @@ class Progress:
         self.tasks_at: float | None = None
         self.finished_at: float | None = None
         self.pulls: dict[str, str] = {}  # the sample tasks that have their pull request
+        self.made_by: list[str] = []  # who made each pull request, with whose model
         self.last_view = ""
         self._interactive = sys.stdout.isatty()
         self._printed_at = -1
@@ -150,4 +163,6 @@ class Progress:
                     else ""
                 )
             )
+        if self.made_by:
+            lines += ["who made them:", *self.made_by]
         return lines

@@ -7,7 +7,10 @@ A local forge, seeded with a sample repository, gives each node an account and
 the nodes their tasks; the lab model server (ollama's API, answering from the sample
 repository's playbook) is their model, unless the lab is given a real one: a GGUF model
 the lab model server runs through llama.cpp (`--gguf`), or a real ollama server
-(`--ollama-host`). Each node has a `bzzz worker` pool that runs its claimed tasks in a
+(`--ollama-host`). With the scripted model and two nodes or more, the last node is the
+lab's model host: it alone has LENT_MODEL, which issue 3 asks for, and takes no tasks,
+so another node runs that task with the host's model, through its model gateway. Each
+node has a `bzzz worker` pool that runs its claimed tasks in a
 sandbox and opens pull requests. The nodes and pools are the
 process handles of `bzzz.lab.processes`, which the tests use too.
 
@@ -32,12 +35,27 @@ from pathlib import Path
 from types import FrameType
 
 from bzzz import lifeline
+from bzzz.forge.api import ForgeError
+from bzzz.forge.github import GitHubForge
+from bzzz.forge.token import Token
 from bzzz.lab.forge import LocalForge
 from bzzz.lab.guard import Guard
-from bzzz.lab.model import LAB_MODEL, LabModelServer, default_models, gguf_models
+from bzzz.lab.model import (
+    LAB_MODEL,
+    LabModelServer,
+    default_models,
+    gguf_models,
+    sample_playbook,
+)
 from bzzz.lab.processes import NodeProcess, WorkerPool, free_port
 from bzzz.lab.progress import Progress, say
-from bzzz.lab.sample import EXPECTED_TASKS, SAMPLE_OWNER, SAMPLE_REPO, sample_world
+from bzzz.lab.sample import (
+    EXPECTED_TASKS,
+    LENT_MODEL,
+    SAMPLE_OWNER,
+    SAMPLE_REPO,
+    sample_world,
+)
 from bzzz.node.status import NodeStatus
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -82,7 +100,16 @@ class Lab:
                 models |= served
                 self.model_name = model or next(iter(served))
             self.model = LabModelServer(models=models)
+        # The model host's own server: the one place LENT_MODEL is.
+        self.lender: LabModelServer | None = None
+        if count >= 2 and self.model_name == LAB_MODEL and self.model is not None:
+            self.lender = LabModelServer(models={LENT_MODEL: sample_playbook()})
         self.owner_token = ""
+
+    @property
+    def model_host(self) -> NodeProcess | None:
+        """The node that lends LENT_MODEL to the others and takes no tasks itself."""
+        return self.nodes[-1] if self.lender is not None else None
 
     @property
     def model_url(self) -> str:
@@ -96,12 +123,14 @@ class Lab:
 
     def init(self) -> None:
         """Seed the forge (one account per node) and write every node's home."""
-        made = self.forge.seed(sample_world([node.name for node in self.nodes]))
+        task_model = LENT_MODEL if self.lender is not None else "ollama"
+        made = self.forge.seed(sample_world([node.name for node in self.nodes], task_model))
         tokens = {user["login"]: user["token"] for user in made["users"]}
         self.owner_token = tokens[SAMPLE_OWNER]  # for benchmarks that open issues
         self.forge.start()
-        if self.model is not None:
-            self.model.start()
+        for server in (self.model, self.lender):
+            if server is not None:
+                server.start()
         previous: list[str] = []
         for node in self.nodes:
             node.home.mkdir(parents=True, exist_ok=True)
@@ -117,12 +146,23 @@ class Lab:
                     "seconds_between_writes": 0.0,
                 },
                 tasks={"repositories": [SAMPLE_REPO], "poll_interval": self.poll_interval},
-                capabilities={"ollama_host": self.model_url},
-                workers={"executor": "workers.agent:run", "heartbeat": 5.0},
+                **self._role(node),
                 agent=self._agent(),
                 git={"author_name": node.name, "author_email": f"{node.name}@lab.bzzz.invalid"},
             )
             previous.append(node.addr)
+
+    def _role(self, node: NodeProcess) -> dict[str, dict[str, object]]:
+        """Its model server, and whether it takes tasks (the model host does not)."""
+        if node is self.model_host and self.lender is not None:
+            return {
+                "capabilities": {"ollama_host": self.lender.url},
+                "workers": {"executor": "workers.executors:decline"},
+            }
+        return {
+            "capabilities": {"ollama_host": self.model_url},
+            "workers": {"executor": "workers.agent:run", "heartbeat": 5.0},
+        }
 
     def start(self) -> None:
         for node in self.nodes:
@@ -151,8 +191,9 @@ class Lab:
         codes = [node.wait(left()) for node in self.nodes]
         for pool in self.workers:
             pool.wait(left())
-        if self.model is not None:
-            self.model.stop()
+        for server in (self.model, self.lender):
+            if server is not None:
+                server.stop()
         self.forge.stop()
         return codes
 
@@ -186,6 +227,20 @@ class Lab:
             for t in tasks
             if t.task_id in EXPECTED_TASKS and t.state == "done" and "/pull/" in t.result_url
         }
+
+    def made_by(self) -> list[str]:
+        """Each sample pull request's "Made by" line: the node that ran the task, and the
+        node whose model answered, where that was another node's (over the mesh)."""
+        forge = GitHubForge(self.forge.api_url, Token(self.owner_token), seconds_between_writes=0)
+        try:
+            pulls = forge.list_pull_requests(SAMPLE_REPO)
+        except ForgeError as exc:
+            return [f"(could not list the pull requests: {exc})"]
+        lines = []
+        for pull in sorted(pulls, key=lambda p: p.number):
+            made = next((line for line in pull.body.splitlines() if line.startswith("Made by")), "")
+            lines.append(f"  {pull.html_url}: {made.replace('**', '')}")
+        return lines
 
 
 def run_lab(
@@ -230,6 +285,8 @@ def run_lab(
                 progress.update(lab, reports)
                 if until_ready and progress.ready():
                     break
+                if progress.finished_at is not None and not progress.made_by:
+                    progress.made_by = lab.made_by()
                 if until_done and progress.finished_at is not None:
                     break
                 progress.show()

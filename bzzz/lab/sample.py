@@ -1,9 +1,10 @@
 """The lab's sample repository on the local forge: a tiny project and issues to work on.
 
 Three issues are tasks; one has no label and one was opened by somebody without access
-to the repository, so neither is. `SAMPLE_PLAYBOOK` is what the lab model server
-(`bzzz.lab.model`, a scripted stand-in for ollama, not a language model) answers for each
-task, step by step, in the reasoning loop's reply format.
+to the repository, so neither is. Issue 3 asks for any model, or for the one model the
+lab lends over the mesh (LENT_MODEL: only one node has it). `SAMPLE_PLAYBOOK` is what
+the lab model server (`bzzz.lab.model`, a scripted stand-in for ollama, not a language
+model) answers for each task, step by step, in the reasoning loop's reply format.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 SAMPLE_OWNER = "lab"
 SAMPLE_NAME = "hello"
 SAMPLE_REPO = f"{SAMPLE_OWNER}/{SAMPLE_NAME}"
+LENT_MODEL = "lab-coder"
 
 FILES = {
     "README.md": "# hello\n\nA tiny project for the Bzzz lab.\n",
@@ -60,9 +62,23 @@ ISSUES: list[dict[str, Any]] = [
 EXPECTED_TASKS = frozenset(f"{SAMPLE_REPO}#{n}" for n in (1, 2, 3))
 
 
-def sample_world(node_accounts: Sequence[str]) -> dict[str, Any]:
+def sample_issues(task_model: str = "ollama") -> list[dict[str, Any]]:
+    """The sample issues, issue 3 asking for `task_model` ("ollama": any model)."""
+    return [
+        {
+            **issue,
+            "labels": [
+                f"model:{task_model}" if "model:" in label else label for label in issue["labels"]
+            ],
+        }
+        for issue in ISSUES
+    ]
+
+
+def sample_world(node_accounts: Sequence[str], task_model: str = "ollama") -> dict[str, Any]:
     """A forge seed: the sample repository, its owner, a passer-by, one account per node.
-    The node accounts are collaborators: only trusted accounts' claim comments count."""
+    The node accounts are collaborators: only trusted accounts' claim comments count.
+    Issue 3 asks for `task_model`."""
     users = [SAMPLE_OWNER, "passer-by", *node_accounts]
     return {
         "users": [{"login": login} for login in users],
@@ -71,9 +87,9 @@ def sample_world(node_accounts: Sequence[str]) -> dict[str, Any]:
                 "owner": SAMPLE_OWNER,
                 "name": SAMPLE_NAME,
                 "files": FILES,
-                "labels": ["bzzz-task", "model:ollama"],
+                "labels": ["bzzz-task", f"model:{task_model}"],
                 "collaborators": list(node_accounts),
-                "issues": ISSUES,
+                "issues": sample_issues(task_model),
             }
         ],
     }
