@@ -138,6 +138,18 @@ def test_one_node_s_gateway_answers_with_another_node_s_model(
     assert served["gateway"]["served"] >= 4
     assert json.dumps(report).count("only-c") >= 1  # a's view names where the model lives
 
+    # C restarts. A's spare stream to C (opened while C's last answer streamed) belonged
+    # to the old connection: the next call opens a fresh one, and C answers it.
+    nodes["c"].stop()
+    nodes["c"].start()
+    a = nodes["a"]
+    wait_for(lambda: "c" in connected(a), 30, "a to reconnect to c")
+    assert through_a.chat("only-c", messages).message.content == "C answers, through the mesh"
+    after = a.status_json()
+    assert after is not None
+    assert after["gateway"]["failovers"] == 0
+    assert after["gateway"]["unavailable"] == report["gateway"]["unavailable"]
+
 
 def test_a_call_survives_busy_and_dead_peers_and_a_client_that_leaves(
     make_node: NodeFactory,

@@ -5,6 +5,7 @@ api       the endpoints, where each goes, and ollama's error words (pure)
 routing   which node serves a model call (pure)
 upstream  this machine's model server, through httpx
 mesh      model calls between nodes over a libp2p stream protocol
+streams   the streams for calls to peers, one kept ready per peer called lately
 gateway   the gateway: local first, then the best peer, failing over before a byte
 """
 

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
+from functools import partial
 
 import trio
 from libp2p.abc import IHost
@@ -26,6 +27,7 @@ from bzzz.gateway import api, mesh
 from bzzz.gateway.api import JSON, Route
 from bzzz.gateway.httpd import Request, Response
 from bzzz.gateway.routing import ModelPeer, candidates, has_model, known_anywhere
+from bzzz.gateway.streams import Streams
 from bzzz.gateway.upstream import Unreachable, Upstream
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ class Gateway:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._name = name
-        self._host = host
+        self.streams = Streams(host)
         self._upstream = upstream
         self._local_models = local_models
         self._peers = peers
@@ -123,20 +125,23 @@ class Gateway:
         started = self._clock()
         self.calls[peer.peer_id] += 1
         try:
+            peer_id = ID.from_base58(peer.peer_id)
             reply = await mesh.ask(
-                self._host,
-                ID.from_base58(peer.peer_id),
+                partial(self.streams.open, peer_id),
+                peer.node_id,
                 request.method,
                 request.path,
                 request.body,
                 first_byte=self._first_byte,
                 idle=self._idle,
+                spare=self.streams.spare(peer_id),
             )
         except (mesh.PeerBusy, mesh.PeerFailed) as exc:
             self._done(peer.peer_id)
             log.info("model call to %s not taken (%s); trying the next node", peer.node_id, exc)
             return None
         self._measured(peer.peer_id, (self._clock() - started) * 1000)
+        self.streams.refill(peer_id)  # while the answer streams: the next call starts at once
         self.counts.remote += 1
         chunks = self._counted(peer.peer_id, reply.chunks)
         return Response(reply.status, reply.content_type, chunks, served_by(peer.node_id))
@@ -212,8 +217,8 @@ class Gateway:
     async def _peer_list(self, peer: ModelPeer, request: Request) -> AsyncGenerator[bytes, None]:
         try:
             reply = await mesh.ask(
-                self._host,
-                ID.from_base58(peer.peer_id),
+                partial(self.streams.open, ID.from_base58(peer.peer_id)),
+                peer.node_id,
                 "GET",
                 request.path,
                 b"",

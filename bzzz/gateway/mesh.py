@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from enum import IntEnum
@@ -20,7 +20,6 @@ from enum import IntEnum
 import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
-from libp2p.peer.id import ID
 
 from bzzz.gateway.api import MESH_ENDPOINTS, NDJSON, error, error_line
 from bzzz.gateway.upstream import Unreachable, Upstream
@@ -32,6 +31,7 @@ MAX_FRAME = 1 << 20
 CHUNK = 65536
 MAX_BATCH = 256 * 1024  # bytes of model output one DATA frame carries at most
 BATCH_QUEUE = 1024  # chunks read ahead of the stream
+REQUEST_WITHIN = 30.0  # seconds a peer's stream may stay open before its request is in
 
 
 class Kind(IntEnum):
@@ -52,6 +52,10 @@ class PeerFailed(Exception):
     """The peer could not be asked, or failed before answering."""
 
 
+class StreamBroke(PeerFailed):
+    """The stream ended, or could not be written: its connection is gone."""
+
+
 @dataclass
 class PeerReply:
     status: int
@@ -59,8 +63,12 @@ class PeerReply:
     chunks: AsyncGenerator[bytes, None]
 
 
+def frame(kind: Kind, payload: bytes = b"") -> bytes:
+    return bytes([kind]) + len(payload).to_bytes(4, "big") + payload
+
+
 async def send_frame(stream: INetStream, kind: Kind, payload: bytes = b"") -> None:
-    await stream.write(bytes([kind]) + len(payload).to_bytes(4, "big") + payload)
+    await stream.write(frame(kind, payload))
 
 
 async def read_frame(stream: INetStream, limit: int = MAX_FRAME) -> tuple[Kind, bytes]:
@@ -81,31 +89,30 @@ async def _exactly(stream: INetStream, size: int) -> bytes:
         try:
             chunk = await stream.read(min(CHUNK, size - len(buffer)))
         except Exception as exc:  # EOF, reset: py-libp2p raises several kinds
-            raise PeerFailed(f"the stream ended: {type(exc).__name__}") from None
+            raise StreamBroke(f"the stream ended: {type(exc).__name__}") from None
         if not chunk:
-            raise PeerFailed("the stream ended")
+            raise StreamBroke("the stream ended")
         buffer += chunk
     return bytes(buffer)
 
 
 async def ask(
-    host: IHost, peer: ID, method: str, path: str, body: bytes, *, first_byte: float, idle: float
+    open_stream: Callable[[], Awaitable[INetStream]],
+    peer: str,
+    method: str,
+    path: str,
+    body: bytes,
+    *,
+    first_byte: float,
+    idle: float,
+    spare: INetStream | None = None,
 ) -> PeerReply:
-    """Open a call to a peer; returns once its answer's head is in. Raises PeerBusy or
+    """Make a call to a peer, on `spare` (a stream opened beforehand) if given, else on a
+    stream `open_stream` opens; returns once its answer's head is in. Raises PeerBusy or
     PeerFailed before anything is relayed (so the caller may try another node)."""
     try:
         with trio.fail_after(first_byte):
-            stream = await host.new_stream(peer, [PROTOCOL])
-            try:
-                await send_frame(
-                    stream, Kind.REQUEST, json.dumps({"method": method, "path": path}).encode()
-                )
-                await send_frame(stream, Kind.BODY, body)
-                kind, payload = await read_frame(stream)
-            except BaseException:
-                with trio.CancelScope(shield=True):
-                    await _reset(stream)
-                raise
+            stream, kind, payload = await _request(open_stream, spare, method, path, body)
     except trio.TooSlowError:
         raise PeerFailed(f"no answer within {first_byte:g} s") from None
     except (PeerFailed, PeerBusy):
@@ -113,18 +120,48 @@ async def ask(
     except Exception as exc:
         raise PeerFailed(f"{type(exc).__name__}: {exc}") from None
     if kind is Kind.BUSY:
-        await _reset(stream)
-        raise PeerBusy(str(peer))
+        await reset(stream)
+        raise PeerBusy(peer)
     if kind is Kind.ERROR:
-        await _reset(stream)
+        await reset(stream)
         raise PeerFailed(json.loads(payload).get("error", "failed"))
     if kind is not Kind.HEAD:
-        await _reset(stream)
+        await reset(stream)
         raise PeerFailed(f"a {kind.name} frame where the head was due")
     head = json.loads(payload)
-    return PeerReply(
-        int(head["status"]), str(head["content_type"]), _relay(stream, idle, str(peer))
-    )
+    return PeerReply(int(head["status"]), str(head["content_type"]), _relay(stream, idle, peer))
+
+
+async def _request(
+    open_stream: Callable[[], Awaitable[INetStream]],
+    spare: INetStream | None,
+    method: str,
+    path: str,
+    body: bytes,
+) -> tuple[INetStream, Kind, bytes]:
+    if spare is not None:
+        try:
+            return await _send_request(spare, method, path, body)
+        except StreamBroke as exc:  # its connection went away since: a fresh one
+            log.debug("a spare mesh stream had ended (%s); opening another", exc)
+    return await _send_request(await open_stream(), method, path, body)
+
+
+async def _send_request(
+    stream: INetStream, method: str, path: str, body: bytes
+) -> tuple[INetStream, Kind, bytes]:
+    request = json.dumps({"method": method, "path": path}).encode()
+    try:
+        try:
+            await stream.write(frame(Kind.REQUEST, request) + frame(Kind.BODY, body))
+        except Exception as exc:  # closed, reset: py-libp2p raises several kinds
+            raise StreamBroke(f"writing failed: {type(exc).__name__}") from None
+        kind, payload = await read_frame(stream)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await reset(stream)
+        raise
+    return stream, kind, payload
 
 
 async def _relay(stream: INetStream, idle: float, peer: str) -> AsyncGenerator[bytes, None]:
@@ -154,7 +191,7 @@ async def _relay(stream: INetStream, idle: float, peer: str) -> AsyncGenerator[b
             if finished:
                 await _close(stream)
             else:  # cut short: the serving node stops its model server
-                await _reset(stream)
+                await reset(stream)
 
 
 class MeshServer:
@@ -187,13 +224,14 @@ class MeshServer:
         except Exception as exc:  # the caller went away, or spoke nonsense
             log.debug("a mesh model call ended: %s", exc)
             with trio.CancelScope(shield=True):
-                await _reset(stream)
+                await reset(stream)
 
     async def _serve(self, stream: INetStream) -> None:
-        kind, head = await read_frame(stream, 4096)
-        request = json.loads(head) if kind is Kind.REQUEST else {}
-        method, path = str(request.get("method", "")), str(request.get("path", ""))
-        kind, body = await read_frame(stream, self._max_body)
+        with trio.fail_after(REQUEST_WITHIN):  # a peer may not hold streams that ask nothing
+            kind, head = await read_frame(stream, 4096)
+            request = json.loads(head) if kind is Kind.REQUEST else {}
+            method, path = str(request.get("method", "")), str(request.get("path", ""))
+            kind, body = await read_frame(stream, self._max_body)
         if MESH_ENDPOINTS.get(path) != method or kind is not Kind.BODY:
             self.refused += 1
             await send_frame(
@@ -222,23 +260,20 @@ class MeshServer:
             await send_frame(stream, Kind.ERROR, error(f"the model server did not answer: {exc}"))
             await _close(stream)
             return
-        await send_frame(
-            stream,
-            Kind.HEAD,
-            json.dumps(
-                {"status": reply.status, "content_type": reply.content_type or NDJSON}
-            ).encode(),
-        )
-        await _send_batched(stream, reply.chunks)
-        await send_frame(stream, Kind.END)
+        head = {"status": reply.status, "content_type": reply.content_type or NDJSON}
+        await _send_batched(stream, reply.chunks, frame(Kind.HEAD, json.dumps(head).encode()))
         await _close(stream)
 
 
-async def _send_batched(stream: INetStream, chunks: AsyncGenerator[bytes, None]) -> None:
-    """Relay the model server's chunks as DATA frames. A reader task takes them as they
-    come; each frame carries whatever arrived while the last one was being sent: one
-    chunk when the stream is slow (no delay added), many when it is fast (each frame
-    costs py-libp2p more than its bytes do)."""
+async def _send_batched(
+    stream: INetStream, chunks: AsyncGenerator[bytes, None], head: bytes
+) -> None:
+    """Send `head` (the HEAD frame), the model server's chunks as DATA frames, and END.
+    A reader task takes the chunks as they come; each frame carries whatever arrived
+    while the last one was being sent: one chunk when the stream is slow (no delay
+    added), many when it is fast (each write costs py-libp2p more than its bytes do). The
+    head goes out with the first chunk and END with the last, in the same writes (as
+    ollama's own head goes out with its first chunk)."""
     arrived, pending = trio.open_memory_channel[bytes](BATCH_QUEUE)
 
     async def read() -> None:
@@ -249,14 +284,31 @@ async def _send_batched(stream: INetStream, chunks: AsyncGenerator[bytes, None])
     async with trio.open_nursery() as nursery:
         nursery.start_soon(read)
         async with pending:
-            async for chunk in pending:
-                batch = bytearray(chunk)
-                while len(batch) < MAX_BATCH:
-                    try:
-                        batch += pending.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                await send_frame(stream, Kind.DATA, bytes(batch))
+            out, ended = bytearray(head), False
+            while not ended:
+                batch, ended = await _next_batch(pending)
+                if batch:
+                    out += frame(Kind.DATA, batch)
+                if ended:
+                    out += frame(Kind.END)
+                await stream.write(bytes(out))
+                out.clear()
+
+
+async def _next_batch(pending: trio.MemoryReceiveChannel[bytes]) -> tuple[bytes, bool]:
+    """The chunks that have arrived (waiting for one), and whether that was the last."""
+    try:
+        batch = bytearray(await pending.receive())
+    except trio.EndOfChannel:
+        return b"", True
+    while len(batch) < MAX_BATCH:
+        try:
+            batch += pending.receive_nowait()
+        except trio.WouldBlock:
+            break
+        except trio.EndOfChannel:
+            return bytes(batch), True
+    return bytes(batch), False
 
 
 async def _close(stream: INetStream) -> None:
@@ -266,7 +318,7 @@ async def _close(stream: INetStream) -> None:
         log.debug("closing a mesh stream failed", exc_info=True)
 
 
-async def _reset(stream: INetStream) -> None:
+async def reset(stream: INetStream) -> None:
     try:
         await stream.reset()
     except Exception:  # already gone

@@ -135,6 +135,7 @@ class Node:
 
     async def _start_gateway(self, nursery: trio.Nursery, gateway: GatewayParts) -> None:
         gateway.mesh.start(self.parts.stack.host)
+        gateway.gateway.streams.start(nursery)
         try:
             gateway.bound = await nursery.start(
                 partial(httpd.serve, max_body=gateway.max_body),
