@@ -23,6 +23,7 @@ from libp2p.custom_types import TProtocol
 
 from bzzz.gateway.api import MESH_ENDPOINTS, NDJSON, error, error_line
 from bzzz.gateway.upstream import Unreachable, Upstream
+from bzzz.network.framing import close, reset
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ async def _relay(stream: INetStream, idle: float, peer: str) -> AsyncGenerator[b
     finally:
         with trio.CancelScope(shield=True):
             if finished:
-                await _close(stream)
+                await close(stream)
             else:  # cut short: the serving node stops its model server
                 await reset(stream)
 
@@ -237,12 +238,12 @@ class MeshServer:
             await send_frame(
                 stream, Kind.ERROR, error(f"not carried over the mesh: {method} {path}")
             )
-            await _close(stream)
+            await close(stream)
             return
         if self.in_flight >= self.slots:
             self.refused += 1
             await send_frame(stream, Kind.BUSY)
-            await _close(stream)
+            await close(stream)
             return
         self.in_flight += 1
         self._on_change()
@@ -258,11 +259,11 @@ class MeshServer:
             reply = await self._upstream.call(method, path, body, first_byte=self._first_byte)
         except Unreachable as exc:
             await send_frame(stream, Kind.ERROR, error(f"the model server did not answer: {exc}"))
-            await _close(stream)
+            await close(stream)
             return
         head = {"status": reply.status, "content_type": reply.content_type or NDJSON}
         await _send_batched(stream, reply.chunks, frame(Kind.HEAD, json.dumps(head).encode()))
-        await _close(stream)
+        await close(stream)
 
 
 async def _send_batched(
@@ -309,17 +310,3 @@ async def _next_batch(pending: trio.MemoryReceiveChannel[bytes]) -> tuple[bytes,
         except trio.EndOfChannel:
             return bytes(batch), True
     return bytes(batch), False
-
-
-async def _close(stream: INetStream) -> None:
-    try:
-        await stream.close()
-    except Exception:  # already gone
-        log.debug("closing a mesh stream failed", exc_info=True)
-
-
-async def reset(stream: INetStream) -> None:
-    try:
-        await stream.reset()
-    except Exception:  # already gone
-        log.debug("resetting a mesh stream failed", exc_info=True)

@@ -17,7 +17,8 @@ import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.peer.id import ID
 
-from bzzz.gateway.mesh import PROTOCOL, REQUEST_WITHIN, reset
+from bzzz.gateway.mesh import PROTOCOL, REQUEST_WITHIN
+from bzzz.network.framing import reset
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 
+from bzzz.network.framing import FramingError, receive_message, send_message
 from bzzz.node.membership import Membership
 from bzzz.node.status import SyncStatus
 from bzzz.node.tasks import Tasks
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 PROTOCOL = TProtocol("/bzzz/task-sync/1.0.0")
 TIMEOUT = 20.0
 MAX_REQUEST = 4096
-CHUNK = 65536
 
 
 @dataclass
@@ -98,12 +98,12 @@ class TaskSync:
             with trio.fail_after(TIMEOUT):
                 stream = await self.host.new_stream(peer_id, [PROTOCOL])
                 try:
-                    await _send(stream, encode_request(digest(self.tasks.table.records())))
-                    data = await _receive(stream, MAX_BYTES)
+                    await send_message(stream, encode_request(digest(self.tasks.table.records())))
+                    data = await receive_message(stream, MAX_BYTES)
                 finally:
                     await stream.close()
             reply = decode_reply(data)
-        except SyncError as exc:
+        except (SyncError, FramingError) as exc:
             self.dropped += 1
             entry.failures += 1
             log.info("dropped %s's task table: %s", peer_id, exc)
@@ -130,10 +130,10 @@ class TaskSync:
     async def _serve(self, stream: INetStream) -> None:
         try:
             with trio.fail_after(TIMEOUT):
-                their_digest = decode_request(await _receive(stream, MAX_REQUEST))
-                await _send(stream, encode_reply(self.tasks.table.records(), their_digest))
+                their_digest = decode_request(await receive_message(stream, MAX_REQUEST))
+                await send_message(stream, encode_reply(self.tasks.table.records(), their_digest))
                 await stream.close()
-        except SyncError as exc:
+        except (SyncError, FramingError) as exc:
             self.dropped += 1
             log.info("dropped a task sync request: %s", exc)
             await stream.reset()
@@ -155,28 +155,3 @@ class TaskSync:
             )
             for peer, p in sorted(self._peers.items())
         }
-
-
-async def _send(stream: INetStream, data: bytes) -> None:
-    await stream.write(len(data).to_bytes(4, "big") + data)
-
-
-async def _receive(stream: INetStream, limit: int) -> bytes:
-    """One length-prefixed message of at most `limit` bytes."""
-    size = int.from_bytes(await _exactly(stream, 4), "big")
-    if size > limit:
-        raise SyncError(f"a message of {size} bytes, over the limit of {limit}")
-    return await _exactly(stream, size)
-
-
-async def _exactly(stream: INetStream, size: int) -> bytes:
-    buffer = bytearray()
-    while len(buffer) < size:
-        try:
-            chunk = await stream.read(min(CHUNK, size - len(buffer)))
-        except EOFError:
-            chunk = b""
-        if not chunk:
-            raise SyncError(f"the stream ended after {len(buffer)} of {size} bytes")
-        buffer += chunk
-    return bytes(buffer)
