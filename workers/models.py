@@ -162,7 +162,9 @@ def choose_model(requested: str, configured: str, host: str, timeout: float) -> 
     passed_over: list[str] = []
     tried: set[str] = set()
     for wanted, why in candidates:
-        name = _listed_as(wanted, listed)
+        # A model named but not listed may still be there: a gateway's list merges its
+        # peers' within a few seconds, and a slow peer's may be missing; show is exact.
+        name = _listed_as(wanted, listed) or _shown_as(host, client, wanted)
         if name is None:
             passed_over.append(f"{wanted} ({why}): not on the server")
             continue
@@ -185,6 +187,16 @@ def _listed_as(wanted: str, listed: Sequence[str]) -> str | None:
     """`wanted` as the server lists it: ollama calls `name` `name:latest`."""
     key = _canonical(wanted)
     return next((name for name in listed if _canonical(name) == key), None)
+
+
+def _shown_as(host: str, client: ollama.Client, wanted: str) -> str | None:
+    """`wanted` as the server calls it, if the server can describe it though it did not
+    list it."""
+    try:
+        _ask(host, lambda: client.show(wanted))
+    except ModelFailed:
+        return None
+    return wanted if ":" in wanted.rsplit("/", 1)[-1] else f"{wanted}:latest"
 
 
 def _canonical(name: str) -> str:
