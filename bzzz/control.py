@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 MAX_REQUEST = 64 * 1024
 MAX_REPLY = 64 * 1024 * 1024
+ANSWER_WITHIN = 300.0  # seconds a command may take (status: at once; help: its asks)
 SUN_PATH_MAX = 107
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -73,7 +74,9 @@ async def _answer(stream: trio.SocketStream, handler: Handler) -> None:
         try:
             with trio.fail_after(10):
                 line = await _read_line(stream, MAX_REQUEST)
+            with trio.fail_after(ANSWER_WITHIN):  # a worker's `help` waits on its peers
                 reply = await _dispatch(line, handler)
+            with trio.fail_after(10):
                 await stream.send_all(json.dumps(reply, default=str).encode() + b"\n")
         except (
             trio.TooSlowError,

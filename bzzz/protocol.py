@@ -58,6 +58,7 @@ REPO_PATTERN = r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$"
 RepoName = Annotated[str, StringConstraints(pattern=REPO_PATTERN)]
 Percent = Annotated[float, Field(ge=0.0, le=100.0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
+MAX_HELP_HOPS = 3  # a task asks for help at most this many times over
 
 
 def utc_now() -> datetime:
@@ -185,6 +186,12 @@ class TaskHelpRequest(Message):
     from_node: NodeId
     reason: Text
     requested_capability: Name
+    # Additions to the brief, optional: one ask's id (offers answer it), the kind of help
+    # (advice from the helper's model; the hand-over of the task), and how many times
+    # the task has asked before (a request with MAX_HELP_HOPS asks behind it is dropped).
+    request_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
+    kind: Literal["consult", "handoff"] | None = None
+    hop: Annotated[int, Field(ge=0, le=MAX_HELP_HOPS - 1)] | None = None
 
 
 class TaskHelpResponse(Message):
@@ -197,6 +204,11 @@ class TaskHelpResponse(Message):
     can_help: bool
     capabilities: Annotated[list[Name], Field(max_length=256)]
     eta_seconds: NonNegativeInt
+    # Additions to the brief, optional: the ask this offer answers, and the node that asked.
+    request_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
+    to_node: NodeId | None = None
+    # The helper's load: consults it is giving now, and how many it gives at once.
+    busy: NonNegativeInt | None = None
 
 
 MODELS: Mapping[Topic, type[Message]] = {

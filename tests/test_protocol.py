@@ -93,6 +93,11 @@ def test_each_missing_required_field_is_rejected(topic: Topic) -> None:
         (Topic.TASK_RESULT, "duration_ms", 1.5),
         (Topic.TASK_HELP_RESPONSE, "can_help", "yes"),
         (Topic.TASK_HELP_RESPONSE, "eta_seconds", None),
+        (Topic.TASK_HELP_REQUEST, "hop", 3),  # three asks behind it: no fourth
+        (Topic.TASK_HELP_REQUEST, "kind", "delegate"),
+        (Topic.TASK_HELP_REQUEST, "request_id", "has spaces"),
+        (Topic.TASK_HELP_RESPONSE, "to_node", "has spaces"),
+        (Topic.TASK_HELP_RESPONSE, "busy", -1),
     ],
 )
 def test_ill_typed_fields_are_rejected(topic: Topic, field: str, value: Any) -> None:
@@ -151,3 +156,16 @@ def test_timestamps_keep_milliseconds() -> None:
     sample = {**BRIEF_SAMPLES[Topic.PRESENCE_PING], "timestamp": "2026-01-02T03:04:05.678+01:00"}
     encoded = json.loads(encode(decode(Topic.PRESENCE_PING, json.dumps(sample).encode())))
     assert encoded["timestamp"] == "2026-01-02T02:04:05.678Z"
+
+
+def test_help_messages_carry_the_flow_s_optional_fields() -> None:
+    request = {
+        **BRIEF_SAMPLES[Topic.TASK_HELP_REQUEST],
+        "request_id": "a1b2c3",
+        "kind": "consult",
+        "hop": 2,
+    }
+    decoded = decode(Topic.TASK_HELP_REQUEST, json.dumps(request).encode())
+    assert (decoded.request_id, decoded.kind, decoded.hop) == ("a1b2c3", "consult", 2)  # type: ignore[attr-defined]
+    offer = {**BRIEF_SAMPLES[Topic.TASK_HELP_RESPONSE], "request_id": "a1b2c3", "to_node": "a"}
+    assert decode(Topic.TASK_HELP_RESPONSE, json.dumps(offer).encode()).to_node == "a"  # type: ignore[attr-defined]

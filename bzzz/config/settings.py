@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bzzz.config.base import Invalid
+from bzzz.config.sections_help import HelpSettings
 from bzzz.config.sections_net import (
     CapabilitySettings,
     GatewaySettings,
@@ -43,6 +44,7 @@ class Settings:
     gossip: GossipSettings = GossipSettings()
     capabilities: CapabilitySettings = CapabilitySettings()
     gateway: GatewaySettings = GatewaySettings()
+    help: HelpSettings = HelpSettings()
     forge: ForgeSettings = ForgeSettings()
     tasks: TaskSettings = TaskSettings()
     claims: ClaimSettings = ClaimSettings()
@@ -97,6 +99,7 @@ class Settings:
         self.gossip.check()
         self.capabilities.check()
         self.gateway.check()
+        self.help.check()
         self.forge.check()
         self.tasks.check()
         self._check_claims_margin()
@@ -137,6 +140,7 @@ SECTIONS: Mapping[str, type[Any]] = {
     "gossip": GossipSettings,
     "capabilities": CapabilitySettings,
     "gateway": GatewaySettings,
+    "help": HelpSettings,
     "forge": ForgeSettings,
     "tasks": TaskSettings,
     "claims": ClaimSettings,

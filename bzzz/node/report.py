@@ -10,10 +10,14 @@ import trio
 from libp2p.peer.id import ID
 
 from bzzz.gateway import GatewayParts
+from bzzz.help import HelpParts
 from bzzz.node.status import (
     ClaimCounts,
     DiscoveryStatus,
     GatewayStatus,
+    HelpAsked,
+    HelpGiven,
+    HelpStatus,
     IgnoredIssue,
     MessageCounts,
     NodeStatus,
@@ -81,6 +85,7 @@ def status_of(node: Node) -> NodeStatus:
         ),
         sync=p.sync.views(),
         gateway=_gateway(p.gateway),
+        help=_help(p.help),
         ignored=tuple(
             IgnoredIssue(i.task_id, i.title, i.reason)
             for i in (p.poller.ignored() if p.poller else ())
@@ -120,6 +125,32 @@ def _gateway(parts: GatewayParts | None) -> GatewayStatus | None:
         serving=mesh.in_flight,
         served=mesh.served,
         refused=mesh.refused,
+    )
+
+
+def _help(parts: HelpParts) -> HelpStatus:
+    giver = parts.giver
+    return HelpStatus(
+        slots=giver.slots,
+        giving=giver.giving,
+        offered=giver.offered,
+        asked=tuple(
+            HelpAsked(
+                a.task_id,
+                a.question[:300],
+                a.capability,
+                a.asks,
+                tuple(a.offers),
+                a.helper,
+                a.model,
+                a.outcome,
+            )
+            for a in parts.asker.asked
+        ),
+        given=tuple(
+            HelpGiven(g.task_id, g.asker, g.model, round(g.seconds, 1), g.outcome)
+            for g in giver.given
+        ),
     )
 
 

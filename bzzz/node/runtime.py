@@ -8,6 +8,7 @@ tasks, then the host's connections, then the pubsub services.
 from __future__ import annotations
 
 import logging
+import secrets
 import signal
 import time
 from collections.abc import Callable
@@ -27,6 +28,9 @@ from bzzz.claims.driver import ClaimDriver
 from bzzz.config import ConfigError, Settings
 from bzzz.control import serve
 from bzzz.gateway import GatewayParts, httpd
+from bzzz.help import HelpParts
+from bzzz.help.asking import PROTOCOL as HELP_PROTOCOL
+from bzzz.help.consult import BadConsult, consult_from
 from bzzz.network.discovery import DhtDiscovery, Dialer
 from bzzz.network.gate import ConnectionEvent, ConnectionWatcher
 from bzzz.network.gossip import Gossip
@@ -39,7 +43,7 @@ from bzzz.node.scheduler import Scheduler
 from bzzz.node.status import NodeStatus
 from bzzz.node.sync import TaskSync
 from bzzz.node.tasks import Tasks
-from bzzz.protocol import Message, Topic
+from bzzz.protocol import Message, TaskHelpRequest, TaskHelpResponse, Topic
 from bzzz.tasks.poller import Poller
 
 log = logging.getLogger(__name__)
@@ -69,6 +73,7 @@ class Parts:
     offering: Offering
     sync: TaskSync
     gateway: GatewayParts | None
+    help: HelpParts
     scheduler: Scheduler
     poller: Poller | None
     events: WorkerEvents | None
@@ -111,6 +116,7 @@ class Node:
             services.push_async_callback(host.close)  # host.run() alone leaves connections open
             if p.gateway is not None:
                 services.push_async_callback(p.gateway.upstream.aclose)
+            services.push_async_callback(p.help.upstream.aclose)
             self._check_listening(listen)
             if p.stack.dht is not None:
                 await services.enter_async_context(background_trio_service(p.stack.dht))
@@ -169,6 +175,7 @@ class Node:
             nursery.start_soon(p.dht.run)
         if p.mdns is not None:
             nursery.start_soon(p.mdns.run, p.stack.host.get_transport_addrs())
+        self._start_help(nursery)
         await nursery.start(serve, self.settings.control_socket, self._control)
         p.sync.start()
         nursery.start_soon(p.sync.run)
@@ -187,6 +194,40 @@ class Node:
         if p.events is not None:
             p.events.start(token)
         p.scheduler.start(token)
+
+    def _start_help(self, nursery: trio.Nursery) -> None:
+        """Offers and requests arrive as gossip; advice is given on a help stream."""
+        p = self.parts
+        giver, asker = p.help.giver, p.help.asker
+
+        def heard(origin: ID, message: Message) -> None:
+            match message:
+                case TaskHelpRequest():
+                    nursery.start_soon(giver.on_request, message)
+                case TaskHelpResponse():
+                    asker.on_offer(origin, message)
+                case _:
+                    pass
+
+        p.dispatcher.listeners.append(heard)
+        p.stack.host.set_stream_handler(HELP_PROTOCOL, giver.serve)
+
+    async def _help(self, command: dict[str, Any]) -> dict[str, Any]:
+        """A worker asks for help with its task (the control command `help`)."""
+        task_id = command.get("task_id")
+        if not isinstance(task_id, str) or not task_id:
+            return {"error": "help: task_id is needed"}
+        try:
+            consult = consult_from(
+                secrets.token_hex(6),
+                task_id[:256],
+                command.get("question"),
+                command.get("capability", ""),
+                command.get("context"),
+            )
+        except BadConsult as exc:
+            return {"error": f"help: {exc}"}
+        return await self.parts.help.asker.ask(consult)
 
     def _check_listening(self, listen: list[Multiaddr]) -> None:
         bound = self.parts.stack.host.get_transport_addrs()
@@ -285,8 +326,10 @@ class Node:
             case "stop":
                 self.stop()
                 return {"stopping": True}
+            case "help":
+                return await self._help(command)
             case other:
-                return {"error": f"unknown command {other!r}; known: status, stop"}
+                return {"error": f"unknown command {other!r}; known: status, stop, help"}
 
     def addrs(self) -> list[str]:
         transport = self.parts.stack.host.get_transport_addrs()

@@ -124,6 +124,40 @@ class GatewayStatus:
 
 
 @dataclass(frozen=True)
+class HelpAsked:
+    """A task of this node that asked its peers for help, and how that went."""
+
+    task_id: str
+    question: str
+    capability: str
+    asks: int
+    offers: tuple[str, ...]  # the nodes that offered, in order
+    helper: str  # the node whose advice came ("" if none)
+    model: str
+    outcome: str  # "helped", "asking", or why not
+
+
+@dataclass(frozen=True)
+class HelpGiven:
+    task_id: str
+    asker: str  # the asking node's peer ID
+    model: str
+    seconds: float
+    outcome: str  # "advice", or why not
+
+
+@dataclass(frozen=True)
+class HelpStatus:
+    """Help between peers: what this node asked for, and what it gave."""
+
+    slots: int  # consults this node gives at once
+    giving: int
+    offered: int  # offers made
+    asked: tuple[HelpAsked, ...]  # the latest, oldest first
+    given: tuple[HelpGiven, ...]
+
+
+@dataclass(frozen=True)
 class ClaimCounts:
     tracked: int  # tasks in the claim machine (finished ones until their retention ends)
     in_flight: int  # tasks with forge, queue or mesh actions under way
@@ -162,6 +196,7 @@ class NodeStatus:
     ignored: tuple[IgnoredIssue, ...] = ()  # in the repositories this node polls
     sync: dict[str, SyncStatus] = field(default_factory=dict)  # by peer ID
     gateway: GatewayStatus | None = None  # None: no gateway
+    help: HelpStatus | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = _ADAPTER.dump_python(self, mode="json")

@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 from dramatiq.broker import Broker
@@ -31,6 +31,9 @@ from bzzz.gateway import GatewayParts
 from bzzz.gateway.gateway import Gateway
 from bzzz.gateway.mesh import MeshServer
 from bzzz.gateway.upstream import Upstream
+from bzzz.help import HelpParts
+from bzzz.help.asking import Asker
+from bzzz.help.giving import Giver
 from bzzz.identity import load_identity, peer_id_of
 from bzzz.network.discovery import DhtDiscovery, Dialer, mdns_service_type
 from bzzz.network.gate import Allowlist, ConnectionEvent, ConnectionWatcher
@@ -48,6 +51,7 @@ from bzzz.node.scheduler import Scheduler
 from bzzz.node.sync import TaskSync
 from bzzz.node.tasks import Tasks
 from bzzz.node.workforce import Workforce
+from bzzz.protocol import Message
 from bzzz.psk import read_psk
 from bzzz.state import PeerTable
 from bzzz.tasks.poller import Poller, PollResults, fetch
@@ -195,6 +199,7 @@ def build_node(
         settings, name, stack.host, dialer, offering=offering, membership=membership, clock=clock
     )
     parts = Parts(
+        help=_help(settings, name, stack.host, offering, gossip.publish),
         settings=settings,
         peer_id=peer_id,
         stack=stack,
@@ -245,6 +250,41 @@ def _schedule(p: Parts, detector: CapabilityDetector, forge: Forge | None) -> No
         p.scheduler.planned(
             "poll", POLL_TICK, poller.plan, lambda plan: fetch(forge, label, plan), absorb
         )
+
+
+def _help(
+    settings: Settings,
+    name: str,
+    host: IHost,
+    offering: Offering,
+    publish: Callable[[Message], Awaitable[None]],
+) -> HelpParts:
+    """Asking peers for help with this node's tasks, and giving them advice."""
+    config = settings.help
+    upstream = Upstream(settings.capabilities.ollama_host, idle=config.consult_timeout)
+
+    def own() -> tuple[tuple[str, ...], tuple[str, ...]]:
+        reading = offering.announcer.reading
+        return (reading.models, reading.installed) if reading is not None else ((), ())
+
+    giver = Giver(
+        name=name,
+        own=own,
+        publish=publish,
+        upstream=upstream,
+        slots=config.slots,
+        eta=config.eta,
+        consult_timeout=config.consult_timeout,
+    )
+    asker = Asker(
+        name=name,
+        host=host,
+        publish=publish,
+        bid_window=config.bid_window,
+        max_asks=config.max_asks,
+        wait_floor=config.wait_floor,
+    )
+    return HelpParts(asker, giver, upstream)
 
 
 def _gateway(

@@ -1,0 +1,45 @@
+"""Help between peers: [help]."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bzzz.config.base import Invalid, doc, positive
+from bzzz.protocol import MAX_HELP_HOPS
+
+
+@dataclass(frozen=True)
+class HelpSettings:
+    slots: int = doc(
+        "Consults this node gives peers at once (advice from its model); 0 gives none.",
+        default=1,
+    )
+    bid_window: float = doc(
+        "Seconds an asking node gathers offers before it takes the best one.", default=2.0
+    )
+    max_asks: int = doc(
+        f"Times a task asks the mesh before it goes on alone (at most {MAX_HELP_HOPS}).",
+        default=MAX_HELP_HOPS,
+    )
+    eta: int = doc(
+        "Seconds this node says a consult of its takes (the eta of its offers).", default=30
+    )
+    wait_floor: float = doc(
+        "Seconds an asker waits at least for an accepted helper's advice (else twice the"
+        " helper's eta) before it takes the next offer.",
+        default=30.0,
+    )
+    consult_timeout: float = doc(
+        "Seconds this node's model may take to write one piece of advice.", default=120.0
+    )
+
+    def check(self) -> None:
+        if self.slots < 0:
+            raise Invalid("help.slots", f"is {self.slots}", "use 0 or more")
+        if not 1 <= self.max_asks <= MAX_HELP_HOPS:
+            raise Invalid("help.max_asks", f"is {self.max_asks}", f"use 1 to {MAX_HELP_HOPS}")
+        if self.eta < 1:
+            raise Invalid("help.eta", f"is {self.eta}", "use 1 or more")
+        positive("help.bid_window", self.bid_window)
+        positive("help.wait_floor", self.wait_floor)
+        positive("help.consult_timeout", self.consult_timeout)

@@ -1,0 +1,179 @@
+"""The asker's side: a task's worker wants help; this node asks the mesh, gathers offers
+for the bid window, takes the best (help.matching.rank), sends the case over a help
+stream and waits for the advice. Trio-owned.
+
+No offer: it asks again with the hop count raised, up to `max_asks` times. A helper
+that fails, or stays silent for twice its eta (at least `wait_floor` seconds): the next
+offer. Once there is advice, or every ask is spent, the nodes whose offers were not
+taken are told no.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import trio
+from libp2p.abc import IHost
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+
+from bzzz.help.consult import MAX_CONTEXT_BYTES, Consult
+from bzzz.help.matching import Bid, rank
+from bzzz.network.framing import FramingError, close, receive_message, reset, send_message
+from bzzz.protocol import Message, TaskHelpRequest, TaskHelpResponse, utc_now
+
+log = logging.getLogger(__name__)
+
+PROTOCOL = TProtocol("/bzzz/help/1.0.0")
+KEPT = 50  # asks remembered for the status
+DECLINE_WITHIN = 5.0
+ASK_WITHIN = 240.0  # seconds all asks and consults of one request may take
+
+
+@dataclass
+class Asked:
+    """One task's request for help, as it went."""
+
+    task_id: str
+    question: str
+    capability: str
+    asks: int = 0
+    offers: list[str] = field(default_factory=list)  # nodes that offered, in order
+    helper: str = ""
+    model: str = ""
+    outcome: str = "asking"  # "helped", or why not
+
+
+class Asker:
+    def __init__(
+        self,
+        *,
+        name: str,
+        host: IHost,
+        publish: Callable[[Message], Awaitable[None]],
+        bid_window: float,
+        max_asks: int,
+        wait_floor: float,
+    ) -> None:
+        self._name = name
+        self._host = host
+        self._publish = publish
+        self._bid_window = bid_window
+        self._max_asks = max_asks
+        self._wait_floor = wait_floor
+        self._open: dict[str, list[Bid]] = {}  # request id -> offers so far
+        self.asked: deque[Asked] = deque(maxlen=KEPT)
+
+    def on_offer(self, origin: ID, offer: TaskHelpResponse) -> None:
+        """An offer on task_help_response: kept if it answers an open ask of ours."""
+        bids = self._open.get(offer.request_id or "")
+        if bids is None or not offer.can_help or offer.to_node not in (None, self._name):
+            return
+        bids.append(
+            Bid(
+                str(origin),
+                offer.from_node,
+                tuple(offer.capabilities),
+                offer.eta_seconds,
+                offer.busy or 0,
+            )
+        )
+
+    async def ask(self, consult: Consult) -> dict[str, Any]:
+        """Ask until a helper advises or the asks are spent; the answer for the worker."""
+        record = Asked(consult.task_id, consult.question, consult.capability)
+        self.asked.append(record)
+        turned_away: list[tuple[str, Bid]] = []  # (the ask it answered, the offer)
+        try:
+            with trio.move_on_after(ASK_WITHIN) as overall:
+                answer = await self._asks(consult, record, turned_away)
+            if overall.cancelled_caught:
+                record.outcome = f"no advice within {ASK_WITHIN:.0f} s"
+                answer = {"helped": False, "reason": record.outcome}
+            return {"asks": record.asks, "offers": record.offers, **answer}
+        finally:
+            with trio.CancelScope(shield=True):
+                for request_id, bid in turned_away:
+                    await self._decline(bid, request_id)
+
+    async def _asks(
+        self, consult: Consult, record: Asked, turned_away: list[tuple[str, Bid]]
+    ) -> dict[str, Any]:
+        for hop in range(self._max_asks):
+            record.asks = hop + 1
+            request_id, bids = await self._gather(consult, hop)
+            record.offers += [b.node_id for b in bids if b.node_id not in record.offers]
+            for position, bid in enumerate(bids):
+                answer = await self._consult(bid, replace(consult, request_id=request_id))
+                if "advice" in answer:
+                    turned_away += [(request_id, b) for b in bids[position + 1 :]]
+                    record.helper, record.model = bid.node_id, str(answer.get("model", ""))
+                    record.outcome = "helped"
+                    return {"helped": True, **answer}
+                record.outcome = f"{bid.node_id}: {answer.get('error', 'no advice')}"
+        if not record.offers:
+            record.outcome = f"no peer offered help after {record.asks} asks"
+        else:
+            record.outcome = f"no advice came ({record.outcome})"
+        return {"helped": False, "reason": record.outcome}
+
+    async def _gather(self, consult: Consult, hop: int) -> tuple[str, list[Bid]]:
+        """Ask once; the ask's id and the offers that came within the bid window."""
+        request_id = f"{consult.request_id}-{hop}"
+        self._open[request_id] = []
+        try:
+            await self._publish(
+                TaskHelpRequest(
+                    task_id=consult.task_id,
+                    from_node=self._name,
+                    reason=consult.question[:500],
+                    requested_capability=consult.capability or "advice",
+                    timestamp=utc_now(),
+                    request_id=request_id,
+                    kind="consult",
+                    hop=hop,
+                )
+            )
+            await trio.sleep(self._bid_window)  # the bid window: offers come in meanwhile
+            return request_id, rank(consult.task_id, consult.capability, self._open[request_id])
+        finally:
+            del self._open[request_id]
+
+    async def _consult(self, bid: Bid, consult: Consult) -> dict[str, Any]:
+        wait = max(2.0 * bid.eta_seconds, self._wait_floor)
+        try:
+            with trio.fail_after(wait):
+                stream = await self._host.new_stream(ID.from_base58(bid.peer_id), [PROTOCOL])
+                try:
+                    await send_message(stream, consult.to_json())
+                    data = await receive_message(stream, MAX_CONTEXT_BYTES)
+                except BaseException:
+                    with trio.CancelScope(shield=True):
+                        await reset(stream)
+                    raise
+                await close(stream)
+        except trio.TooSlowError:
+            log.warning("helper %s went silent for %.0f s", bid.node_id, wait)
+            return {"error": f"silent for {wait:.0f} s"}
+        except (FramingError, Exception) as exc:  # the helper went away: py-libp2p's kinds
+            log.warning("helper %s failed: %s", bid.node_id, exc)
+            return {"error": f"failed ({type(exc).__name__})"}
+        answer = json.loads(data) if data.startswith(b"{") else {}
+        return answer if isinstance(answer, dict) else {}
+
+    async def _decline(self, bid: Bid, request_id: str) -> None:
+        """Tell a node whose offer was not taken (best effort)."""
+        with trio.move_on_after(DECLINE_WITHIN):
+            try:
+                stream = await self._host.new_stream(ID.from_base58(bid.peer_id), [PROTOCOL])
+                await send_message(
+                    stream, json.dumps({"type": "decline", "request_id": request_id}).encode()
+                )
+                await close(stream)
+            except Exception as exc:  # it is gone: its promise lapses by itself
+                log.debug("could not decline %s's offer: %s", bid.node_id, exc)
