@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bzzz.forge.api import ForgeError
 from bzzz.work import TaskSpec
+from workers.asking import NodeHelp
 from workers.executors import Context, Outcome, declined
 from workers.git_access import WorkspaceError, node_identity
 from workers.loop import (
@@ -104,7 +105,15 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
                     workspace.base,
                     files=_files(workspace.path),
                 )
-                loop, served_by = _reason(task, context, choice, sandbox, workspace)
+                helper = NodeHelp(
+                    settings.control_socket,
+                    spec.task_id,
+                    repo=spec.repo,
+                    number=spec.number,
+                    title=issue.title,
+                    body=issue.body,
+                )
+                loop, served_by = _reason(task, context, choice, sandbox, workspace, helper=helper)
         except SandboxError as exc:
             problem = f"the sandbox failed: {exc}"
         else:
@@ -137,9 +146,16 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
 
 
 def _reason(
-    task: TaskText, context: Context, choice: ModelChoice, sandbox: Sandbox, workspace: Workspace
+    task: TaskText,
+    context: Context,
+    choice: ModelChoice,
+    sandbox: Sandbox,
+    workspace: Workspace,
+    *,
+    helper: NodeHelp,
 ) -> tuple[LoopResult, dict[str, int]]:
-    """The loop's result, and how many answers each node's model gave (behind a gateway)."""
+    """The loop's result, and how many answers each node's model gave (behind a gateway).
+    Peers are asked for help through the node (`helper`), shown the work tree's diff."""
     agent = context.settings.agent
     options = fit_options(
         agent.num_ctx, agent.num_predict, agent.temperature, choice.context_length
@@ -181,6 +197,8 @@ def _reason(
         keep_going=_at_most_every(HOLD_CHECK_INTERVAL, context.still_holds),
         on_step=progress,
         changed=workspace.changed,
+        helper=helper,
+        diff=workspace.diff,
     )
     return loop, dict(chat.served_by)
 

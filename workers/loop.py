@@ -11,7 +11,8 @@ Every call is bounded: its reply by `reply_tokens` (num_predict), its prompt by 
 context window, its time by the smaller of `model_timeout` and the wall time left. A
 reply cut at the limit is answered "too long, be brief"; a `done` before any command
 ran, or with nothing changed, goes back to the model once with the reason; a command
-about to be repeated to no effect is pointed out before the loop gives up on it.
+about to be repeated to no effect is pointed out before the loop gives up on it. Help
+from peers (a `help` action, or the loop's own ask when stuck) is in workers/helping.py.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable
-from importlib import resources
 
 from workers.context import Turn, Window
+from workers.helping import HelpDesk, prompt, refused
 from workers.outcome import (
     Budget,
     Call,
@@ -39,6 +40,7 @@ from workers.ports import (
     CommandResult,
     CommandRunner,
     ContextExceeded,
+    Helper,
     ModelError,
     ModelFailed,
     ModelReply,
@@ -49,9 +51,11 @@ from workers.ports import (
 from workers.replies import (
     COMMAND_CHARS,
     REPLY_SCHEMA,
+    Action,
     BadReply,
     Done,
     FollowUp,
+    Help,
     Run,
     as_text,
     parse_reply,
@@ -74,6 +78,8 @@ __all__ = [
     "Done",
     "Ending",
     "FollowUp",
+    "Help",
+    "Helper",
     "LoopResult",
     "ModelError",
     "ModelFailed",
@@ -91,11 +97,6 @@ __all__ = [
 ]
 
 
-def prompt(name: str) -> str:
-    """A prompt template shipped in workers/prompts/."""
-    return resources.files("workers").joinpath("prompts", f"{name}.md").read_text("utf-8")
-
-
 def run_loop(
     task: TaskText,
     model: ChatModel,
@@ -106,12 +107,16 @@ def run_loop(
     keep_going: Callable[[], bool] = lambda: True,
     on_step: Callable[[Step], None] = lambda step: None,
     changed: Callable[[], bool] | None = None,
+    helper: Helper | None = None,
+    diff: Callable[[], str] | None = None,
 ) -> LoopResult:
     """Ask, run, show, until done or a budget runs out. `keep_going` is asked before each
     command (the claim may have been lost); `changed` says whether the repository holds
-    a change (a `done` without one goes back to the model once)."""
-    loop = _Loop(task, model, runner, budget, clock=clock, changed=changed)
+    a change (a `done` without one goes back to the model once); `helper` asks peers
+    for help, shown the repository's `diff`."""
+    loop = _Loop(task, model, runner, budget, clock=clock, changed=changed, helper=helper)
     loop.keep_going, loop.on_step = keep_going, on_step
+    loop.desk.diff = diff
     return loop.run()
 
 
@@ -128,6 +133,7 @@ class _Loop:
         *,
         clock: Callable[[], float],
         changed: Callable[[], bool] | None,
+        helper: Helper | None = None,
     ) -> None:
         self.model, self.runner, self.budget, self.clock = model, runner, budget, clock
         self.changed = changed
@@ -143,6 +149,7 @@ class _Loop:
         self.pushed_back: set[str] = set()
         self.seen: Counter[tuple[str, int, str]] = Counter()
         self.turns: list[Turn] = []
+        self.desk = HelpDesk(helper, task, budget.max_steps, self.result.help)
         system = prompt("system")
         example = prompt("example")
         if self.window.tokens([{"content": system + example}]) <= self.window.room // 3:
@@ -252,11 +259,21 @@ class _Loop:
                 note = prompt("too_long").format(limit=self.budget.reply_tokens).strip()
                 return self._unusable(reply.content, note, cut=True)
             return self._unusable(reply.content, prompt("bad_reply").format(error=exc).strip())
+        return self._act(reply.content, action)
+
+    def _act(self, content: str, action: Action) -> Stop:
+        if isinstance(action, Help) and (refusal := self.desk.refusal(self._left())):
+            return self._unusable(content, refused(refusal))  # asked in vain: as unusable
         self.bad_replies = 0
         if isinstance(action, Done):
             return self._done(action)
         if not self.keep_going():
             return Ending.STOPPED, ""
+        if isinstance(action, Help):
+            steps, limit = self.result.steps, self.window.output_chars(self.budget.output_chars)
+            left = self.budget.max_steps - len(steps)
+            self.turns.append(self.desk.answer(action, as_text(action), steps, limit, left))
+            return None
         return self._run(action)
 
     def _unusable(self, content: str, answer: str, *, cut: bool = False) -> Stop:
@@ -300,7 +317,8 @@ class _Loop:
             ran = self.runner.run(command, max(1.0, min(budget.command_timeout, self._left())))
         except RunnerBroke as exc:
             return Ending.SANDBOX_BROKE, str(exc)
-        shown, cut = head_and_tail(ran.output, self.window.output_chars(budget.output_chars))
+        limit = self.window.output_chars(budget.output_chars)
+        shown, cut = head_and_tail(ran.output, limit)
         step = Step(command, ran.exit_code, shown, ran.timed_out)
         self.result.steps.append(step)
         self.on_step(step)
@@ -314,6 +332,7 @@ class _Loop:
         note = ""
         if self.seen[key] == budget.max_repeats - 1:
             note = prompt("repeating").format(times=self.seen[key]).strip() + "\n"
+        note += self.desk.unstick(self.result.steps, bool(note), self._changed, self._left(), limit)
         steps_left = budget.max_steps - len(self.result.steps)
         flags = (" (timed out)" if ran.timed_out else "") + (
             " (output cut)" if cut or ran.truncated else ""

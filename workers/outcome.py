@@ -1,5 +1,5 @@
 """What the reasoning loop is given and what it gives back: its budget, the task's text,
-how it ended (and whose doing that was), its steps and model calls."""
+how it ended (and whose doing that was), its steps, model calls and asks for help."""
 
 from __future__ import annotations
 
@@ -93,6 +93,29 @@ class Call:
     reply_seconds: float = 0.0  # of `seconds`, writing the reply (when the server says)
 
 
+@dataclass(frozen=True)
+class HelpAnswer:
+    """What came back when peers were asked for help (through the node)."""
+
+    helped: bool
+    node: str = ""  # the peer whose advice it is
+    model: str = ""  # the peer's model that gave it
+    advice: str = ""
+    asks: int = 0  # how many times the node asked its peers
+    offers: tuple[str, ...] = ()  # the peers that offered to help
+    reason: str = ""  # why no help came
+
+
+@dataclass(frozen=True)
+class HelpRecord:
+    """One ask for help in a run: by the model (a help action) or by the loop, stuck."""
+
+    question: str
+    automatic: bool
+    answer: HelpAnswer
+    at_step: int  # commands run before it
+
+
 @dataclass
 class LoopResult:
     ending: Ending
@@ -106,6 +129,7 @@ class LoopResult:
     last_reply: str = ""  # the model's last reply, as it came (cut to LAST_REPLY_CHARS)
     context_window: int = 0
     reply_tokens: int = 0
+    help: list[HelpRecord] = field(default_factory=list)
 
     @property
     def done(self) -> bool:

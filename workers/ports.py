@@ -1,6 +1,7 @@
-"""The parts the reasoning loop is given: a model to ask and a runner for commands, with
-what they answer and how they fail. `workers.models.OllamaChat` and the agent's
-`SandboxRunner` are the real ones; the tests pass scripted ones."""
+"""The parts the reasoning loop is given: a model to ask, a runner for commands and
+peers to ask for help, with what they answer and how they fail. `workers.models.OllamaChat`,
+the agent's `SandboxRunner` and `workers.asking.NodeHelp` are the real ones; the tests
+pass scripted ones."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bzzz.errors import BzzzError
+from workers.outcome import HelpAnswer, Step
 
 
 @dataclass(frozen=True)
@@ -69,3 +71,11 @@ class CommandRunner(Protocol):
 
 class RunnerBroke(BzzzError):
     """The sandbox itself failed (not the command): the loop cannot go on."""
+
+
+class Helper(Protocol):
+    def ask(self, question: str, capability: str, steps: Sequence[Step], diff: str) -> HelpAnswer:
+        """Peers' advice on `question` (`capability`: what the asker lacks, e.g. a model
+        name, or ""), given the task's last `steps` and its `diff` so far. Never raises:
+        no help is an answer that says why."""
+        ...

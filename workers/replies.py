@@ -3,9 +3,10 @@
 The reply schema goes to the server as `format`, where grammar-constrained decoding
 (llama.cpp's, which ollama uses) writes the keys in the order given and the required
 ones first: so the reasoning (`thought`) comes first, each action carries its own
-fields as required (a `command` for run, a `summary` for done), and every string and
-list is bounded. A server that ignores `format` may send anything, so `parse_reply`
-holds replies to the same rules and says what is wrong, for the model to read.
+fields as required (a `command` for run, a `summary` for done, a `question` for help),
+and every string and list is bounded. A server that ignores `format` may send anything,
+so `parse_reply` holds replies to the same rules and says what is wrong, for the model to
+read.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ SUMMARY_CHARS = 1000
 TITLE_CHARS = 120
 BODY_CHARS = 1500
 MAX_ISSUES = 3
+QUESTION_CHARS = 600
+CAPABILITY_CHARS = 100
 
 _THOUGHT = {"type": "string", "maxLength": THOUGHT_CHARS}
 _ISSUE = {
@@ -59,6 +62,17 @@ REPLY_SCHEMA: dict[str, Any] = {
             "required": ["thought", "action", "summary"],
             "additionalProperties": False,
         },
+        {
+            "type": "object",
+            "properties": {
+                "thought": _THOUGHT,
+                "action": {"const": "help"},
+                "question": {"type": "string", "minLength": 1, "maxLength": QUESTION_CHARS},
+                "capability": {"type": "string", "maxLength": CAPABILITY_CHARS},
+            },
+            "required": ["thought", "action", "question"],
+            "additionalProperties": False,
+        },
     ]
 }
 
@@ -82,6 +96,18 @@ class Done:
     thought: str = ""
 
 
+@dataclass(frozen=True)
+class Help:
+    """Ask peers for advice; `capability`: what this node lacks (e.g. a model), or ""."""
+
+    question: str
+    capability: str = ""
+    thought: str = ""
+
+
+Action = Run | Done | Help
+
+
 class BadReply(ValueError):
     """A reply the loop cannot act on; the message is shown to the model."""
 
@@ -91,7 +117,7 @@ _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.S)
 _PLACEHOLDER = re.compile(r"^\s*<[^<>\n]{2,80}>\s*$")
 
 
-def parse_reply(text: str, examples: Collection[str] = ()) -> Run | Done:
+def parse_reply(text: str, examples: Collection[str] = ()) -> Action:
     """The action in `text`, or BadReply saying why there is none. `examples`: texts the
     prompts show as examples (a summary copied from them says nothing)."""
     fenced = _FENCE.match(text)
@@ -112,15 +138,22 @@ def parse_reply(text: str, examples: Collection[str] = ()) -> Run | Done:
     if action == "done":
         summary = _summary(reply.get("summary"), examples)
         return Done(summary, _issues(reply.get("issues")), thought[:THOUGHT_CHARS])
-    raise BadReply('"action" must be "run" or "done"')
+    if action == "help":
+        question = _question(reply.get("question"))
+        return Help(question, _capability(reply.get("capability")), thought[:THOUGHT_CHARS])
+    raise BadReply('"action" must be "run", "done" or "help"')
 
 
-def as_text(action: Run | Done) -> str:
+def as_text(action: Action) -> str:
     """The action as the model should have written it (thought first): how the
     conversation keeps a reply, whatever padding or fence came with it."""
     data: dict[str, Any] = {"thought": action.thought}
     if isinstance(action, Run):
         data |= {"action": "run", "command": action.command}
+    elif isinstance(action, Help):
+        data |= {"action": "help", "question": action.question}
+        if action.capability:
+            data["capability"] = action.capability
     else:
         data |= {"action": "done", "summary": action.summary}
         if action.issues:
@@ -171,6 +204,25 @@ def _summary(summary: object, examples: Collection[str]) -> str:
     if repetitive(summary):
         raise BadReply('"summary" repeats itself: write one or two sentences')
     return summary[:SUMMARY_CHARS]
+
+
+def _question(question: object) -> str:
+    if not isinstance(question, str) or not question.strip():
+        raise BadReply(
+            '"help" needs a "question": what you are stuck on, e.g. "pytest cannot import'
+            ' hello: where does the package live?"'
+        )
+    if placeholder(question) or repetitive(question):
+        raise BadReply('the "question" must be a real one, in a sentence or two')
+    return question.strip()[:QUESTION_CHARS]
+
+
+def _capability(capability: object) -> str:
+    if capability is None:
+        return ""
+    if not isinstance(capability, str):
+        raise BadReply('"capability" must be a string, e.g. "qwen2.5-coder:7b"')
+    return capability.strip()[:CAPABILITY_CHARS]
 
 
 def _issues(issues: object) -> tuple[FollowUp, ...]:

@@ -12,6 +12,7 @@ from bzzz.forge.api import Forge, Issue, PullRequest
 from bzzz.work import TaskSpec
 from workers.executors import Outcome
 from workers.loop import Cause, Ending, FollowUp, LoopResult, Step
+from workers.outcome import HelpRecord
 from workers.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ def open_or_update_pull_request(
         served=served(run),
         steps=len(loop.steps),
         duration=_duration(run.seconds),
+        help=_help(loop.help),
         summary=loop.summary.strip() or "(no summary)",
         commands=_commands(loop.steps),
         follow_ups=f"\n## Follow-up issues{follow_ups}\n" if issues else "",
@@ -137,6 +139,7 @@ def report_failure(
         served=served(run),
         steps=len(steps),
         duration=_duration(run.seconds),
+        help=_help(loop.help) if loop is not None else "",
         usage=f"\n{usage(loop)}" if loop is not None and loop.calls else "",
         last_reply=_last_reply(loop),
         last_steps=_last_steps(steps),
@@ -190,6 +193,30 @@ def usage(loop: LoopResult) -> str:
         f" (window {loop.context_window}), replies of {min(replies)}-{max(replies)} tokens"
         f" (limit {loop.reply_tokens}; {cut} cut there), {seconds:.1f} s a call."
     )
+
+
+def helped(records: Sequence[HelpRecord]) -> str:
+    """Who helped and how, a line an ask; or that help was sought and why none came."""
+    lines = []
+    for record in records:
+        answer = record.answer
+        when = f"step {record.at_step}" if record.at_step else "the start"
+        by = "asked for the model, which looked stuck" if record.automatic else "asked by the model"
+        if answer.helped:
+            model = f" (model `{_inline(answer.model)}`)" if answer.model else ""
+            node = _inline(answer.node)
+            lines.append(f"Helped by node **{node}**{model}: advice at {when} ({by}).")
+            continue
+        offers = ", ".join(f"**{_inline(node)}**" for node in answer.offers)
+        offered = f" Offers came from {offers}." if offers else ""
+        lines.append(
+            f"Help was sought at {when} ({by}); no peer could help ({answer.reason}).{offered}"
+        )
+    return "\n\n".join(lines)
+
+
+def _help(records: Sequence[HelpRecord]) -> str:
+    return f"\n{helped(records)}\n" if records else ""
 
 
 def _last_reply(loop: LoopResult | None) -> str:
