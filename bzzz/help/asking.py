@@ -47,6 +47,9 @@ class Asked:
     helper: str = ""
     model: str = ""
     outcome: str = "asking"  # "helped", or why not
+    first_offer_ms: float | None = None  # from an ask to its first offer
+    accepted_ms: float | None = None  # from an ask to the helper holding the case,
+    # less the bid window (which the asker waits out whatever comes)
 
 
 class Asker:
@@ -67,6 +70,7 @@ class Asker:
         self._max_asks = max_asks
         self._wait_floor = wait_floor
         self._open: dict[str, list[Bid]] = {}  # request id -> offers so far
+        self._timing: dict[str, tuple[Asked, float]] = {}  # request id -> (record, when)
         self.asked: deque[Asked] = deque(maxlen=KEPT)
 
     def on_offer(self, origin: ID, offer: TaskHelpResponse) -> None:
@@ -74,6 +78,9 @@ class Asker:
         bids = self._open.get(offer.request_id or "")
         if bids is None or not offer.can_help or offer.to_node not in (None, self._name):
             return
+        record, asked_at = self._timing[offer.request_id or ""]
+        if record.first_offer_ms is None:
+            record.first_offer_ms = round((trio.current_time() - asked_at) * 1000, 1)
         bids.append(
             Bid(
                 str(origin),
@@ -106,10 +113,13 @@ class Asker:
     ) -> dict[str, Any]:
         for hop in range(self._max_asks):
             record.asks = hop + 1
-            request_id, bids = await self._gather(consult, hop)
+            asked_at = trio.current_time()
+            request_id, bids = await self._gather(consult, hop, record)
             record.offers += [b.node_id for b in bids if b.node_id not in record.offers]
             for position, bid in enumerate(bids):
-                answer = await self._consult(bid, replace(consult, request_id=request_id))
+                answer = await self._consult(
+                    bid, replace(consult, request_id=request_id), record, asked_at
+                )
                 if "advice" in answer:
                     turned_away += [(request_id, b) for b in bids[position + 1 :]]
                     record.helper, record.model = bid.node_id, str(answer.get("model", ""))
@@ -122,10 +132,11 @@ class Asker:
             record.outcome = f"no advice came ({record.outcome})"
         return {"helped": False, "reason": record.outcome}
 
-    async def _gather(self, consult: Consult, hop: int) -> tuple[str, list[Bid]]:
+    async def _gather(self, consult: Consult, hop: int, record: Asked) -> tuple[str, list[Bid]]:
         """Ask once; the ask's id and the offers that came within the bid window."""
         request_id = f"{consult.request_id}-{hop}"
         self._open[request_id] = []
+        self._timing[request_id] = (record, trio.current_time())
         try:
             await self._publish(
                 TaskHelpRequest(
@@ -143,14 +154,20 @@ class Asker:
             return request_id, rank(consult.task_id, consult.capability, self._open[request_id])
         finally:
             del self._open[request_id]
+            del self._timing[request_id]
 
-    async def _consult(self, bid: Bid, consult: Consult) -> dict[str, Any]:
+    async def _consult(
+        self, bid: Bid, consult: Consult, record: Asked, asked_at: float
+    ) -> dict[str, Any]:
         wait = max(2.0 * bid.eta_seconds, self._wait_floor)
         try:
             with trio.fail_after(wait):
                 stream = await self._host.new_stream(ID.from_base58(bid.peer_id), [PROTOCOL])
                 try:
                     await send_message(stream, consult.to_json())
+                    if record.accepted_ms is None:
+                        waited = trio.current_time() - asked_at - self._bid_window
+                        record.accepted_ms = round(waited * 1000, 1)
                     data = await receive_message(stream, MAX_CONTEXT_BYTES)
                 except BaseException:
                     with trio.CancelScope(shield=True):

@@ -144,6 +144,8 @@ def _help(parts: HelpParts) -> HelpStatus:
                 a.helper,
                 a.model,
                 a.outcome,
+                a.first_offer_ms,
+                a.accepted_ms,
             )
             for a in parts.asker.asked
         ),

@@ -135,6 +135,9 @@ class HelpAsked:
     helper: str  # the node whose advice came ("" if none)
     model: str
     outcome: str  # "helped", "asking", or why not
+    first_offer_ms: float | None = None  # from the ask to its first offer
+    accepted_ms: float | None = None  # from the ask to the helper holding the case, less
+    # the bid window
 
 
 @dataclass(frozen=True)
