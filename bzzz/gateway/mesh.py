@@ -32,6 +32,9 @@ MAX_FRAME = 1 << 20
 CHUNK = 65536
 MAX_BATCH = 256 * 1024  # bytes of model output one DATA frame carries at most
 BATCH_QUEUE = 1024  # chunks read ahead of the stream
+# The calls that make a model generate: they take one of a node's mesh slots.
+GENERATING = frozenset({"/api/chat", "/api/generate", "/api/embed", "/api/embeddings"})
+DESCRIBING_AT_ONCE = 16  # peers' list and show calls answered at once
 REQUEST_WITHIN = 30.0  # seconds a peer's stream may stay open before its request is in
 
 
@@ -213,6 +216,7 @@ class MeshServer:
         self._first_byte = first_byte
         self._on_change = on_change
         self.in_flight = 0
+        self.describing = 0  # peers' model lists and descriptions being answered
         self.served = 0
         self.refused = 0
 
@@ -240,6 +244,9 @@ class MeshServer:
             )
             await close(stream)
             return
+        if path not in GENERATING:  # listing and describing models take no mesh slot
+            await self._describe(stream, method, path, body)
+            return
         if self.in_flight >= self.slots:
             self.refused += 1
             await send_frame(stream, Kind.BUSY)
@@ -253,6 +260,18 @@ class MeshServer:
             self.in_flight -= 1
             self.served += 1
             self._on_change()
+
+    async def _describe(self, stream: INetStream, method: str, path: str, body: bytes) -> None:
+        if self.describing >= DESCRIBING_AT_ONCE:
+            self.refused += 1
+            await send_frame(stream, Kind.BUSY)
+            await close(stream)
+            return
+        self.describing += 1
+        try:
+            await self._relay(stream, method, path, body)
+        finally:
+            self.describing -= 1
 
     async def _relay(self, stream: INetStream, method: str, path: str, body: bytes) -> None:
         try:
