@@ -72,6 +72,8 @@ def test_lab_turns_the_sample_issues_into_pull_requests_and_stops_cleanly() -> N
         r" served by node lab-node-3 over the mesh",
         made_by,
     ), made_by
+    # Issue 2's model asks the mesh for lab-coder's advice: the model host gives it.
+    assert "Helped by node lab-node-3 (model `lab-coder:latest`)" in made_by, made_by
     assert "lab/hello#4" not in result.stdout  # no label
     assert "lab/hello#5" not in result.stdout  # untrusted author
     assert "3/3 nodes exited cleanly" in result.stdout

@@ -230,7 +230,8 @@ class Lab:
 
     def made_by(self) -> list[str]:
         """Each sample pull request's "Made by" line: the node that ran the task, and the
-        node whose model answered, where that was another node's (over the mesh)."""
+        node whose model answered, where that was another node's (over the mesh); and its
+        "Helped by" lines: the peers whose models advised it."""
         forge = GitHubForge(self.forge.api_url, Token(self.owner_token), seconds_between_writes=0)
         try:
             pulls = forge.list_pull_requests(SAMPLE_REPO)
@@ -238,8 +239,10 @@ class Lab:
             return [f"(could not list the pull requests: {exc})"]
         lines = []
         for pull in sorted(pulls, key=lambda p: p.number):
-            made = next((line for line in pull.body.splitlines() if line.startswith("Made by")), "")
+            said = pull.body.splitlines()
+            made = next((line for line in said if line.startswith("Made by")), "")
             lines.append(f"  {pull.html_url}: {made.replace('**', '')}")
+            lines += [f"    {x.replace('**', '')}" for x in said if x.startswith("Helped by")]
         return lines
 
 

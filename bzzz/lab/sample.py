@@ -150,11 +150,20 @@ EOF""",
         ],
     },
     2: {
+        # The model asks the mesh: only the lab's model host has LENT_MODEL, and advises.
+        "advice": "Return 'Hello!' early in greet() when name is empty, before the"
+        " f-string, and add test_greet_empty() to test_hello.py.",
         "steps": [
             {
                 "thought": "See how greet() builds its greeting.",
                 "action": "run",
                 "command": "cat hello.py test_hello.py",
+            },
+            {
+                "thought": "An empty name is an edge case; ask a peer's model how to treat it.",
+                "action": "help",
+                "question": "How should greet('') behave, and where should its test go?",
+                "capability": LENT_MODEL,
             },
             {
                 "thought": "Return 'Hello!' early when the name is empty, and test it.",

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from bzzz.help.consult import SYSTEM as CONSULT_SYSTEM
 from bzzz.lab.model.chat import ChatRequest
 from bzzz.lab.model.steps import Reply, Text, done_step
 from bzzz.lab.sample import ISSUES, SAMPLE_PLAYBOOK
@@ -65,6 +66,7 @@ class PlaybookEntry:
     title: str
     steps: tuple[Reply, ...]
     keywords: tuple[str, ...] = ()
+    advice: str = ""  # what it answers a peer that consults it about the issue
 
     def __post_init__(self) -> None:
         if not self.steps:
@@ -90,6 +92,8 @@ class Playbook:
         entry = self.entry_for(request)
         if entry is None:
             return self.unknown
+        if _consulted(request):  # a peer's worker asks this model for advice
+            return Text(entry.advice or "Read the issue again and try the simplest change.")
         return step_at(entry.steps, request.assistant_turns)
 
     def entry_for(self, request: ChatRequest) -> PlaybookEntry | None:
@@ -118,9 +122,15 @@ def sample_playbook() -> Playbook:
             title=titles[number],
             steps=tuple(Text(json.dumps(action)) for action in play["steps"]),
             keywords=tuple(play.get("keywords", ())),
+            advice=play.get("advice", ""),
         )
         for number, play in SAMPLE_PLAYBOOK.items()
     )
+
+
+def _consulted(request: ChatRequest) -> bool:
+    system = next((m.content for m in request.messages if m.role == "system"), "")
+    return system.startswith(CONSULT_SYSTEM[:60])
 
 
 def _words(text: str) -> str:

@@ -6,12 +6,14 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import ollama
 import pytest
 
+from bzzz.help.consult import Consult, messages
 from bzzz.lab.model import (
     NO_PLAYBOOK_SUMMARY,
     ChatRequest,
@@ -21,7 +23,7 @@ from bzzz.lab.model import (
     Text,
     sample_playbook,
 )
-from bzzz.lab.sample import FILES, ISSUES, SAMPLE_PLAYBOOK
+from bzzz.lab.sample import FILES, ISSUES, SAMPLE_PLAYBOOK, SAMPLE_REPO
 from tests.lab.model.conftest import ClientFactory, ServerFactory
 
 ISSUE = {issue["number"]: issue for issue in ISSUES}
@@ -74,6 +76,9 @@ def solve(client: ollama.Client, number: int, workspace: Path) -> tuple[list[str
         messages.append({"role": "assistant", "content": reply.message.content})
         if action["action"] == "done":
             return commands, action["summary"]
+        if action["action"] == "help":  # no peers here: the loop says so and goes on
+            messages.append({"role": "user", "content": "No help is available; go on alone."})
+            continue
         commands.append(action["command"])
         done = run_in(workspace, action["command"])
         assert done.returncode == 0, f"{action['command']}\n{done.stdout}{done.stderr}"
@@ -211,3 +216,12 @@ def test_a_custom_playbook_and_unknown_reply() -> None:
     assert playbook(chat(("user", "Fix the flux"))) == Text("?")
     with pytest.raises(ValueError, match="no steps"):
         PlaybookEntry("empty", ())
+
+
+def test_a_peer_consulting_about_an_issue_gets_its_advice(
+    serve: ServerFactory, connect: ClientFactory
+) -> None:
+    consult = Consult("r1", f"{SAMPLE_REPO}#2", "How should greet('') behave?", "lab-coder")
+    consult = replace(consult, repo=SAMPLE_REPO, number=2, title="greet('') should return 'Hello!'")
+    reply = connect(serve()).chat("lab", messages=messages(consult))
+    assert reply.message.content == SAMPLE_PLAYBOOK[2]["advice"]
