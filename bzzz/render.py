@@ -89,7 +89,7 @@ TASK_HEADERS = ("TASK", "MODEL", "STATE", "HOLDER", "LEASE", "ATTEMPTS", "SEEN",
 
 def render_tasks(report: NodeStatus) -> str:
     if not report.tasks:
-        return "no tasks known yet"
+        return "\n".join(["no tasks known yet", *_help_asked(report)])
     rows = [
         [
             t.task_id,
@@ -103,7 +103,32 @@ def render_tasks(report: NodeStatus) -> str:
         ]
         for t in report.tasks
     ]
-    return table(TASK_HEADERS, rows)
+    return "\n".join([table(TASK_HEADERS, rows), *_help_asked(report)])
+
+
+def _help_asked(report: NodeStatus) -> list[str]:
+    """The help this node's tasks asked for, and how it went."""
+    if report.help is None or not report.help.asked:
+        return []
+    lines = ["", "help asked by this node's tasks:"]
+    for a in report.help.asked:
+        offers = ", ".join(a.offers) or "none"
+        how = f"advice from {a.helper} ({a.model})" if a.helper else a.outcome
+        want = a.capability or "advice"
+        lines.append(f"  {a.task_id}  for {want}: {a.asks} asks, offers from {offers}; {how}")
+    return lines
+
+
+def _help(report: NodeStatus) -> list[str]:
+    h = report.help
+    if h is None:
+        return []
+    helped = sum(1 for a in h.asked if a.helper)
+    advised = sum(1 for g in h.given if g.outcome == "advice")
+    return [
+        f"help     asked {len(h.asked)} (helped {helped}); gave {advised} of {len(h.given)}"
+        f" consults, {h.giving} of {h.slots} slots busy, {h.offered} offers made"
+    ]
 
 
 def render_models(models: list[dict[str, Any]], report: NodeStatus) -> str:
@@ -177,6 +202,7 @@ def render_status(report: NodeStatus) -> str:
         f"tasks    {len(report.tasks)} known; polled: {_polling(report)}",
         *_readiness(report),
         *_sync(report),
+        *_help(report),
         *_jobs(report),
         "",
         render_peers(report),

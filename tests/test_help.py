@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -106,6 +108,22 @@ def test_a_stuck_task_gets_advice_from_the_only_node_with_the_model(
     given = nodes["c"].status_json()["help"]["given"]  # type: ignore[index]
     assert given[0]["outcome"] == "advice"
     assert given[0]["model"] == "lab-helper:latest"
+
+    shown = bzzz("tasks", nodes["a"]) + bzzz("status", nodes["c"])
+    assert "lab/hello#3  for lab-helper: 1 asks, offers from c; advice from c" in shown
+    gave = 1 + (anyone["node"] == "c")
+    assert f"help     asked 0 (helped 0); gave {gave} of {gave} consults" in shown
+
+
+def bzzz(command: str, node: NodeProcess) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "bzzz", command, "--home", str(node.home)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout
 
 
 def test_no_eligible_peer_means_three_asks_then_an_honest_answer(
