@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 PROTOCOL = TProtocol("/bzzz/help/1.0.0")
 KEPT = 50  # asks remembered for the status
+CLOSED_KEPT = 64  # asks remembered after their bid window, to decline late offers
 DECLINE_WITHIN = 5.0
 ASK_WITHIN = 240.0  # seconds all asks and consults of one request may take
 
@@ -71,12 +72,24 @@ class Asker:
         self._wait_floor = wait_floor
         self._open: dict[str, list[Bid]] = {}  # request id -> offers so far
         self._timing: dict[str, tuple[Asked, float]] = {}  # request id -> (record, when)
+        self._closed: deque[str] = deque(maxlen=CLOSED_KEPT)  # asks whose window has passed
+        self._nursery: trio.Nursery | None = None
+
+    def start(self, nursery: trio.Nursery) -> None:
+        """Late offers are declined in `nursery` from now on."""
+        self._nursery = nursery
         self.asked: deque[Asked] = deque(maxlen=KEPT)
 
     def on_offer(self, origin: ID, offer: TaskHelpResponse) -> None:
         """An offer on task_help_response: kept if it answers an open ask of ours."""
+        if not offer.can_help or offer.to_node not in (None, self._name):
+            return
         bids = self._open.get(offer.request_id or "")
-        if bids is None or not offer.can_help or offer.to_node not in (None, self._name):
+        if bids is None:
+            if offer.request_id in self._closed and self._nursery is not None:
+                # Too late for its ask: say no at once, or its slot stays promised.
+                late = Bid(str(origin), offer.from_node, (), offer.eta_seconds)
+                self._nursery.start_soon(self._decline, late, offer.request_id)
             return
         record, asked_at = self._timing[offer.request_id or ""]
         if record.first_offer_ms is None:
@@ -155,6 +168,7 @@ class Asker:
         finally:
             del self._open[request_id]
             del self._timing[request_id]
+            self._closed.append(request_id)
 
     async def _consult(
         self, bid: Bid, consult: Consult, record: Asked, asked_at: float

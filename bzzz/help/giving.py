@@ -34,7 +34,7 @@ from bzzz.protocol import Message, TaskHelpRequest, TaskHelpResponse, utc_now
 
 log = logging.getLogger(__name__)
 
-PROMISE = 20.0  # seconds a consult slot is held for an offer not yet taken
+PROMISE = 5.0  # seconds a consult slot is held for an offer not yet taken (or declined)
 KEPT = 50  # consults remembered for the status
 
 

@@ -210,6 +210,7 @@ class Node:
                     pass
 
         p.dispatcher.listeners.append(heard)
+        asker.start(nursery)
         p.stack.host.set_stream_handler(HELP_PROTOCOL, giver.serve)
 
     async def _help(self, command: dict[str, Any]) -> dict[str, Any]:
