@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -469,3 +470,63 @@ def test_a_model_only_the_mesh_has_ranks_gateway_peers_after_those_that_have_it(
     assert rank("t#1", "qwen:7b", [*via_gateway, no_gateway]) == []  # no mesh models counted
     busy = Offer("a", ("qwen:7b",), (), 0, "a", gateway=True)
     assert rank("t#1", "qwen:7b", [busy, *via_gateway], mesh)[0] in {"b", "c"}
+
+
+def handing(cid: int, node: str, at: datetime, state: ClaimState, successor: str) -> Comment:
+    handed = replace(note(node, state), successor=successor)
+    return comment(cid, ledger.render(handed, f"{node} hands over"), at=at)
+
+
+def taking(cid: int, node: str, at: datetime, handed_by: str, **kw: object) -> Comment:
+    state = kw.pop("state", ClaimState.CLAIM)
+    taken = replace(note(node, state), handed_by=handed_by)  # type: ignore[arg-type]
+    return comment(cid, ledger.render(taken, f"{node} takes over"), at=at, **kw)  # type: ignore[arg-type]
+
+
+def test_a_handed_on_claim_holds_in_its_predecessor_s_place() -> None:
+    t = [T0 + timedelta(seconds=s) for s in range(0, 100, 10)]
+    a_handing = handing(1, "a", t[1], ClaimState.HANDOFF, successor="c")
+    stray = claim_comment(2, "b", t[2])  # a claim made meanwhile by another node
+    c_taking = taking(3, "c", t[3], handed_by="a")
+    notes = ledger.claims([a_handing, stray, c_taking], TRUSTED, ())
+    now = t[3] + timedelta(seconds=1)
+    held = ledger.verdict(notes, now, skew=5)
+    assert held.holder is not None
+    assert held.holder.node == "c"  # ahead of a's handoff note, and of b's claim
+    assert [n.node for n in held.live] == ["c", "a", "b"]
+    assert held.attempts == frozenset()
+
+    # a lets go (released, not failed): c still holds, in a's place; no attempt counted.
+    a_released = handing(1, "a", t[1], ClaimState.RELEASED, successor="c")
+    after = ledger.verdict(ledger.claims([a_released, stray, c_taking], TRUSTED, ()), now, 5)
+    assert after.holder is not None
+    assert (after.holder.node, after.attempts) == ("c", frozenset())
+
+    # Only the named successor may take the place: b saying a handed it over does not.
+    b_pretends = taking(4, "b", t[4], handed_by="a")
+    forged = ledger.claims([a_released, b_pretends], TRUSTED, ())
+    assert [n.node for n in ledger.verdict(forged, now, 5).live] == ["b"]
+    # ...and an untrusted account's claim counts for nothing, named successor or not.
+    to_mallory = handing(5, "a", t[1], ClaimState.RELEASED, successor="mallory")
+    mallory = taking(6, "mallory", t[5], handed_by="a", association="NONE", author="mallory")
+    counted = ledger.claims([to_mallory, mallory], TRUSTED, ())
+    assert [n.node for n in counted] == ["a"]
+    assert ledger.verdict(counted, now, 5).is_free
+
+
+def test_a_handoff_nobody_takes_runs_out_like_any_claim() -> None:
+    a_handing = handing(1, "a", T0, ClaimState.HANDOFF, successor="c")
+    notes = ledger.claims([a_handing], TRUSTED, ())
+    assert ledger.verdict(notes, T0 + timedelta(seconds=30), 5).holder is not None
+    late = ledger.verdict(notes, T0 + timedelta(seconds=90), 5)
+    assert late.is_free
+    assert late.attempts == {"a"}  # as an expired claim does
+
+
+def test_a_handoff_round_trips_in_its_comment() -> None:
+    parsed = ledger.parse(handing(1, "a", T0, ClaimState.HANDOFF, successor="c"))
+    assert parsed is not None
+    assert (parsed.state, parsed.successor, parsed.handed_by) == (ClaimState.HANDOFF, "c", "")
+    taken = ledger.parse(taking(2, "c", T0, handed_by="a"))
+    assert taken is not None
+    assert (taken.state, taken.handed_by) == (ClaimState.CLAIM, "a")

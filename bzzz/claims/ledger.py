@@ -33,9 +33,13 @@ MAX_MARKER_CHARS = 2_000
 
 class ClaimState(StrEnum):
     CLAIM = "claim"  # holds the task while its lease lasts
+    HANDOFF = "handoff"  # holds it while its lease lasts, and hands it to `successor`
     RELEASED = "released"  # let go without running it to the end (lost the race, lease lost)
     DONE = "done"
     FAILED = "failed"
+
+
+HOLDING = frozenset({ClaimState.CLAIM, ClaimState.HANDOFF})  # a live one holds the task
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class ClaimNote:
     # the same comment is told apart from the earlier one (the workers' fencing token is
     # the comment and its nonce).
     nonce: str = ""
+    successor: str = ""  # a handoff: the node the task passes to
+    handed_by: str = ""  # a claim: the node whose handoff names this one's node
 
     def expires_at(self) -> datetime:
         return self.updated_at + timedelta(seconds=self.lease_s)
@@ -63,7 +69,7 @@ class ClaimNote:
     def is_live(self, now: datetime, skew: float) -> bool:
         """Whether it may still hold the task: judged late, so a live claim is never
         thought dead early."""
-        return self.state is ClaimState.CLAIM and now < self.expires_at() + timedelta(seconds=skew)
+        return self.state in HOLDING and now < self.expires_at() + timedelta(seconds=skew)
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,10 @@ def render(note: ClaimNote, summary: str) -> str:
         "reason": note.reason[:500],
         "nonce": note.nonce,
     }
+    if note.successor:
+        fields["successor"] = note.successor
+    if note.handed_by:
+        fields["handed_by"] = note.handed_by
     return f"{summary}\n\n<!-- bzzz-claim {json.dumps(fields, separators=(',', ':'))} -->\n"
 
 
@@ -117,6 +127,8 @@ def parse(comment: Comment) -> ClaimNote | None:
             result_url=_text(fields.get("result_url", ""), empty=True),
             reason=_text(fields.get("reason", ""), empty=True),
             nonce=_text(fields.get("nonce", ""), empty=True),
+            successor=_text(fields.get("successor", ""), empty=True),
+            handed_by=_text(fields.get("handed_by", ""), empty=True),
         )
     except (ValueError, KeyError, TypeError):
         return None
@@ -146,10 +158,15 @@ def claims(
 
 def verdict(notes: Iterable[ClaimNote], now: datetime, skew: float) -> Verdict:
     ordered = sorted(notes, key=lambda n: n.comment_id)
+    place = _places(ordered)
     done = next((n for n in ordered if n.state is ClaimState.DONE), None)
-    live = () if done is not None else tuple(n for n in ordered if n.is_live(now, skew))
+    live = (
+        ()
+        if done is not None
+        else tuple(sorted((n for n in ordered if n.is_live(now, skew)), key=place.__getitem__))
+    )
     holder = live[0] if live else None
-    expired = tuple(n for n in ordered if n.state is ClaimState.CLAIM and not n.is_live(now, skew))
+    expired = tuple(n for n in ordered if n.state in HOLDING and not n.is_live(now, skew))
     failed = {n.node for n in ordered if n.state is ClaimState.FAILED}
     return Verdict(
         holder=holder,
@@ -159,6 +176,25 @@ def verdict(notes: Iterable[ClaimNote], now: datetime, skew: float) -> Verdict:
         holder_left=(holder.expires_at() - now).total_seconds() if holder else 0.0,
         live=live,
     )
+
+
+def _places(ordered: list[ClaimNote]) -> dict[ClaimNote, tuple[int, int]]:
+    """Each claim's place in the queue: its comment's, except that a claim handed on by
+    a node's handoff (a `handoff` or `released` note that names this claim's node as its
+    successor, made earlier) takes that note's place, just ahead of it. So the successor
+    holds the task as its predecessor did, and no claim made meanwhile jumps ahead."""
+    place: dict[ClaimNote, tuple[int, int]] = {}
+    handing: dict[tuple[str, str], ClaimNote] = {}
+    for note in ordered:
+        origin = handing.get((note.handed_by, note.node)) if note.handed_by else None
+        if origin is not None and note.state in HOLDING | {ClaimState.DONE}:
+            first, second = place[origin]
+            place[note] = (first, second - 1)
+        else:
+            place[note] = (note.comment_id, 0)
+        if note.successor and note.state in (ClaimState.HANDOFF, ClaimState.RELEASED):
+            handing[(note.node, note.successor)] = note
+    return place
 
 
 def _text(value: object, *, empty: bool = False) -> str:
