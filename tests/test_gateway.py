@@ -17,7 +17,7 @@ import pytest
 from bzzz.lab.model import LabModelServer, Scripted, Text
 from bzzz.lab.model.paced import Paced
 from bzzz.lab.processes import NodeProcess, wait_for
-from tests.conftest import NodeFactory, start_all, wait_alive
+from tests.conftest import NodeFactory, alive_names, start_all, wait_alive
 
 TIMES = ("created_at", "total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
 
@@ -144,6 +144,8 @@ def test_one_node_s_gateway_answers_with_another_node_s_model(
     nodes["c"].start()
     a = nodes["a"]
     wait_for(lambda: "c" in connected(a), 30, "a to reconnect to c")
+    # (it may have counted c dead meanwhile: then until c is alive again with its model)
+    wait_for(lambda: "c" in alive_names(a), 30, "a to hear c again")
     assert through_a.chat("only-c", messages).message.content == "C answers, through the mesh"
     after = a.status_json()
     assert after is not None
