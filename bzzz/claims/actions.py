@@ -57,6 +57,16 @@ class PostClaim:
     # forge): edit it back into a claim rather than post another, so that a node leaves
     # one claim comment per task however often it claims.
     reuse: int = 0
+    handed_by: str = ""  # the node whose handoff names this node: the claim takes its place
+
+
+@dataclass(frozen=True)
+class HandOff:
+    """Edit our claim comment into a handoff naming `successor`, which claims next."""
+
+    task_id: str
+    comment_id: int
+    successor: str
 
 
 @dataclass(frozen=True)
@@ -110,7 +120,7 @@ class Finish:
     quarantine: bool  # the failure on this node made the task fail on K nodes
 
 
-Action = Check | PostClaim | Renew | Release | Settle | Enqueue | Announce | Finish
+Action = Check | PostClaim | HandOff | Renew | Release | Settle | Enqueue | Announce | Finish
 
 
 @dataclass
@@ -139,3 +149,4 @@ class TaskClaim:
     unsettled: Settle | None = None  # our comment's final edit that did not reach the forge
     failures: int = 0  # forge failures in a row for this task: the back-off grows with them
     retry_at: float = 0.0  # when to try `unsettled` again
+    successor: str = ""  # the node we hand the task on to, once it claims

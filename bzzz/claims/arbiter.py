@@ -27,6 +27,7 @@ WORDS = {
     ClaimState.DONE: "finished this task",
     ClaimState.FAILED: "failed this task",
     ClaimState.CLAIM: "holds this task",
+    ClaimState.HANDOFF: "hands this task on",
 }
 
 
@@ -58,6 +59,8 @@ class Claim:
     takes_over: str = ""
     reuse: int = 0
     nonce: str = ""  # fresh for each claim: see ledger.ClaimNote.nonce
+    handed_by: str = ""  # the node that handed the task on to us
+    successor: str = ""  # the node we hand it on to: kept in every later edit
 
 
 class Arbiter:
@@ -70,7 +73,12 @@ class Arbiter:
     def post_claim(self, claim: Claim, branch_prefix: str) -> Posted:
         repo, number = split(claim.task_id)
         text = f"Bzzz node **{self.node}** claims this task (attempt {claim.attempt})."
-        if claim.takes_over:
+        if claim.handed_by:
+            text = (
+                f"Bzzz node **{self.node}** takes this task over from **{claim.handed_by}**,"
+                f" which handed it on (attempt {claim.attempt})."
+            )
+        elif claim.takes_over:
             text = (
                 f"Bzzz node **{self.node}** takes this task over: the claim of"
                 f" **{claim.takes_over}** ran out (attempt {claim.attempt})."
@@ -134,8 +142,11 @@ class Arbiter:
     def renew(self, claim: Claim, comment_id: int) -> Verdict | None:
         repo, number = split(claim.task_id)
         text = f"Bzzz node **{self.node}** holds this task (renewed {utc_now():%H:%M:%S} UTC)."
+        state = ClaimState.HANDOFF if claim.successor else ClaimState.CLAIM
+        if claim.successor:
+            text = f"Bzzz node **{self.node}** hands this task on to **{claim.successor}**."
         try:
-            body = ledger.render(self._note(claim, ClaimState.CLAIM), text)
+            body = ledger.render(self._note(claim, state), text)
             self._forge.edit_comment(repo, comment_id, body)
             return self._verdict(repo, number)
         except ForgeError as exc:
@@ -218,6 +229,8 @@ class Arbiter:
             result_url=result_url,
             reason=reason,
             nonce=claim.nonce,
+            successor=claim.successor,
+            handed_by=claim.handed_by,
         )
 
 

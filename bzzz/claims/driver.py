@@ -14,6 +14,8 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import trio
@@ -27,6 +29,7 @@ from bzzz.claims.actions import (
     Check,
     Enqueue,
     Finish,
+    HandOff,
     Phase,
     PostClaim,
     Release,
@@ -219,6 +222,8 @@ class ClaimDriver:
                 self.apply(actions)
             case PostClaim():
                 await self._post_claim(action)
+            case HandOff():
+                await self._hand_off(action)
             case Renew():
                 sent = self._clock()
                 verdict = await trio.to_thread.run_sync(
@@ -251,7 +256,13 @@ class ClaimDriver:
         holder = verdict.holder if verdict is not None else None
         if holder is not None and holder.node == self.node:
             self._claims[task_id] = Claim(
-                task_id, holder.attempt, holder.takes_over, holder.comment_id, holder.nonce
+                task_id,
+                holder.attempt,
+                holder.takes_over,
+                holder.comment_id,
+                holder.nonce,
+                holder.handed_by,
+                holder.successor,
             )
 
     def _claim(self, task_id: str) -> Claim:
@@ -259,7 +270,14 @@ class ClaimDriver:
 
     async def _post_claim(self, action: PostClaim) -> None:
         nonce = secrets.token_hex(6)  # this claim's, even when it reuses a comment
-        claim = Claim(action.task_id, action.attempt, action.takes_over, action.reuse, nonce)
+        claim = Claim(
+            action.task_id,
+            action.attempt,
+            action.takes_over,
+            action.reuse,
+            nonce,
+            handed_by=action.handed_by,
+        )
         self._claims[action.task_id] = claim
         record = self._table.get(action.task_id)
         prefix = record.branch_prefix if record else ""
@@ -286,6 +304,28 @@ class ClaimDriver:
         elif task is not None:
             log.info("%s: not ours: %s %s", action.task_id, task.phase, task.holder or "")
         self.apply(actions)
+
+    async def _hand_off(self, action: HandOff) -> None:
+        """Our claim comment becomes a handoff naming the successor; every later edit
+        keeps naming it, so that its claim keeps our place."""
+        claim = replace(self._claim(action.task_id), successor=action.successor)
+        self._claims[action.task_id] = claim
+        reason = f"It goes to **{action.successor}**, which continues from this node's work."
+        edited = await trio.to_thread.run_sync(
+            partial(self._arbiter.edit, claim, action.comment_id, ClaimState.HANDOFF, reason=reason)
+        )
+        if not edited:
+            log.warning("%s: the forge did not take the handoff; keeping it", action.task_id)
+            self._claims[action.task_id] = replace(claim, successor="")
+            self.book.hand_off_failed(action.task_id)
+
+    def hand_off(self, task_id: str, successor: str) -> None:
+        """Hand a task this node holds on to `successor` (after it offered to take it)."""
+        self.apply(self.book.hand_off(task_id, successor))
+
+    def take_over(self, task_id: str, predecessor: str) -> None:
+        """`predecessor` handed this task on to us: claim it in its place."""
+        self.apply(self.book.take_over(task_id, predecessor, self._clock()))
 
     async def _enqueue(self, action: Enqueue) -> None:
         record = self._table.get(action.task_id)

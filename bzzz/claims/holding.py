@@ -9,6 +9,7 @@ from bzzz.claims.actions import (
     Action,
     Announce,
     Finish,
+    HandOff,
     Phase,
     Release,
     Renew,
@@ -50,6 +51,8 @@ class Holding(BookState):
             task.next_forge_renewal = now + RETRY_AFTER_ERROR
             return self.tick(now)
         holder = verdict.holder
+        if holder is not None and task.successor and holder.node == task.successor:
+            return self._lose(task, now, holder.node, f"Handed on to {task.successor}.")
         if holder is None or holder.comment_id != task.comment_id:
             return self._lose(task, now, holder.node if holder else "")
         task.our_lease_end = sent_at + self.settings.lease - self.settings.margin
@@ -66,6 +69,23 @@ class Holding(BookState):
         task.claim_at = now + self.settings.lease
         self._move(task, Phase.SEEN)
         return [Announce(task.task_id, 0.0), Release(task.task_id, comment_id, reason)]
+
+    def hand_off(self, task_id: str, successor: str) -> list[Action]:
+        """Hand a task this node holds on to `successor`: our claim becomes a handoff
+        naming it (still holding while its lease lasts), the successor claims in its
+        place, and the next renewal that sees the successor hold lets ours go (no
+        attempt). A successor that never claims leaves the task ours."""
+        task = self._tasks.get(task_id)
+        if task is None or not task.phase.ours or successor == self.node:
+            return []
+        task.successor = successor
+        return [HandOff(task_id, task.comment_id, successor)]
+
+    def hand_off_failed(self, task_id: str) -> None:
+        """The forge did not take our handoff: the task stays ours as before."""
+        task = self._tasks.get(task_id)
+        if task is not None:
+            task.successor = ""
 
     def worker_declined(self, task_id: str, now: float) -> list[Action]:
         """The worker could not run the task because of a problem of this node (no git
@@ -141,8 +161,11 @@ class Holding(BookState):
             actions.append(Renew(task.task_id, task.comment_id))
         return actions
 
-    def _lose(self, task: TaskClaim, now: float, holder: str) -> list[Action]:
-        """Our lease ended or the forge names another holder: stop, and say so."""
+    def _lose(
+        self, task: TaskClaim, now: float, holder: str, reason: str = "lease lost"
+    ) -> list[Action]:
+        """Our lease ended or the forge names another holder (our successor, after a
+        handoff): stop, and say so."""
         comment_id = task.comment_id
         task.comment_id = 0
         task.renewing = False
@@ -156,5 +179,5 @@ class Holding(BookState):
             task.next_check = now  # and learn from the forge who took it, when it answers
         return [
             Announce(task.task_id, 0.0),
-            Release(task.task_id, comment_id, "lease lost"),
+            Release(task.task_id, comment_id, reason),
         ]

@@ -74,6 +74,16 @@ class ClaimBook(Holding):
         task.lease_until = now + lease_s
         return []
 
+    def take_over(self, task_id: str, predecessor: str, now: float) -> list[Action]:
+        """`predecessor` hands the task on to this node (its claim is a handoff naming
+        us): claim it in the handoff's place."""
+        task = self._tasks.get(task_id)
+        if task is None or task.phase.ours or task.phase.final or task.phase.busy:
+            return []
+        self._move(task, Phase.CLAIMING)
+        attempt = len(task.attempts) + 1
+        return [PostClaim(task_id, attempt, "", task.own_comment, handed_by=predecessor)]
+
     def heard_end(self, task_id: str, phase: Phase, holder: str, result_url: str) -> None:
         """A peer's table says the task ended (done, quarantined, closed): a hint that
         keeps this node from claiming it; one it holds is not touched."""
