@@ -24,7 +24,7 @@ from libp2p.peer.id import ID
 
 from bzzz.help.consult import MAX_CONTEXT_BYTES, Consult
 from bzzz.help.matching import Bid, rank
-from bzzz.network.framing import FramingError, close, receive_message, reset, send_message
+from bzzz.network.framing import close, receive_message, reset, send_message
 from bzzz.protocol import Message, TaskHelpRequest, TaskHelpResponse, utc_now
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,15 @@ class Asked:
     # less the bid window (which the asker waits out whatever comes)
 
 
+@dataclass
+class _Open:
+    """An ask within its bid window: the offers so far."""
+
+    record: Asked
+    at: float  # when it was asked (trio's clock)
+    bids: list[Bid] = field(default_factory=list)
+
+
 class Asker:
     def __init__(
         self,
@@ -70,31 +79,29 @@ class Asker:
         self._bid_window = bid_window
         self._max_asks = max_asks
         self._wait_floor = wait_floor
-        self._open: dict[str, list[Bid]] = {}  # request id -> offers so far
-        self._timing: dict[str, tuple[Asked, float]] = {}  # request id -> (record, when)
+        self._open: dict[str, _Open] = {}  # asks within their bid window, by request id
         self._closed: deque[str] = deque(maxlen=CLOSED_KEPT)  # asks whose window has passed
         self._nursery: trio.Nursery | None = None
+        self.asked: deque[Asked] = deque(maxlen=KEPT)
 
     def start(self, nursery: trio.Nursery) -> None:
         """Late offers are declined in `nursery` from now on."""
         self._nursery = nursery
-        self.asked: deque[Asked] = deque(maxlen=KEPT)
 
     def on_offer(self, origin: ID, offer: TaskHelpResponse) -> None:
         """An offer on task_help_response: kept if it answers an open ask of ours."""
         if not offer.can_help or offer.to_node not in (None, self._name):
             return
-        bids = self._open.get(offer.request_id or "")
-        if bids is None:
+        ask = self._open.get(offer.request_id or "")
+        if ask is None:
             if offer.request_id in self._closed and self._nursery is not None:
                 # Too late for its ask: say no at once, or its slot stays promised.
                 late = Bid(str(origin), offer.from_node, (), offer.eta_seconds)
                 self._nursery.start_soon(self._decline, late, offer.request_id)
             return
-        record, asked_at = self._timing[offer.request_id or ""]
-        if record.first_offer_ms is None:
-            record.first_offer_ms = round((trio.current_time() - asked_at) * 1000, 1)
-        bids.append(
+        if ask.record.first_offer_ms is None:
+            ask.record.first_offer_ms = round((trio.current_time() - ask.at) * 1000, 1)
+        ask.bids.append(
             Bid(
                 str(origin),
                 offer.from_node,
@@ -148,8 +155,7 @@ class Asker:
     async def _gather(self, consult: Consult, hop: int, record: Asked) -> tuple[str, list[Bid]]:
         """Ask once; the ask's id and the offers that came within the bid window."""
         request_id = f"{consult.request_id}-{hop}"
-        self._open[request_id] = []
-        self._timing[request_id] = (record, trio.current_time())
+        self._open[request_id] = ask = _Open(record, trio.current_time())
         try:
             await self._publish(
                 TaskHelpRequest(
@@ -164,10 +170,9 @@ class Asker:
                 )
             )
             await trio.sleep(self._bid_window)  # the bid window: offers come in meanwhile
-            return request_id, rank(consult.task_id, consult.capability, self._open[request_id])
+            return request_id, rank(consult.task_id, consult.capability, ask.bids)
         finally:
             del self._open[request_id]
-            del self._timing[request_id]
             self._closed.append(request_id)
 
     async def _consult(
@@ -191,7 +196,7 @@ class Asker:
         except trio.TooSlowError:
             log.warning("helper %s went silent for %.0f s", bid.node_id, wait)
             return {"error": f"silent for {wait:.0f} s"}
-        except (FramingError, Exception) as exc:  # the helper went away: py-libp2p's kinds
+        except Exception as exc:  # the helper went away: py-libp2p raises several kinds
             log.warning("helper %s failed: %s", bid.node_id, exc)
             return {"error": f"failed ({type(exc).__name__})"}
         answer = json.loads(data) if data.startswith(b"{") else {}

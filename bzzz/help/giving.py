@@ -22,14 +22,13 @@ from libp2p.abc import INetStream
 from bzzz.gateway.upstream import Unreachable, Upstream
 from bzzz.help.consult import (
     MAX_CONTEXT_BYTES,
-    BadConsult,
     Consult,
     advice_from,
     chat_body,
     parse_consult,
 )
-from bzzz.help.matching import ANYTHING, Helper, listed, may_offer, wanted
-from bzzz.network.framing import FramingError, close, receive_message, reset, send_message
+from bzzz.help.matching import Helper, listed, may_offer
+from bzzz.network.framing import close, receive_message, reset, send_message
 from bzzz.protocol import Message, TaskHelpRequest, TaskHelpResponse, utc_now
 
 log = logging.getLogger(__name__)
@@ -107,13 +106,13 @@ class Giver:
         try:
             with trio.fail_after(30):
                 data = await receive_message(stream, MAX_CONTEXT_BYTES)
-            kind = _kind(data)
-            if kind == "decline":
-                self._promised.pop(str(json.loads(data).get("request_id")), None)
+            declined = _declined(data)
+            if declined is not None:
+                self._promised.pop(declined, None)
                 await close(stream)
                 return
             consult = parse_consult(data)
-        except (FramingError, BadConsult, trio.TooSlowError, ValueError) as exc:
+        except (ValueError, trio.TooSlowError) as exc:  # FramingError, BadConsult too
             log.info("a help stream from %s ended: %s", asker, exc)
             await reset(stream)
             return
@@ -137,10 +136,7 @@ class Giver:
     def _model_for(self, capability: str) -> str:
         """The asked-for model if this node has it, else its first model."""
         models, _ = self._own()
-        named = [m for m in listed(capability, models, ()) if m in models]
-        if named and wanted(capability) not in ANYTHING:
-            return named[0]
-        return models[0] if models else ""
+        return next(iter(listed(capability, models, ())), "")
 
     async def _advise(self, model: str, consult: Consult) -> dict[str, str]:
         if not model:
@@ -159,12 +155,15 @@ class Giver:
         return {"advice": advice, "model": model, "node": self._name}
 
 
-def _kind(data: bytes) -> str:
+def _declined(data: bytes) -> str | None:
+    """The request ID of an offer the asker declined, if that is what `data` says."""
     try:
         message = json.loads(data)
     except ValueError:
-        return ""
-    return str(message.get("type", "")) if isinstance(message, dict) else ""
+        return None
+    if isinstance(message, dict) and message.get("type") == "decline":
+        return str(message.get("request_id"))
+    return None
 
 
 async def _answer(stream: INetStream, answer: dict[str, str]) -> None:

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import trio
 
 from bzzz.claims.matching import Offer
 from bzzz.config import Settings
 from bzzz.gateway.routing import ModelPeer
+from bzzz.protocol import Capabilities
 from bzzz.state import PeerTable
 from bzzz.tasks.intake import assign_pollers
 from bzzz.tasks.poller import Poller
@@ -75,41 +76,39 @@ class Membership:
         self.pollers = pollers
         poller.assigned = assigned
 
+    def _live_capabilities(self) -> Iterator[tuple[str, str, Capabilities]]:
+        """(peer ID, node name, latest capabilities) of each live peer that has sent some."""
+        for peer_id in self.peers.live_peer_ids(self._clock()):
+            record = self.peers.get(peer_id)
+            if record is not None and record.capabilities is not None:
+                yield peer_id, record.node_id, record.capabilities
+
     def offers(self) -> tuple[Offer, ...]:
         """What each live peer offers, from its latest capabilities."""
-        now = self._clock()
-        offers = []
-        for peer_id in self.peers.live_peer_ids(now):
-            record = self.peers.get(peer_id)
-            caps = record.capabilities if record else None
-            if record is None or caps is None:
-                continue
-            slots = caps.slots if caps.slots is not None else int(caps.status == "idle")
-            gateway = caps.gateway_slots is not None
-            offers.append(
-                Offer(
-                    peer_id,
-                    tuple(caps.models),
-                    tuple(caps.installed),
-                    slots,
-                    record.node_id,
-                    gateway,
-                )
+        return tuple(
+            Offer(
+                peer_id,
+                tuple(caps.models),
+                tuple(caps.installed),
+                caps.slots if caps.slots is not None else int(caps.status == "idle"),
+                node_id,
+                caps.gateway_slots is not None,
             )
-        return tuple(offers)
+            for peer_id, node_id, caps in self._live_capabilities()
+        )
 
     def model_peers(self) -> list[ModelPeer]:
         """Live peers' models and model-gateway load, for routing model calls."""
-        now = self._clock()
-        found = []
-        for peer_id in self.peers.live_peer_ids(now):
-            record = self.peers.get(peer_id)
-            caps = record.capabilities if record else None
-            if record is None or caps is None:
-                continue
-            slots, calls = caps.gateway_slots or 0, caps.gateway_calls or 0
-            found.append(ModelPeer(peer_id, record.node_id, tuple(caps.models), slots, calls))
-        return found
+        return [
+            ModelPeer(
+                peer_id,
+                node_id,
+                tuple(caps.models),
+                caps.gateway_slots or 0,
+                caps.gateway_calls or 0,
+            )
+            for peer_id, node_id, caps in self._live_capabilities()
+        ]
 
     def node_name(self, peer_id: str) -> str:
         record = self.peers.get(peer_id)
