@@ -46,14 +46,15 @@ class Probe(Protocol):
 class _Quiet:
     """Logs a probe's failure once, and its recovery once, instead of every reading."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, then: str = "reporting none") -> None:
         self.name = name
+        self.then = then
         self.failing: str | None = None
 
     def failed(self, exc: BaseException) -> None:
         summary = f"{type(exc).__name__}: {exc}"
         if summary != self.failing:
-            log.info("%s unavailable (%s); reporting none", self.name, summary)
+            log.info("%s unavailable (%s); %s", self.name, summary, self.then)
         self.failing = summary
 
     def ok(self) -> None:
@@ -151,11 +152,19 @@ class GpuProbe:
             self._nvml = None
 
 
+MISSES_KEPT = 2  # readings in a row a model server may miss before its models are dropped
+
+
 class ModelProbe:
-    """Models installed on the configured ollama server, asked with a timeout."""
+    """Models installed on the configured ollama server, asked with a timeout. A server
+    that misses a reading or two (busy, slow to list) keeps its models: dropping them at
+    once would take them out of the mesh's pool, and its tasks, for a glitch."""
 
     def __init__(self, host: str, timeout: float) -> None:
-        self._quiet = _Quiet(f"ollama at {host}")
+        then = f"keeping its models for {MISSES_KEPT} readings, then reporting none"
+        self._quiet = _Quiet(f"ollama at {host}", then)
+        self._known: tuple[str, ...] = ()
+        self._misses = 0
         self._client: Any = None
         try:
             import ollama  # noqa: PLC0415
@@ -172,9 +181,11 @@ class ModelProbe:
             names = sorted({str(model.model) for model in response.models if model.model})
         except Exception as exc:
             self._quiet.failed(exc)
-            return ()
+            self._misses += 1
+            return self._known if self._misses <= MISSES_KEPT else ()
         self._quiet.ok()
-        return tuple(names)
+        self._misses, self._known = 0, tuple(names)
+        return self._known
 
 
 class CliProbe:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from bzzz.capabilities import (
+    MISSES_KEPT,
     CapabilityDetector,
     CliProbe,
     GpuProbe,
@@ -27,6 +28,7 @@ from bzzz.capabilities import (
     changed,
     to_message,
 )
+from bzzz.lab.model import LabModelServer, Scripted, Text
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -208,6 +210,17 @@ def test_ollama_down_means_no_models() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again: nothing listens there
     assert ModelProbe(f"http://127.0.0.1:{port}", timeout=2.0)() == ()
+
+
+def test_a_model_server_that_misses_a_reading_or_two_keeps_its_models() -> None:
+    server = LabModelServer(models={"lab": Scripted([Text("hi")])}).start()
+    probe = ModelProbe(server.url, timeout=2.0)
+    try:
+        assert probe() == ("lab:latest",)
+    finally:
+        server.stop()
+    assert [probe() for _ in range(MISSES_KEPT)] == [("lab:latest",)] * MISSES_KEPT
+    assert probe() == ()  # gone for longer: no models
 
 
 def test_a_hung_ollama_server_costs_at_most_the_timeout() -> None:
