@@ -207,7 +207,6 @@ def test_a_call_survives_busy_and_dead_peers_and_a_client_that_leaves(
         second = stream("d")
         next(second)
         assert paced[other].started == 1
-        assert nodes["d"].status_json()["gateway"]["failovers"] >= 0  # type: ignore[index]
 
         # The client that leaves stops the generation at the serving node's model server.
         second.close()
