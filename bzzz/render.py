@@ -113,8 +113,12 @@ def _help_asked(report: NodeStatus) -> list[str]:
     lines = ["", "help asked by this node's tasks:"]
     for a in report.help.asked:
         offers = ", ".join(a.offers) or "none"
-        how = f"advice from {a.helper} ({a.model})" if a.helper else a.outcome
-        want = a.capability or "advice"
+        if a.kind == "handoff":
+            how = f"handed on to {a.helper}" if a.helper else a.outcome
+            want = f"a node to take it over ({a.capability or 'any model'})"
+        else:
+            how = f"advice from {a.helper} ({a.model})" if a.helper else a.outcome
+            want = a.capability or "advice"
         lines.append(f"  {a.task_id}  for {want}: {a.asks} asks, offers from {offers}; {how}")
     return lines
 
@@ -125,9 +129,12 @@ def _help(report: NodeStatus) -> list[str]:
         return []
     helped = sum(1 for a in h.asked if a.helper)
     advised = sum(1 for g in h.given if g.outcome == "advice")
+    consults = sum(1 for g in h.given if g.kind == "consult")
+    took = sum(1 for g in h.given if g.kind == "handoff" and g.outcome == "taken over")
+    taken = f", took {took} tasks over" if took else ""
     return [
-        f"help     asked {len(h.asked)} (helped {helped}); gave {advised} of {len(h.given)}"
-        f" consults, {h.giving} of {h.slots} slots busy, {h.offered} offers made"
+        f"help     asked {len(h.asked)} (helped {helped}); gave {advised} of {consults}"
+        f" consults, {h.giving} of {h.slots} slots busy, {h.offered} offers made{taken}"
     ]
 
 

@@ -27,6 +27,9 @@ WORKER_BEAT = "worker_beat"
 # A finished task's result_type when the node could not run it (a problem of the node,
 # not of the task): the claim is let go, no attempt is used, nothing is reported.
 DECLINED = "declined"
+# A finished task's result_type when the worker handed the task on to another node (the
+# node's hand-off said the successor holds it): nothing to report, no attempt used.
+HANDED = "handed"
 # Executors that run the reasoning loop: they need a model, a sandbox and a git identity.
 AGENT_EXECUTORS = frozenset({"workers.agent:run"})
 
@@ -44,6 +47,11 @@ class TaskSpec:
     comment_id: int  # the claim comment: workers check it still holds before acting
     attempt: int
     nonce: str = ""  # the claim's nonce on that comment: the fencing token with comment_id
+    # A task handed on to this node: who handed it on, why, and where its work so far is
+    # ("owner/repository:branch"; "" when nothing was pushed).
+    handed_by: str = ""
+    handed_reason: str = ""
+    continue_from: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -18,6 +18,7 @@ from bzzz.work import TaskSpec
 from workers.asking import NodeHelp
 from workers.executors import Context, Outcome, declined
 from workers.git_access import WorkspaceError, node_identity
+from workers.handover import continued, hand_off
 from workers.loop import (
     Budget,
     Cause,
@@ -69,10 +70,30 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
         elapsed = replace(facts, seconds=time.monotonic() - started)
         return report_failure(forge, spec, reason, steps or [], elapsed)
 
+    def unable(problem: str, workspace: Workspace | None = None) -> Outcome | str:
+        """A problem of this node: hand the task on (with the work so far); the outcome,
+        or why no peer took it."""
+        log.warning("%s: %s; handing it on", spec.task_id, problem)
+        return hand_off(
+            spec,
+            problem,
+            socket_path=settings.control_socket,
+            node=settings.node.name,
+            still_holds=context.still_holds,
+            workspace=workspace,
+        )
+
+    def let_go(problem: str, workspace: Workspace | None = None) -> Outcome:
+        """Hand it on, or else decline it (let go, no attempt)."""
+        handed = unable(problem, workspace)
+        if isinstance(handed, Outcome):
+            return handed
+        return declined(spec, f"{problem}; no peer took it over: {handed}")
+
     try:
         choice = choose_model(spec.model, settings.agent.model, host, settings.agent.model_timeout)
     except (ModelUnreachable, ModelFailed) as exc:  # a problem of this node: let it go
-        return declined(spec, f"no model to ask: {exc}")
+        return let_go(f"no model to ask: {exc}")
     model = choice.name
     log.info("%s: model %s", spec.task_id, choice.describe())
     context.progress(f"model {choice.describe()}")
@@ -91,7 +112,7 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
             push_to=settings.git.push_to,
         )
     except (ForgeError, WorkspaceError) as exc:
-        return declined(spec, f"could not set up the repository: {exc}")
+        return let_go(f"could not set up the repository: {exc}")
     with workspace:
         problem = None  # of this node: the task is declined
         try:
@@ -104,6 +125,7 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
                     workspace.branch,
                     workspace.base,
                     files=_files(workspace.path),
+                    handed=continued(spec, workspace),
                 )
                 helper = NodeHelp(
                     settings.control_socket,
@@ -120,8 +142,7 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
             if loop.cause is Cause.NODE:  # the model server or the sandbox
                 problem = loop.reason
         if problem is not None:
-            log.warning("%s: %s; declining the task", spec.task_id, problem)
-            return declined(spec, problem)
+            return let_go(problem, workspace)
         facts = replace(facts, seconds=time.monotonic() - started, served_by=served_by)
         log.info(
             "%s: %s after %d commands, %d model calls, %d tokens",
@@ -142,7 +163,9 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
                 still_holds=context.still_holds,
             )
         except (ForgeError, WorkspaceError) as exc:
-            return failed(f"could not deliver the result: {exc}", loop.steps)
+            problem = f"could not deliver the result: {exc}"
+            handed = unable(problem, workspace) if loop.done else problem
+            return handed if isinstance(handed, Outcome) else failed(problem, loop.steps)
 
 
 def _reason(

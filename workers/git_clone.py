@@ -99,6 +99,23 @@ def fetch_base(git: pygit2.Repository, token: Token, upstream: Repository) -> py
     return git.references[tracking].peel(pygit2.Commit).id
 
 
+def fetch_branch(
+    git: pygit2.Repository, token: Token, repository: Repository, branch: str
+) -> pygit2.Oid | None:
+    """Fetch `branch` of `repository` (another node's work, handed on); its head commit,
+    or None when it cannot be had (the task then starts afresh)."""
+    tracking = f"refs/remotes/handed/{branch}"
+    try:
+        if "handed" not in git.remotes.names():
+            git.remotes.create("handed", repository.clone_url)
+        _fetch(git, "handed", token, [f"+refs/heads/{branch}:{tracking}"])
+        return git.references[tracking].peel(pygit2.Commit).id
+    except (TokenRefused, pygit2.GitError, KeyError) as exc:
+        cause = scrub(str(exc), token)
+        log.warning("cannot fetch %s of %s: %s", branch, repository.full_name, cause)
+        return None
+
+
 def _fetch(git: pygit2.Repository, remote: str, token: Token, refspecs: list[str] | None) -> None:
     # public repositories need no token; private ones (and forks of them) ask for it
     git.remotes[remote].fetch(refspecs, callbacks=TokenCallbacks(token))

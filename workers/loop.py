@@ -170,6 +170,10 @@ class _Loop:
                     branch=task.branch,
                     base=task.base,
                     files=_files(task.files, self.window.chars(self.window.room // 10)),
+                    handed=head_and_tail(task.handed, self.window.chars(self.window.room // 8))[0]
+                    + "\n\n"
+                    if task.handed
+                    else "",
                 ),
             },
         ]

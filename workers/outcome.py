@@ -149,6 +149,7 @@ class TaskText:
     branch: str
     base: str
     files: tuple[str, ...] = ()  # the repository's files, as the task starts (for the model)
+    handed: str = ""  # for a task handed on by another node: whose work it continues
 
 
 def head_and_tail(text: str, limit: int) -> tuple[str, bool]:

@@ -91,6 +91,7 @@ def open_or_update_pull_request(
         model=run.model,
         model_note=_note(run),
         served=served(run),
+        handed=_handed(spec),
         steps=len(loop.steps),
         duration=_duration(run.seconds),
         help=_help(loop.help),
@@ -137,6 +138,7 @@ def report_failure(
         model=run.model or "(none)",
         model_note=_note(run),
         served=served(run),
+        handed=_handed(spec),
         steps=len(steps),
         duration=_duration(run.seconds),
         help=_help(loop.help) if loop is not None else "",
@@ -224,6 +226,13 @@ def _last_reply(loop: LoopResult | None) -> str:
         return ""
     text = loop.last_reply[:LAST_REPLY_CHARS].replace(FENCE, "'" * 3)
     return f"\n## The model's last reply\n{FENCE}\n{text}\n{FENCE}\n"
+
+
+def _handed(spec: TaskSpec) -> str:
+    if not spec.handed_by:
+        return ""
+    why = f": {spec.handed_reason[:300]}" if spec.handed_reason else ""
+    return f"\nIt continues the work of node **{spec.handed_by}**, which handed the task on{why}.\n"
 
 
 def _note(run: RunFacts) -> str:

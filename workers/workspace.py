@@ -49,6 +49,7 @@ from workers.git_clone import (
     GIT_DIR,
     WORK_TREE,
     fetch_base,
+    fetch_branch,
     fetch_fork,
     init_repository,
     remove,
@@ -96,7 +97,10 @@ class Workspace:
         base_commit: pygit2.Oid,
         token: Token,
         identity: GitIdentity,
+        start: pygit2.Oid | None = None,
     ) -> None:
+        """`start`: the commit the branch starts from, when it continues another node's
+        work (handed on); else the base."""
         self.path = home / WORK_TREE
         self.repo = repo
         self.fork = fork
@@ -105,7 +109,8 @@ class Workspace:
         self._home = home
         self._git = git
         self._base_commit = base_commit
-        self._head = base_commit  # the last commit made here; the base until then
+        self._head = start or base_commit  # the last commit on the branch
+        self.continued = start is not None and start != base_commit
         self._token = token
         self._identity = identity
 
@@ -245,7 +250,9 @@ def prepare(
             if fork.full_name.lower() != upstream.full_name.lower():  # a new fork may be empty
                 fetch_fork(git, token, fork.full_name, deadline, fork_timeout)
             base_commit = fetch_base(git, token, upstream)
-            git.branches.local.create(branch, git[base_commit].peel(pygit2.Commit), force=True)
+            start = _handed_work(forge, git, token, spec)
+            head = git[start or base_commit].peel(pygit2.Commit)
+            git.branches.local.create(branch, head, force=True)
             git.checkout(f"refs/heads/{branch}", strategy=CheckoutStrategy.FORCE)
         except pygit2.GitError as exc:
             cause = scrub(str(exc), token)
@@ -266,7 +273,23 @@ def prepare(
         base_commit=base_commit,
         token=token,
         identity=identity,
+        start=start,
     )
+
+
+def _handed_work(
+    forge: Forge, git: pygit2.Repository, token: Token, spec: TaskSpec
+) -> pygit2.Oid | None:
+    """The head of the branch another node handed this task on with, if it can be had."""
+    repository, _, branch = spec.continue_from.partition(":")
+    if not repository or not branch:
+        return None
+    try:
+        source = forge.get_repository(repository)
+    except ForgeError as exc:
+        log.warning("%s: cannot find %s to continue from: %s", spec.task_id, repository, exc)
+        return None
+    return fetch_branch(git, token, source, branch)
 
 
 def push_target(forge: Forge, upstream: Repository, push_to: str, deadline: float) -> Repository:

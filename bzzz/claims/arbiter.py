@@ -194,6 +194,14 @@ class Arbiter:
         except ForgeError as exc:
             log.warning("%s: could not quarantine it on the forge: %s", task_id, exc)
 
+    def say(self, task_id: str, text: str) -> None:
+        """A comment on the task's issue for people (a hand-off's); best effort."""
+        repo, number = split(task_id)
+        try:
+            self._forge.comment(repo, number, text[:5000])
+        except ForgeError as exc:
+            log.warning("%s: could not comment on the issue: %s", task_id, exc)
+
     def _still_a_task(self, repo: str, number: int, branch_prefix: str) -> bool:
         """Whether the issue is still a task: open, labelled, and not already answered by
         an open pull request."""

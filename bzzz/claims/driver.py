@@ -14,8 +14,6 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
-from functools import partial
 from typing import Any
 
 import trio
@@ -37,6 +35,7 @@ from bzzz.claims.actions import (
     Settle,
 )
 from bzzz.claims.arbiter import Arbiter, Claim, split
+from bzzz.claims.handing import Continuation, Handing
 from bzzz.claims.ledger import ClaimState, Verdict
 from bzzz.claims.machine import ClaimBook
 from bzzz.claims.matching import Market
@@ -44,7 +43,7 @@ from bzzz.config import Settings
 from bzzz.protocol import Message as Wire
 from bzzz.protocol import TaskClaim, TaskResult, utc_now
 from bzzz.tasks.table import TaskTable
-from bzzz.work import DECLINED, RUN_TASK, TASKS_QUEUE, EventKind, TaskEvent, TaskSpec
+from bzzz.work import DECLINED, HANDED, RUN_TASK, TASKS_QUEUE, EventKind, TaskEvent, TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ TICK = 0.5
 LANE_BUFFER = 64
 
 
-class ClaimDriver:
+class ClaimDriver(Handing):
     def __init__(
         self,
         *,
@@ -63,6 +62,7 @@ class ClaimDriver:
         publish: Callable[[Wire], Awaitable[None]],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__()
         self.settings = settings
         self.node = settings.node.name
         # A worker that outlived its node's restart speaks up within a few heartbeats, and
@@ -146,6 +146,8 @@ class ClaimDriver:
         match event.kind:
             case EventKind.STARTED:
                 self.book.worker_started(event.task_id, now)
+            case EventKind.FINISHED if event.result_type == HANDED:
+                log.info("%s: its worker handed it on: %s", task.task_id, event.reason)
             case EventKind.FINISHED if event.result_type == DECLINED:
                 log.warning(
                     "%s: this node could not run it, letting it go: %s",
@@ -201,11 +203,14 @@ class ClaimDriver:
                     await self._do(action)
                 except Exception:
                     log.exception("%s: %s failed", action.task_id, type(action).__name__)
+                    if isinstance(action, HandOff | PostClaim):
+                        self._said(task_id, f"{type(action).__name__} failed")
                 self.changed.set()
 
     def _forget(self, retired: list[str]) -> None:
         for task_id in retired:
             self._claims.pop(task_id, None)
+            self._forget_continuation(task_id)
             self.claim_urls.pop(task_id, None)
 
     async def _do(self, action: Action) -> None:
@@ -304,33 +309,13 @@ class ClaimDriver:
         elif task is not None:
             log.info("%s: not ours: %s %s", action.task_id, task.phase, task.holder or "")
         self.apply(actions)
-
-    async def _hand_off(self, action: HandOff) -> None:
-        """Our claim comment becomes a handoff naming the successor; every later edit
-        keeps naming it, so that its claim keeps our place."""
-        claim = replace(self._claim(action.task_id), successor=action.successor)
-        self._claims[action.task_id] = claim
-        reason = f"It goes to **{action.successor}**, which continues from this node's work."
-        edited = await trio.to_thread.run_sync(
-            partial(self._arbiter.edit, claim, action.comment_id, ClaimState.HANDOFF, reason=reason)
-        )
-        if not edited:
-            log.warning("%s: the forge did not take the handoff; keeping it", action.task_id)
-            self._claims[action.task_id] = replace(claim, successor="")
-            self.book.hand_off_failed(action.task_id)
-
-    def hand_off(self, task_id: str, successor: str) -> None:
-        """Hand a task this node holds on to `successor` (after it offered to take it)."""
-        self.apply(self.book.hand_off(task_id, successor))
-
-    def take_over(self, task_id: str, predecessor: str) -> None:
-        """`predecessor` handed this task on to us: claim it in its place."""
-        self.apply(self.book.take_over(task_id, predecessor, self._clock()))
+        self._claimed(action.task_id)
 
     async def _enqueue(self, action: Enqueue) -> None:
         record = self._table.get(action.task_id)
         repo, number = split(action.task_id)
         task = self.book.get(action.task_id)
+        handed = self.continuations.get(action.task_id) or Continuation("")
         spec = TaskSpec(
             task_id=action.task_id,
             repo=repo,
@@ -343,6 +328,9 @@ class ClaimDriver:
             comment_id=action.comment_id,
             attempt=len(task.attempts) + 1 if task else 1,
             nonce=self._claim(action.task_id).nonce,
+            handed_by=handed.predecessor,
+            handed_reason=handed.reason,
+            continue_from=handed.branch,
         )
         message: Message[Any] = Message(
             queue_name=TASKS_QUEUE,

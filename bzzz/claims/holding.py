@@ -81,11 +81,22 @@ class Holding(BookState):
         task.successor = successor
         return [HandOff(task_id, task.comment_id, successor)]
 
-    def hand_off_failed(self, task_id: str) -> None:
-        """The forge did not take our handoff: the task stays ours as before."""
+    def hand_off_failed(self, task_id: str, now: float | None = None) -> None:
+        """The forge did not take our handoff, or the successor did not claim: the task
+        stays ours as before (with `now`: renew at once, so that the comment no longer
+        names the successor)."""
         task = self._tasks.get(task_id)
         if task is not None:
             task.successor = ""
+            if now is not None and task.phase.ours:
+                task.next_forge_renewal = now
+
+    def handed(self, task_id: str, now: float) -> list[Action]:
+        """The successor's claim holds on the forge: let ours go (no attempt)."""
+        task = self._tasks.get(task_id)
+        if task is None or not task.phase.ours or not task.successor:
+            return []
+        return self._lose(task, now, task.successor, f"Handed on to {task.successor}.")
 
     def worker_declined(self, task_id: str, now: float) -> list[Action]:
         """The worker could not run the task because of a problem of this node (no git

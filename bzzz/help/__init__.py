@@ -1,10 +1,12 @@
-"""Help between peers: a task's node asks the mesh for advice, and peers that can give it
-offer; the asker takes the best offer and the helper's model answers over a stream.
+"""Help between peers: a task's node asks the mesh for advice, or for a node to take the
+task over, and peers that can offer; the asker takes the best offer and the helper's
+model answers over a stream (or the helper claims the task in the holder's place).
 
 matching  who may offer, and which offer an asker takes (pure)
-wire      the help stream's frames, `/bzzz/help/1.0.0`
 asking    the asker's side: ask, gather offers, accept one, wait for the advice
-giving    the helper's side: offer when it can, and give the advice with its model
+giving    the helper's side: offer when it can, give the advice with its model, or take
+          a task over
+handover  handing a task on: the case, and the holder's side (the claim passes on)
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from bzzz.gateway.upstream import Upstream
 from bzzz.help.asking import Asker
 from bzzz.help.giving import Giver
+from bzzz.help.handover import HandingOver
 
 
 @dataclass
@@ -23,3 +26,4 @@ class HelpParts:
     asker: Asker
     giver: Giver
     upstream: Upstream
+    handing: HandingOver | None = None  # a node that claims tasks may hand them on

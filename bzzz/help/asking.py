@@ -43,11 +43,12 @@ class Asked:
     task_id: str
     question: str
     capability: str
+    kind: str = "consult"  # or "handoff"
     asks: int = 0
     offers: list[str] = field(default_factory=list)  # nodes that offered, in order
     helper: str = ""
     model: str = ""
-    outcome: str = "asking"  # "helped", or why not
+    outcome: str = "asking"  # "helped", "handed on", or why not
     first_offer_ms: float | None = None  # from an ask to its first offer
     accepted_ms: float | None = None  # from an ask to the helper holding the case,
     # less the bid window (which the asker waits out whatever comes)
@@ -124,9 +125,7 @@ class Asker:
                 answer = {"helped": False, "reason": record.outcome}
             return {"asks": record.asks, "offers": record.offers, **answer}
         finally:
-            with trio.CancelScope(shield=True):
-                for request_id, bid in turned_away:
-                    await self._decline(bid, request_id)
+            await self.decline(turned_away)
 
     async def _asks(
         self, consult: Consult, record: Asked, turned_away: list[tuple[str, Bid]]
@@ -134,12 +133,12 @@ class Asker:
         for hop in range(self._max_asks):
             record.asks = hop + 1
             asked_at = trio.current_time()
-            request_id, bids = await self._gather(consult, hop, record)
-            record.offers += [b.node_id for b in bids if b.node_id not in record.offers]
+            request_id, bids = await self.gather(
+                record, f"{consult.request_id}-{hop}", hop, consult.question
+            )
             for position, bid in enumerate(bids):
-                answer = await self._consult(
-                    bid, replace(consult, request_id=request_id), record, asked_at
-                )
+                case = replace(consult, request_id=request_id).to_json()
+                answer = await self.exchange(bid, case, record, asked_at)
                 if "advice" in answer:
                     turned_away += [(request_id, b) for b in bids[position + 1 :]]
                     record.helper, record.model = bid.node_id, str(answer.get("model", ""))
@@ -152,38 +151,44 @@ class Asker:
             record.outcome = f"no advice came ({record.outcome})"
         return {"helped": False, "reason": record.outcome}
 
-    async def _gather(self, consult: Consult, hop: int, record: Asked) -> tuple[str, list[Bid]]:
-        """Ask once; the ask's id and the offers that came within the bid window."""
-        request_id = f"{consult.request_id}-{hop}"
+    async def gather(
+        self, record: Asked, request_id: str, hop: int, reason: str
+    ) -> tuple[str, list[Bid]]:
+        """Ask once (`record.kind` of help); the ask's id and the offers that came within
+        the bid window, best first (their nodes join `record.offers`)."""
         self._open[request_id] = ask = _Open(record, trio.current_time())
         try:
             await self._publish(
                 TaskHelpRequest(
-                    task_id=consult.task_id,
+                    task_id=record.task_id,
                     from_node=self._name,
-                    reason=consult.question[:500],
-                    requested_capability=consult.capability or "advice",
+                    reason=reason[:500],
+                    requested_capability=record.capability or "advice",
                     timestamp=utc_now(),
                     request_id=request_id,
-                    kind="consult",
+                    kind=record.kind,  # type: ignore[arg-type]
                     hop=hop,
                 )
             )
             await trio.sleep(self._bid_window)  # the bid window: offers come in meanwhile
-            return request_id, rank(consult.task_id, consult.capability, ask.bids)
+            bids = rank(record.task_id, record.capability, ask.bids)
         finally:
             del self._open[request_id]
             self._closed.append(request_id)
+        record.offers += [b.node_id for b in bids if b.node_id not in record.offers]
+        return request_id, bids
 
-    async def _consult(
-        self, bid: Bid, consult: Consult, record: Asked, asked_at: float
+    async def exchange(
+        self, bid: Bid, case: bytes, record: Asked, asked_at: float
     ) -> dict[str, Any]:
+        """Send the offer's node the case over a help stream, and read its answer: {}
+        or {"error": ...} when none came within twice its eta (at least the floor)."""
         wait = max(2.0 * bid.eta_seconds, self._wait_floor)
         try:
             with trio.fail_after(wait):
                 stream = await self._host.new_stream(ID.from_base58(bid.peer_id), [PROTOCOL])
                 try:
-                    await send_message(stream, consult.to_json())
+                    await send_message(stream, case)
                     if record.accepted_ms is None:
                         waited = trio.current_time() - asked_at - self._bid_window
                         record.accepted_ms = round(waited * 1000, 1)
@@ -201,6 +206,12 @@ class Asker:
             return {"error": f"failed ({type(exc).__name__})"}
         answer = json.loads(data) if data.startswith(b"{") else {}
         return answer if isinstance(answer, dict) else {}
+
+    async def decline(self, turned_away: list[tuple[str, Bid]]) -> None:
+        """Tell the nodes whose offers were not taken (shielded: it runs in `finally`)."""
+        with trio.CancelScope(shield=True):
+            for request_id, bid in turned_away:
+                await self._decline(bid, request_id)
 
     async def _decline(self, bid: Bid, request_id: str) -> None:
         """Tell a node whose offer was not taken (best effort)."""

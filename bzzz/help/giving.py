@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import trio
@@ -27,6 +27,7 @@ from bzzz.help.consult import (
     chat_body,
     parse_consult,
 )
+from bzzz.help.handover import HandOverCase, parse_case
 from bzzz.help.matching import Helper, listed, may_offer
 from bzzz.network.framing import close, receive_message, reset, send_message
 from bzzz.protocol import Message, TaskHelpRequest, TaskHelpResponse, utc_now
@@ -34,6 +35,9 @@ from bzzz.protocol import Message, TaskHelpRequest, TaskHelpResponse, utc_now
 log = logging.getLogger(__name__)
 
 PROMISE = 5.0  # seconds a consult slot is held for an offer not yet taken (or declined)
+# Seconds an offer to take a task over stands: the holder edits its claim on the forge
+# before it sends the case.
+HANDOFF_PROMISE = 90.0
 KEPT = 50  # consults remembered for the status
 
 
@@ -45,7 +49,8 @@ class Given:
     asker: str
     model: str
     seconds: float
-    outcome: str  # "advice", or why not
+    outcome: str  # "advice", "taken over", or why not
+    kind: str = "consult"  # or "handoff": a task handed on to this node
 
 
 class Giver:
@@ -54,6 +59,8 @@ class Giver:
         *,
         name: str,
         own: Callable[[], tuple[tuple[str, ...], tuple[str, ...]]],
+        room: Callable[[str], int],
+        take: Callable[[HandOverCase, str], Awaitable[str]],
         publish: Callable[[Message], Awaitable[None]],
         upstream: Upstream,
         slots: int,
@@ -62,6 +69,10 @@ class Giver:
     ) -> None:
         self._name = name
         self._own = own  # this node's (models, agent CLIs) as last read
+        self._room = room  # tasks this node could claim now, were it handed this one
+        self._take = take  # claim a task handed on by the named node: "" or why not
+        self._handoffs: dict[str, tuple[float, str, str, str]] = {}  # offers to take a task
+        # over: request id -> (until when, the asking node, its peer ID, the task)
         self._publish = publish
         self._upstream = upstream
         self.slots = slots
@@ -77,14 +88,26 @@ class Giver:
         self._promised = {rid: until for rid, until in self._promised.items() if until > now}
         return max(0, self.slots - self.giving - len(self._promised))
 
-    async def on_request(self, request: TaskHelpRequest) -> None:
-        """A peer asks for help: offer it if this node can give it now."""
+    async def on_request(self, request: TaskHelpRequest, origin: str = "") -> None:
+        """A peer (`origin`: its peer ID) asks for help: offer it if this node can give
+        it now."""
         models, installed = self._own()
         if request.request_id is None:  # a brief-only request: no way to take an offer
             return
-        if not may_offer(request, Helper(self._name, models, installed, self.free())):
+        me = Helper(self._name, models, installed, self.free(), self._room(request.task_id))
+        if not may_offer(request, me):
             return
-        self._promised[request.request_id] = trio.current_time() + PROMISE
+        now = trio.current_time()
+        if request.kind == "handoff":
+            self._handoffs = {r: h for r, h in self._handoffs.items() if h[0] > now}
+            self._handoffs[request.request_id] = (
+                now + HANDOFF_PROMISE,
+                request.from_node,
+                origin,
+                request.task_id,
+            )
+        else:
+            self._promised[request.request_id] = now + PROMISE
         self.offered += 1
         offer = TaskHelpResponse(
             task_id=request.task_id,
@@ -101,21 +124,29 @@ class Giver:
         await self._publish(offer)
 
     async def serve(self, stream: INetStream) -> None:
-        """A help stream from an asker: a consult to give, or an offer declined."""
+        """A help stream from an asker: a consult to give, a task to take over, or an
+        offer declined."""
         asker = str(stream.muxed_conn.peer_id)
         try:
             with trio.fail_after(30):
                 data = await receive_message(stream, MAX_CONTEXT_BYTES)
-            declined = _declined(data)
-            if declined is not None:
-                self._promised.pop(declined, None)
+            kind, request_id = _kind(data)
+            if kind == "decline":
+                self._promised.pop(request_id, None)
+                self._handoffs.pop(request_id, None)
                 await close(stream)
                 return
-            consult = parse_consult(data)
-        except (ValueError, trio.TooSlowError) as exc:  # FramingError, BadConsult too
+            case = parse_case(data) if kind == "handoff" else parse_consult(data)
+        except (ValueError, trio.TooSlowError) as exc:  # FramingError, BadConsult, BadHandOver
             log.info("a help stream from %s ended: %s", asker, exc)
             await reset(stream)
             return
+        if isinstance(case, HandOverCase):
+            await self._take_over(stream, case, asker)
+        else:
+            await self._give(stream, case, asker)
+
+    async def _give(self, stream: INetStream, consult: Consult, asker: str) -> None:
         self._promised.pop(consult.request_id, None)
         if self.giving >= self.slots:
             await _answer(stream, {"error": "busy: no consult slot free"})
@@ -132,6 +163,22 @@ class Giver:
             seconds = trio.current_time() - started
             self.given.append(Given(consult.task_id, asker, model, seconds, outcome[:200]))
         await _answer(stream, answer)
+
+    async def _take_over(self, stream: INetStream, case: HandOverCase, asker: str) -> None:
+        """A holder hands us the task we offered to take: claim it in its place, and
+        answer once the forge says whether we hold it. Only the node whose request we
+        answered may hand it on, and only that task."""
+        until, holder, origin, task_id = self._handoffs.pop(case.request_id, (0.0, "", "", ""))
+        if until < trio.current_time() or task_id != case.task_id or origin != asker:
+            await _answer(stream, {"error": "no offer of this node stands for that task"})
+            return
+        started = trio.current_time()
+        why = await self._take(case, holder)
+        log.info("%s: %s", task_id, why or f"taken over from {holder}")
+        seconds = trio.current_time() - started
+        outcome = why[:200] or "taken over"
+        self.given.append(Given(task_id, asker, "", seconds, outcome, kind="handoff"))
+        await _answer(stream, {"error": why} if why else {"taken": True})
 
     def _model_for(self, capability: str) -> str:
         """The asked-for model if this node has it, else its first model."""
@@ -155,18 +202,19 @@ class Giver:
         return {"advice": advice, "model": model, "node": self._name}
 
 
-def _declined(data: bytes) -> str | None:
-    """The request ID of an offer the asker declined, if that is what `data` says."""
+def _kind(data: bytes) -> tuple[str, str]:
+    """A help stream's message's type ("decline", "handoff"; "" for a consult) and the
+    request it is about."""
     try:
         message = json.loads(data)
     except ValueError:
-        return None
-    if isinstance(message, dict) and message.get("type") == "decline":
-        return str(message.get("request_id"))
-    return None
+        return "", ""
+    if isinstance(message, dict) and message.get("type") in ("decline", "handoff"):
+        return str(message["type"]), str(message.get("request_id"))
+    return "", ""
 
 
-async def _answer(stream: INetStream, answer: dict[str, str]) -> None:
+async def _answer(stream: INetStream, answer: Mapping[str, str | bool]) -> None:
     try:
         await send_message(stream, json.dumps(answer).encode())
     except Exception as exc:  # the asker went away

@@ -2,11 +2,12 @@
 
 A request names a capability: a model (`qwen2.5-coder:7b`, or `model:qwen2.5-coder`), an
 agent CLI (`claude`), or nothing in particular (`advice`): then any model that can chat
-will do. A node may offer when it is not the asker, has a consult slot free and has
-what was asked; only such nodes offer (an offer's `can_help` is always true, and a node
-that cannot help stays silent). The asker ranks the offers: those that cover what was
-asked first, then the soonest (eta), then the least busy, then rendezvous order on the
-task, so that equal helpers share the work the same way everywhere.
+will do. A node may offer when it is not the asker, has a consult slot free (for a
+hand-off: could claim the task now) and has what was asked; only such nodes offer (an
+offer's `can_help` is always true, and a node that cannot help stays silent). The asker
+ranks the offers: those that cover what was asked first, then the soonest (eta), then
+the least busy, then rendezvous order on the task, so that equal helpers share the work
+the same way everywhere.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Helper:
     models: tuple[str, ...]
     installed: tuple[str, ...]  # agent CLIs
     free: int  # consult slots free
+    task_slots: int = 0  # tasks it could claim now (a hand-off takes one)
 
 
 @dataclass(frozen=True)
@@ -65,12 +67,13 @@ def _matching(name: str, models: Iterable[str], installed: Iterable[str]) -> lis
 
 
 def may_offer(request: TaskHelpRequest, me: Helper) -> bool:
-    """Whether this node offers to help with `request` (a consult it can give now)."""
+    """Whether this node offers to help with `request`: a consult it can give now, or a
+    task handed on that it could claim now (a free worker slot)."""
+    room = me.task_slots if request.kind == "handoff" else me.free
     return (
         request.from_node != me.node_id
-        and (request.kind or "consult") == "consult"
         and (request.hop or 0) < MAX_HELP_HOPS
-        and me.free > 0
+        and room > 0
         and covers(request.requested_capability, me.models, me.installed)
     )
 

@@ -146,11 +146,12 @@ def _help(parts: HelpParts) -> HelpStatus:
                 a.outcome,
                 a.first_offer_ms,
                 a.accepted_ms,
+                a.kind,
             )
             for a in parts.asker.asked
         ),
         given=tuple(
-            HelpGiven(g.task_id, g.asker, g.model, round(g.seconds, 1), g.outcome)
+            HelpGiven(g.task_id, g.asker, g.model, round(g.seconds, 1), g.outcome, g.kind)
             for g in giver.given
         ),
     )

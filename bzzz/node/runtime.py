@@ -31,6 +31,7 @@ from bzzz.gateway import GatewayParts, httpd
 from bzzz.help import HelpParts
 from bzzz.help.asking import PROTOCOL as HELP_PROTOCOL
 from bzzz.help.consult import BadConsult, consult_from
+from bzzz.help.handover import BadHandOver, case_from
 from bzzz.network.discovery import DhtDiscovery, Dialer
 from bzzz.network.gate import ConnectionEvent, ConnectionWatcher
 from bzzz.network.gossip import Gossip
@@ -203,7 +204,7 @@ class Node:
         def heard(origin: ID, message: Message) -> None:
             match message:
                 case TaskHelpRequest():
-                    nursery.start_soon(giver.on_request, message)
+                    nursery.start_soon(giver.on_request, message, str(origin))
                 case TaskHelpResponse():
                     asker.on_offer(origin, message)
                 case _:
@@ -229,6 +230,18 @@ class Node:
         except BadConsult as exc:
             return {"error": f"help: {exc}"}
         return await self.parts.help.asker.ask(consult)
+
+    async def _hand_off(self, command: dict[str, Any]) -> dict[str, Any]:
+        """A worker cannot finish its task here: hand it on (the control command
+        `handoff`, with the capability it needs, why, and the branch of its work)."""
+        handing = self.parts.help.handing
+        if handing is None:
+            return {"handed": False, "reason": "this node claims no tasks"}
+        try:
+            case = case_from(secrets.token_hex(6), command.get("task_id"), command)
+        except BadHandOver as exc:
+            return {"error": f"handoff: {exc}"}
+        return await handing.hand_off(case)
 
     def _check_listening(self, listen: list[Multiaddr]) -> None:
         bound = self.parts.stack.host.get_transport_addrs()
@@ -329,8 +342,10 @@ class Node:
                 return {"stopping": True}
             case "help":
                 return await self._help(command)
+            case "handoff":
+                return await self._hand_off(command)
             case other:
-                return {"error": f"unknown command {other!r}; known: status, stop, help"}
+                return {"error": f"unknown command {other!r}; known: status, stop, help, handoff"}
 
     def addrs(self) -> list[str]:
         transport = self.parts.stack.host.get_transport_addrs()

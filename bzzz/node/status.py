@@ -138,6 +138,7 @@ class HelpAsked:
     first_offer_ms: float | None = None  # from the ask to its first offer
     accepted_ms: float | None = None  # from the ask to the helper holding the case, less
     # the bid window
+    kind: str = "consult"  # or "handoff": the task was to go to the helper
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,8 @@ class HelpGiven:
     asker: str  # the asking node's peer ID
     model: str
     seconds: float
-    outcome: str  # "advice", or why not
+    outcome: str  # "advice", "taken over", or why not
+    kind: str = "consult"  # or "handoff": a task handed on to this node
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from bzzz.addresses import parse_peer_id
 from bzzz.capabilities import CapabilityDetector
 from bzzz.claims.arbiter import Arbiter
 from bzzz.claims.driver import ClaimDriver
+from bzzz.claims.handing import Continuation
 from bzzz.config import ConfigError, Settings
 from bzzz.forge.api import Forge
 from bzzz.forge.github import GitHubForge
@@ -34,6 +35,7 @@ from bzzz.gateway.upstream import Upstream
 from bzzz.help import HelpParts
 from bzzz.help.asking import Asker
 from bzzz.help.giving import Giver
+from bzzz.help.handover import HandingOver, HandOverCase
 from bzzz.identity import load_identity, peer_id_of
 from bzzz.network.discovery import DhtDiscovery, Dialer, mdns_service_type
 from bzzz.network.gate import Allowlist, ConnectionEvent, ConnectionWatcher
@@ -199,7 +201,7 @@ def build_node(
         settings, name, stack.host, dialer, offering=offering, membership=membership, clock=clock
     )
     parts = Parts(
-        help=_help(settings, name, stack.host, offering, gossip.publish),
+        help=_help(settings, stack.host, offering, claims=claims, publish=gossip.publish),
         settings=settings,
         peer_id=peer_id,
         stack=stack,
@@ -254,22 +256,38 @@ def _schedule(p: Parts, detector: CapabilityDetector, forge: Forge | None) -> No
 
 def _help(
     settings: Settings,
-    name: str,
     host: IHost,
     offering: Offering,
+    *,
+    claims: ClaimDriver | None,
     publish: Callable[[Message], Awaitable[None]],
 ) -> HelpParts:
-    """Asking peers for help with this node's tasks, and giving them advice."""
-    config = settings.help
+    """Asking peers for help with this node's tasks (advice, or taking one over), and
+    giving them advice or taking theirs over."""
+    config, name = settings.help, settings.node.name
     upstream = Upstream(settings.capabilities.ollama_host, idle=config.consult_timeout)
 
     def own() -> tuple[tuple[str, ...], tuple[str, ...]]:
         reading = offering.announcer.reading
         return (reading.models, reading.installed) if reading is not None else ((), ())
 
+    def room(task_id: str) -> int:
+        """Tasks this node could claim now, if it knows `task_id` and has not ended it."""
+        task = claims.book.get(task_id) if claims is not None else None
+        if claims is None or task is None or task.phase.final or task.phase.busy:
+            return 0
+        return claims.book.free_slots()
+
+    async def take(case: HandOverCase, holder: str) -> str:
+        if claims is None or room(case.task_id) <= 0:
+            return "this node cannot take a task now (no free worker slot)"
+        return await claims.take_over(case.task_id, Continuation(holder, case.reason, case.branch))
+
     giver = Giver(
         name=name,
         own=own,
+        room=room,
+        take=take,
         publish=publish,
         upstream=upstream,
         slots=config.slots,
@@ -284,7 +302,12 @@ def _help(
         max_asks=config.max_asks,
         wait_floor=config.wait_floor,
     )
-    return HelpParts(asker, giver, upstream)
+    handing = (
+        HandingOver(name=name, asker=asker, claims=claims, max_asks=config.max_asks)
+        if claims is not None
+        else None
+    )
+    return HelpParts(asker, giver, upstream, handing)
 
 
 def _gateway(
