@@ -1,6 +1,7 @@
-"""Handing a claimed task on to another node: the claim machine on both sides (pure),
-and the claim comments on the local forge, where the successor holds the task in its
-predecessor's place and nobody else can take it meanwhile."""
+"""Handing a claimed task on to another node: the claim machine on both sides (pure), the
+worker's ask and the hand-off case, and the claim comments on the local forge, where the
+successor holds the task in its predecessor's place and nobody else can take it meanwhile.
+Between real nodes: tests/test_handover.py."""
 
 from __future__ import annotations
 
@@ -12,15 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from bzzz.claims.actions import Announce, Enqueue, HandOff, Phase, PostClaim, Release
+from bzzz.claims.actions import Announce, Enqueue, HandOff, Phase, PostClaim, Release, Renew
 from bzzz.claims.arbiter import Arbiter, Claim
 from bzzz.claims.ledger import ClaimNote, ClaimState, Verdict
 from bzzz.claims.machine import ClaimBook
 from bzzz.config import ClaimSettings, NodeSettings, Settings, TaskSettings
 from bzzz.forge.github import GitHubForge
 from bzzz.forge.token import Token
+from bzzz.help.handover import BadHandOver, case_from, parse_case
 from bzzz.lab.forge import LocalForge
+from bzzz.work import HANDED, TaskSpec
 from tests.claimlab import REPO, token, world
+from workers.executors import Outcome
+from workers.handover import hand_off
 
 SETTINGS = ClaimSettings(lease=60.0, gossip_renew=5.0, rank_delay=2.0, margin=10.0)
 T0 = datetime(2026, 12, 6, tzinfo=UTC)
@@ -140,3 +145,118 @@ def test_on_the_forge_nobody_jumps_ahead_of_a_handed_on_claim(
     bodies = [x.body for x in said.get_comments(REPO, 1)]
     assert any("hands this task on to **c**" in body for body in bodies)
     assert any("takes this task over from **a**" in body for body in bodies)
+
+
+def test_the_holder_lets_go_as_soon_as_its_successor_s_claim_holds() -> None:
+    a = running("a", 10)
+    a.hand_off(TASK, "c")
+    assert a.handed(TASK, 2.0) == [Announce(TASK, 0.0), Release(TASK, 10, "Handed on to c.")]
+    task = a.get(TASK)
+    assert task is not None
+    assert (task.phase, task.holder, task.attempts) == (Phase.HELD, "c", frozenset())
+    assert running("a", 10).handed(TASK, 2.0) == []  # nothing handed: nothing to let go
+
+
+def test_a_hand_off_nobody_took_leaves_the_task_held_and_renewed_at_once() -> None:
+    a = running("a", 10)
+    a.hand_off(TASK, "c")
+    a.hand_off_failed(TASK, 5.0)
+    task = a.get(TASK)
+    assert task is not None
+    assert (task.phase, task.successor, task.next_forge_renewal) == (Phase.RUNNING, "", 5.0)
+    assert Renew(TASK, 10) in a.tick(5.0)  # its comment names no successor any more
+
+
+def spec() -> TaskSpec:
+    return TaskSpec(
+        TASK, REPO, 1, "http://forge/lab/app/issues/1", "coder", "Task 1", "", "a", 10, 1
+    )
+
+
+def test_a_worker_hands_on_when_its_node_finds_a_taker(tmp_path: Path) -> None:
+    sent: list[dict[str, object]] = []
+
+    def node(path: Path, command: dict[str, object], timeout: float) -> dict[str, object]:
+        sent.append(command)
+        return {"handed": True, "node": "c", "asks": 1, "offers": ["c"]}
+
+    handed = hand_off(
+        spec(),
+        "the model crashed",
+        socket_path=tmp_path,
+        node="a",
+        still_holds=lambda: True,
+        send=node,
+    )
+    assert handed == Outcome(False, HANDED, spec().issue_url, "handed on to c: the model crashed")
+    assert sent == [
+        {
+            "cmd": "handoff",
+            "task_id": TASK,
+            "capability": "coder",
+            "reason": "the model crashed",
+            "branch": "",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("reply", "why"),
+    [
+        ({"handed": False, "reason": "no peer offered to take it after 3 asks"}, "no peer offered"),
+        ({"error": "handoff: a task_id is needed"}, "handoff: a task_id"),
+        ({"handed": True}, "no answer"),  # names no successor: not handed
+    ],
+)
+def test_a_worker_that_finds_no_taker_learns_why(reply: dict[str, object], why: str) -> None:
+    def node(path: Path, command: dict[str, object], timeout: float) -> dict[str, object]:
+        return reply
+
+    answer = hand_off(
+        spec(),
+        "broken",
+        socket_path=Path("/nowhere"),
+        node="a",
+        still_holds=lambda: True,
+        send=node,
+    )
+    assert isinstance(answer, str)
+    assert answer.startswith(why)
+
+
+def test_a_worker_that_lost_its_claim_hands_nothing_on() -> None:
+    def node(path: Path, command: dict[str, object], timeout: float) -> dict[str, object]:
+        raise AssertionError("the node is not asked")
+
+    lost = hand_off(
+        spec(),
+        "broken",
+        socket_path=Path("/nowhere"),
+        node="a",
+        still_holds=lambda: False,
+        send=node,
+    )
+    assert lost == Outcome(False, "failure", spec().issue_url, "broken (and the claim is lost)")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"[]",
+        b'{"type": "handoff", "request_id": "r", "task_id": 7}',
+        b'{"type": "handoff", "request_id": "r", "task_id": "lab/app#1", "branch": "x"}',
+        b'{"type": "handoff", "request_id": "", "task_id": "lab/app#1"}',
+        b'{"type": "consult", "request_id": "r", "task_id": "lab/app#1"}',
+    ],
+)
+def test_a_malformed_hand_off_case_is_refused(data: bytes) -> None:
+    with pytest.raises(BadHandOver):
+        parse_case(data)
+
+
+def test_a_hand_off_case_travels_whole_and_bounded() -> None:
+    case = case_from(
+        "r1", TASK, {"capability": "coder", "reason": "x " * 400, "branch": "node-a/app:bzzz/t-1"}
+    )
+    assert parse_case(case.to_json()) == case
+    assert 0 < len(case.reason) <= 500

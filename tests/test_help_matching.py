@@ -36,10 +36,21 @@ def test_only_nodes_that_have_what_was_asked_and_a_free_slot_may_offer() -> None
     assert eligible(request("nowhere"), NODES) == []
 
 
-def test_no_offer_past_the_hop_limit_or_for_a_hand_off() -> None:
+def test_no_offer_past_the_hop_limit() -> None:
     c = NODES[2]
     assert may_offer(request("lab-helper", hop=2), c)
-    assert not may_offer(request("lab-helper", kind="handoff"), c)
+    assert not may_offer(request("lab-helper").model_copy(update={"hop": 3}), c)
+
+
+def test_only_a_node_that_could_claim_the_task_offers_to_take_it_over() -> None:
+    handoff = request("lab-helper", kind="handoff")
+    assert not may_offer(handoff, NODES[2])  # a consult slot, but no worker slot free
+    takers = [
+        Helper("c", ("lab-helper:latest",), (), free=0, task_slots=1),  # consults busy: fine
+        Helper("d", ("lab:latest",), (), free=1, task_slots=2),  # lacks the model
+        Helper("a", ("lab-helper:latest",), (), free=1, task_slots=1),  # the holder itself
+    ]
+    assert eligible(handoff, takers) == ["c"]
 
 
 def test_an_offer_names_what_was_asked_first() -> None:

@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pygit2
@@ -194,6 +195,30 @@ def test_a_retry_replaces_the_earlier_attempt(forge: LocalForge, root: Path) -> 
     base = fork_branch(forge, "trunk")
     fork = pygit2.Repository(str(forge.repos.path("node-a", "hello")))
     assert [str(p) for p in fork[retried].peel(pygit2.Commit).parent_ids] == [base]
+
+
+def test_a_task_handed_on_continues_from_its_holder_s_branch_or_else_afresh(
+    forge: LocalForge, root: Path
+) -> None:
+    with open_workspace(forge, root) as first:
+        (first.path / "attempt.txt").write_text("begun\n")
+        begun = first.commit("Work in progress, handed on")
+        first.push()
+    handed = replace(task(), handed_by="node-a", continue_from=f"node-a/hello:{BRANCH}")
+    with prepare(account(forge), Token(TOKENS["node-a"]), handed, NODE_A, root) as going_on:
+        assert going_on.continued
+        assert (going_on.path / "attempt.txt").read_text() == "begun\n"
+        assert "+begun" in going_on.diff()  # from the base: all the work so far
+        assert going_on.commit("nothing new") is None
+        (going_on.path / "attempt.txt").write_text("done\n")
+        finished = going_on.commit("Finished")
+        going_on.push()
+    fork = pygit2.Repository(str(forge.repos.path("node-a", "hello")))
+    assert [str(p) for p in fork[finished].peel(pygit2.Commit).parent_ids] == [begun]
+    gone = replace(handed, continue_from="node-a/hello:no-such-branch")
+    with prepare(account(forge), Token(TOKENS["node-a"]), gone, NODE_A, root) as afresh:
+        assert not afresh.continued
+        assert not afresh.changed()
 
 
 def test_a_wrong_token_is_refused_once_not_retried(forge: LocalForge, root: Path) -> None:

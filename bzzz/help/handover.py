@@ -84,7 +84,7 @@ def _checked(
         raise BadHandOver("a task_id (at most 256 characters) is needed")
     if branch and not BRANCH.match(branch):
         raise BadHandOver(f"branch {branch[:80]!r} is not owner/repository:branch")
-    reason = " ".join(reason.split())[:REASON_CHARS]
+    reason = " ".join(reason.split())[:REASON_CHARS].rstrip()
     return HandOverCase(request_id, task_id, capability, reason, branch)
 
 
