@@ -30,6 +30,9 @@ DECLINED = "declined"
 # A finished task's result_type when the worker handed the task on to another node (the
 # node's hand-off said the successor holds it): nothing to report, no attempt used.
 HANDED = "handed"
+# How the successor's model is told that the task was handed on to it (the lab's scripted
+# model recognises it).
+HANDED_ON = "handed it on to you"
 # Executors that run the reasoning loop: they need a model, a sandbox and a git identity.
 AGENT_EXECUTORS = frozenset({"workers.agent:run"})
 

@@ -30,6 +30,7 @@ from bzzz.queue.delivery import DELIVERIES
 from bzzz.work import (
     DECLINED,
     EVENTS_QUEUE,
+    HANDED,
     RUN_TASK,
     TASK_EVENT,
     TASKS_QUEUE,
@@ -126,6 +127,8 @@ def declare(
         def finish(outcome: Outcome) -> None:
             if outcome.succeeded:
                 log.info("%s: done: %s", spec.task_id, outcome.result_url)
+            elif outcome.result_type == HANDED:
+                log.info("%s: %s", spec.task_id, outcome.reason)
             elif outcome.result_type == DECLINED:
                 log.warning("%s: this node cannot run it: %s", spec.task_id, outcome.reason)
             else:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bzzz.control import ControlError, request
-from bzzz.work import HANDED, TaskSpec
+from bzzz.work import HANDED, HANDED_ON, TaskSpec
 from workers.executors import Outcome
 from workers.git_access import WorkspaceError
 from workers.workspace import Workspace
@@ -90,12 +90,12 @@ def continued(spec: TaskSpec, workspace: Workspace, limit: int = 3000) -> str:
     why = f" ({spec.handed_reason[:300]})" if spec.handed_reason else ""
     if not workspace.continued:
         return (
-            f"Node {spec.handed_by} handed this task on to you{why}; its work could not be"
-            " fetched, so you start afresh."
+            f"Node {spec.handed_by} started this task and {HANDED_ON}{why}; its work could"
+            " not be fetched, so you start afresh."
         )
     diff = workspace.diff()
     shown = diff if len(diff) <= limit else f"{diff[:limit]}\n[... the rest cut ...]"
     return (
-        f"Node {spec.handed_by} started this task and handed it on to you{why}. Its work so"
-        f" far is already in the files; continue from it. Its changes:\n```diff\n{shown}\n```"
+        f"Node {spec.handed_by} started this task and {HANDED_ON}{why}. Its work so far is"
+        f" already in the files; continue from it. Its changes:\n```diff\n{shown}\n```"
     )

@@ -231,7 +231,8 @@ class Lab:
     def made_by(self) -> list[str]:
         """Each sample pull request's "Made by" line: the node that ran the task, and the
         node whose model answered, where that was another node's (over the mesh); and its
-        "Helped by" lines: the peers whose models advised it."""
+        "Helped by" lines (the peers whose models advised it) and its "It continues" line
+        (the node that handed the task on to the one that made it)."""
         forge = GitHubForge(self.forge.api_url, Token(self.owner_token), seconds_between_writes=0)
         try:
             pulls = forge.list_pull_requests(SAMPLE_REPO)
@@ -242,7 +243,8 @@ class Lab:
             said = pull.body.splitlines()
             made = next((line for line in said if line.startswith("Made by")), "")
             lines.append(f"  {pull.html_url}: {made.replace('**', '')}")
-            lines += [f"    {x.replace('**', '')}" for x in said if x.startswith("Helped by")]
+            kept = ("Helped by", "It continues")
+            lines += [f"    {x.replace('**', '')}" for x in said if x.startswith(kept)]
         return lines
 
 

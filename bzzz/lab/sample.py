@@ -96,11 +96,48 @@ def sample_world(node_accounts: Sequence[str], task_model: str = "ollama") -> di
 
 
 # Each step is one assistant reply of the reasoning loop: {"thought", "action": "run",
-# "command"} or {"thought", "action": "done", "summary"}. Commands run with `sh -c` in the
+# "command"} or {"thought", "action": "done", "summary"} (or "crash": the model server
+# fails the request). Commands run with `sh -c` in the
 # clone's /workspace, where only POSIX sh, coreutils, git and python3 exist. `python3 -B`
 # keeps __pycache__ out of the working tree, and so out of the pull request.
+# Issue 1's last steps, whoever plays them: test farewell(), run the tests, done.
+FAREWELL_TESTED: list[dict[str, Any]] = [
+    {
+        "thought": "Import farewell in the test module and test it.",
+        "action": "run",
+        "command": r"""python3 -B - <<'EOF'
+from pathlib import Path
+
+path = Path("test_hello.py")
+old, new = "from hello import greet\n", "from hello import farewell, greet\n"
+test = '\n\ndef test_farewell():\n    assert farewell("Bzzz") == "Goodbye, Bzzz!"\n'
+path.write_text(path.read_text().replace(old, new, 1) + test)
+EOF""",
+    },
+    {
+        "thought": "Run both tests.",
+        "action": "run",
+        "command": """python3 -B - <<'EOF'
+import test_hello
+
+test_hello.test_greet()
+test_hello.test_farewell()
+print("2 tests pass")
+EOF""",
+    },
+    {
+        "thought": "The function exists and its test passes.",
+        "action": "done",
+        "summary": "Added farewell(name) to hello.py, returning 'Goodbye, NAME!', "
+        "and test_farewell to test_hello.py; both tests pass.",
+    },
+]
+
 SAMPLE_PLAYBOOK: dict[int, dict[str, Any]] = {
     1: {
+        # The model server "crashes" once farewell() is written (once per server: see
+        # CRASH in bzzz.lab.model.responders). The node hands the task on with its work
+        # so far, and the successor's model plays `handed_steps` from that work.
         "keywords": ["farewell"],
         "steps": [
             {
@@ -118,35 +155,16 @@ def farewell(name: str) -> str:
     return f"Goodbye, {name}!"
 EOF""",
             },
+            {"action": "crash"},
+            *FAREWELL_TESTED,
+        ],
+        "handed_steps": [
             {
-                "thought": "Import farewell in the test module and test it.",
+                "thought": "farewell() is written already; what is left is its test.",
                 "action": "run",
-                "command": r"""python3 -B - <<'EOF'
-from pathlib import Path
-
-path = Path("test_hello.py")
-old, new = "from hello import greet\n", "from hello import farewell, greet\n"
-test = '\n\ndef test_farewell():\n    assert farewell("Bzzz") == "Goodbye, Bzzz!"\n'
-path.write_text(path.read_text().replace(old, new, 1) + test)
-EOF""",
+                "command": "cat hello.py test_hello.py",
             },
-            {
-                "thought": "Run both tests.",
-                "action": "run",
-                "command": """python3 -B - <<'EOF'
-import test_hello
-
-test_hello.test_greet()
-test_hello.test_farewell()
-print("2 tests pass")
-EOF""",
-            },
-            {
-                "thought": "The function exists and its test passes.",
-                "action": "done",
-                "summary": "Added farewell(name) to hello.py, returning 'Goodbye, NAME!', "
-                "and test_farewell to test_hello.py; both tests pass.",
-            },
+            *FAREWELL_TESTED,
         ],
     },
     2: {

@@ -1,4 +1,5 @@
-"""Responders: how a lab model picks its reply. Stateless: the reply depends on the request.
+"""Responders: how a lab model picks its reply. Stateless (but for a playbook's one-off
+CRASH): the reply depends on the request.
 
 A script's position is the number of assistant messages already in the conversation, so
 the same request always gets the same reply, whichever server or thread answers it, and a
@@ -11,14 +12,17 @@ import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bzzz.help.consult import SYSTEM as CONSULT_SYSTEM
 from bzzz.lab.model.chat import ChatRequest
-from bzzz.lab.model.steps import Reply, Text, done_step
+from bzzz.lab.model.steps import HttpError, Reply, Text, done_step
 from bzzz.lab.sample import ISSUES, SAMPLE_PLAYBOOK
+from bzzz.work import HANDED_ON
 
 Responder = Callable[[ChatRequest], Reply]
 
+CRASH = HttpError(503, "the lab model server crashed (scripted: the task is handed on)")
 NO_PLAYBOOK_SUMMARY = (
     "The lab model has no playbook for this issue, so it changed nothing. "
     "(Bzzz's lab model server answers from scripts; it is not a language model.)"
@@ -67,6 +71,9 @@ class PlaybookEntry:
     steps: tuple[Reply, ...]
     keywords: tuple[str, ...] = ()
     advice: str = ""  # what it answers a peer that consults it about the issue
+    # What it plays when the task was handed on to the asking node by another (the task's
+    # text says so: bzzz.work.HANDED_ON): the rest of the work; none: `steps` as for anyone.
+    handed_steps: tuple[Reply, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.steps:
@@ -82,11 +89,15 @@ class Playbook:
     system and user messages together are searched the same way. A conversation about no
     known issue gets `unknown`: by default a `done` action whose summary says the lab
     model has no playbook for it, which leaves the repository unchanged.
+
+    A CRASH step fails its request once per playbook (a model server that crashed and
+    came back), so that a task's later runs get past it: the one stateful part.
     """
 
     def __init__(self, entries: Iterable[PlaybookEntry], unknown: Reply | None = None) -> None:
         self.entries = tuple(entries)
         self.unknown = unknown if unknown is not None else done_step(NO_PLAYBOOK_SUMMARY)
+        self._crashed: set[str] = set()  # entries whose CRASH was played: not again
 
     def __call__(self, request: ChatRequest) -> Reply:
         entry = self.entry_for(request)
@@ -94,7 +105,14 @@ class Playbook:
             return self.unknown
         if _consulted(request):  # a peer's worker asks this model for advice
             return Text(entry.advice or "Read the issue again and try the simplest change.")
-        return step_at(entry.steps, request.assistant_turns)
+        if entry.handed_steps and HANDED_ON in request.first_user_message():
+            return step_at(entry.handed_steps, request.assistant_turns)
+        if entry.title in self._crashed:  # the server "restarted": the play without it
+            return step_at([s for s in entry.steps if s is not CRASH], request.assistant_turns)
+        reply = step_at(entry.steps, request.assistant_turns)
+        if reply is CRASH:
+            self._crashed.add(entry.title)
+        return reply
 
     def entry_for(self, request: ChatRequest) -> PlaybookEntry | None:
         first = request.first_user_message()
@@ -120,12 +138,18 @@ def sample_playbook() -> Playbook:
     return Playbook(
         PlaybookEntry(
             title=titles[number],
-            steps=tuple(Text(json.dumps(action)) for action in play["steps"]),
+            steps=tuple(_reply(action) for action in play["steps"]),
             keywords=tuple(play.get("keywords", ())),
             advice=play.get("advice", ""),
+            handed_steps=tuple(_reply(action) for action in play.get("handed_steps", ())),
         )
         for number, play in SAMPLE_PLAYBOOK.items()
     )
+
+
+def _reply(action: dict[str, Any]) -> Reply:
+    """A playbook's step: the loop's JSON action, or "crash" (the model server fails)."""
+    return CRASH if action.get("action") == "crash" else Text(json.dumps(action))
 
 
 def _consulted(request: ChatRequest) -> bool:
