@@ -7,6 +7,8 @@ the forge shows the holder, then its successor, and nobody else."""
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -190,6 +192,19 @@ def test_a_task_is_handed_on_and_its_successor_delivers_from_the_holder_s_branch
     (asked,) = lab.nodes["node-a"].status_json()["help"]["asked"]  # type: ignore[index]
     assert (asked["kind"], asked["helper"], asked["outcome"]) == ("handoff", "node-c", "handed on")
     assert asked["offers"] == ["node-c"]  # node-b lacks the model: it did not offer
+    shown = bzzz("tasks", lab.nodes["node-a"]) + bzzz("status", c)
+    assert "for a node to take it over (coder): 1 asks, offers from node-c; handed on" in shown
+    assert "took 1 tasks over" in shown
+
+
+def bzzz(command: str, node: NodeProcess) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "bzzz", command, "--home", str(node.home)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
 
 
 def test_a_successor_that_dies_is_taken_over_after_its_lease(lab: Lab) -> None:
