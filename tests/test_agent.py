@@ -17,6 +17,7 @@ from bzzz.forge.token import Token
 from bzzz.home import init_home
 from bzzz.lab.forge import LocalForge
 from bzzz.lab.model import (
+    LAB_MODEL,
     ChatRequest,
     Embedding,
     HttpError,
@@ -24,9 +25,9 @@ from bzzz.lab.model import (
     Reply,
     Scripted,
     Text,
-    default_models,
     done_step,
     run_step,
+    sample_playbook,
 )
 from bzzz.lab.sample import FILES, ISSUES, SAMPLE_NAME, SAMPLE_OWNER, SAMPLE_REPO
 from bzzz.work import DECLINED, TaskSpec
@@ -99,7 +100,7 @@ SNOOP = Scripted(
 def model() -> Iterator[LabModelServer]:
     SHOWN.clear()
     models = {
-        **default_models(),
+        LAB_MODEL: sample_playbook(crash=False),  # issue 1 plays through (no hand-off here)
         "babbler": Scripted([Text("Let me think about it.")]),
         "snoop": snoop,
         "idle": Scripted([done_step("Nothing needed doing.")]),

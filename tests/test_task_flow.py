@@ -16,7 +16,7 @@ from bzzz.config import load_settings
 from bzzz.forge.github import GitHubForge
 from bzzz.forge.token import Token
 from bzzz.lab.forge import LocalForge
-from bzzz.lab.model import LabModelServer, Scripted, Text, default_models
+from bzzz.lab.model import LAB_MODEL, LabModelServer, Scripted, Text, sample_playbook
 from bzzz.lab.processes import NodeProcess, wait_for
 from bzzz.lab.sample import FILES
 from tests.claimlab import REPO, Workers, claim_node, claim_notes, task_states, token
@@ -57,7 +57,10 @@ def forge() -> Iterator[LocalForge]:
 
 @pytest.fixture
 def model() -> Iterator[LabModelServer]:
-    models = {**default_models(), "babbler": Scripted([Text("Hmm, let me think.")])}
+    models = {
+        LAB_MODEL: sample_playbook(crash=False),  # issue 1 plays through: no hand-off here
+        "babbler": Scripted([Text("Hmm, let me think.")]),
+    }
     with LabModelServer(models=models) as running:
         yield running
 

@@ -132,13 +132,18 @@ class Playbook:
         return None
 
 
-def sample_playbook() -> Playbook:
-    """The playbook for the lab's sample repository (`bzzz.lab.sample.SAMPLE_PLAYBOOK`)."""
+def sample_playbook(*, crash: bool = True) -> Playbook:
+    """The playbook for the lab's sample repository (`bzzz.lab.sample.SAMPLE_PLAYBOOK`);
+    without `crash`, one that plays through its CRASH steps."""
     titles = {issue["number"]: issue["title"] for issue in ISSUES}
     return Playbook(
         PlaybookEntry(
             title=titles[number],
-            steps=tuple(_reply(action) for action in play["steps"]),
+            steps=tuple(
+                _reply(action)
+                for action in play["steps"]
+                if crash or action.get("action") != "crash"
+            ),
             keywords=tuple(play.get("keywords", ())),
             advice=play.get("advice", ""),
             handed_steps=tuple(_reply(action) for action in play.get("handed_steps", ())),
