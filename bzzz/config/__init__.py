@@ -5,8 +5,9 @@ Every key `KEY` of section `[SECTION]` can be overridden by `BZZZ_SECTION_KEY`
 `BZZZ_HOME`, else `~/.bzzz`. Loading yields frozen, typed settings or a
 ConfigError that names the key, the bad value's source and the fix.
 
-The sections and their checks live in `sections_net` and `sections_work`, the root in
-`settings`, loading in `loader`, writing config.toml and the docs in `render`.
+The sections and their checks live in `sections_net`, `sections_work`, `sections_help`
+and `sections_people`, the root in `settings`, loading in `loader`, writing config.toml
+and the docs in `render`.
 """
 
 from bzzz.config.base import ENV_PREFIX, doc, env_var
@@ -19,6 +20,7 @@ from bzzz.config.sections_net import (
     NetworkSettings,
     NodeSettings,
 )
+from bzzz.config.sections_people import EscalationSettings, HiveSettings
 from bzzz.config.sections_work import (
     GITHUB_ASSOCIATIONS,
     IMAGE_PATTERN,
@@ -52,10 +54,12 @@ __all__ = [
     "CapabilitySettings",
     "ClaimSettings",
     "ConfigError",
+    "EscalationSettings",
     "ForgeSettings",
     "GatewaySettings",
     "GitSettings",
     "GossipSettings",
+    "HiveSettings",
     "LogSettings",
     "NetworkSettings",
     "NodeSettings",

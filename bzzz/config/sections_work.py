@@ -68,6 +68,11 @@ class TaskSettings:
         "Repositories (owner/name) whose labelled issues are tasks.", default=()
     )
     label: str = doc("Issues carrying this label are tasks.", default="bzzz-task")
+    hold_label: str = doc(
+        "Issues carrying this label wait for a person: no node works on them until a person"
+        " removes it. A task that escalates to people gets it.",
+        default="bzzz-needs-human",
+    )
     poll_interval: float = doc(
         "Seconds between polls of one repository. One live peer polls each repository, and"
         " an unchanged listing costs no API quota.",
@@ -108,6 +113,12 @@ class TaskSettings:
                 raise Invalid("tasks.repositories", f"has {repo!r}", "write each as owner/name")
         if not self.label.strip():
             raise Invalid("tasks.label", "is empty", 'name the label, e.g. "bzzz-task"')
+        if not self.hold_label.strip() or self.hold_label == self.label:
+            raise Invalid(
+                "tasks.hold_label",
+                f"is {self.hold_label!r}",
+                'name a label other than tasks.label, e.g. "bzzz-needs-human"',
+            )
         if self.poll_interval < 1:
             raise Invalid(
                 "tasks.poll_interval", f"is {self.poll_interval}", "poll at most once a second"

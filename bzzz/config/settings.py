@@ -19,6 +19,7 @@ from bzzz.config.sections_net import (
     NetworkSettings,
     NodeSettings,
 )
+from bzzz.config.sections_people import EscalationSettings, HiveSettings
 from bzzz.config.sections_work import (
     AgentSettings,
     ClaimSettings,
@@ -52,6 +53,8 @@ class Settings:
     git: GitSettings = GitSettings()
     agent: AgentSettings = AgentSettings()
     sandbox: SandboxSettings = SandboxSettings()
+    escalation: EscalationSettings = EscalationSettings()
+    hive: HiveSettings = HiveSettings()
     log: LogSettings = LogSettings()
 
     @property
@@ -73,6 +76,19 @@ class Settings:
     @property
     def psk_path(self) -> Path | None:
         return self.home / self.network.psk_file if self.network.psk_file else None
+
+    @property
+    def webhook_header_path(self) -> Path | None:
+        file = self.escalation.header_file
+        return self.home / file if file else None
+
+    @property
+    def hive_key_path(self) -> Path | None:
+        return self.home / self.hive.key_file if self.hive.key_file else None
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.home / "outbox.db"
 
     @property
     def token_path(self) -> Path | None:
@@ -108,6 +124,8 @@ class Settings:
         self.git.check()
         self.agent.check()
         self.sandbox.check()
+        self.escalation.check()
+        self.hive.check()
         self.log.check()
 
     def _check_psk(self) -> None:
@@ -148,5 +166,7 @@ SECTIONS: Mapping[str, type[Any]] = {
     "git": GitSettings,
     "agent": AgentSettings,
     "sandbox": SandboxSettings,
+    "escalation": EscalationSettings,
+    "hive": HiveSettings,
     "log": LogSettings,
 }

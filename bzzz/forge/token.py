@@ -63,16 +63,35 @@ def load_token(token_file: Path | None, environ: Mapping[str, str] | None = None
     return None
 
 
-def _read_private(path: Path) -> str:
+def load_secret(
+    path: Path | None, key: str, credential: str, environ: Mapping[str, str] | None = None
+) -> Token | None:
+    """Another secret of the node (a webhook's header, Hive's key): the file the setting
+    `key` names, else systemd's credential `credential`; None if neither is there."""
+    environ = os.environ if environ is None else environ
+    try:
+        if path is not None:
+            return Token(_read_private(path, key))
+        credentials = environ.get("CREDENTIALS_DIRECTORY")
+        if credentials and (Path(credentials) / credential).is_file():
+            return Token((Path(credentials) / credential).read_text(encoding="utf-8"))
+    except TokenError as exc:
+        if str(exc).startswith(key):
+            raise
+        raise TokenError(f"{key}: the secret must be one word without spaces") from None
+    return None
+
+
+def _read_private(path: Path, key: str = "forge.token_file") -> str:
     try:
         mode = path.stat().st_mode
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise TokenError(f"forge.token_file names {path}, which does not exist") from None
+        raise TokenError(f"{key} names {path}, which does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TokenError(
-            f"forge.token_file names {path}, which cannot be read ({type(exc).__name__})"
+            f"{key} names {path}, which cannot be read ({type(exc).__name__})"
         ) from None
     if mode & 0o077:
-        raise TokenError(f"forge.token_file {path} can be read by others (chmod 600 {path})")
+        raise TokenError(f"{key} {path} can be read by others (chmod 600 {path})")
     return text

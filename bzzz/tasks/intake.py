@@ -38,14 +38,18 @@ def is_task(issue: Issue, settings: TaskSettings) -> bool:
 
 def why_not_a_task(issue: Issue, settings: TaskSettings) -> str | None:
     """Why an issue is not a task (None: it is one), in words for the operator."""
-    if issue.state != "open":
-        return "closed"
-    if settings.label not in issue.labels:
-        return f"no {settings.label} label"
-    if issue.is_pull_request:
-        return "a pull request"
-    if issue.locked:
-        return "locked"
+    reasons = (
+        (issue.state != "open", "closed"),
+        (settings.label not in issue.labels, f"no {settings.label} label"),
+        (
+            settings.hold_label in issue.labels,
+            f"waiting for a person: remove the {settings.hold_label} label to release it",
+        ),
+        (issue.is_pull_request, "a pull request"),
+        (issue.locked, "locked"),
+    )
+    if reason := next((why for applies, why in reasons if applies), None):
+        return reason
     trusted = (
         issue.author_association in settings.trusted_associations
         or issue.author in settings.trusted_authors
