@@ -188,6 +188,16 @@ def _sync(report: NodeStatus) -> list[str]:
     ]
 
 
+def _reports(report: NodeStatus) -> list[str]:
+    r = report.reports
+    if r is None:
+        return []
+    lines = [f"reports  {r.waiting} waiting, {r.delivered} delivered since start"]
+    lines += [f"reports  {p.target}: {p.waiting} {p.state}: {p.error}" for p in r.problems]
+    lines += [f"escalated {e.task_id} ({e.trigger}): {e.reason}" for e in r.escalated]
+    return lines
+
+
 def _jobs(report: NodeStatus) -> list[str]:
     failing = {name: job for name, job in report.jobs.items() if job.failing_since_runs}
     return [
@@ -210,6 +220,7 @@ def render_status(report: NodeStatus) -> str:
         *_readiness(report),
         *_sync(report),
         *_help(report),
+        *_reports(report),
         *_jobs(report),
         "",
         render_peers(report),

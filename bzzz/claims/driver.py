@@ -79,6 +79,7 @@ class ClaimDriver(Handing):
         self._claims: dict[str, Claim] = {}  # our latest claim comment's attempt, per task
         self.claim_urls: dict[str, str] = {}
         self.changed = trio.Event()  # set when a task's phase changes
+        self.on_quarantine: Callable[[str, str], None] | None = None  # (task, why): escalate
         self._moves_seen = 0
 
     @property
@@ -106,6 +107,10 @@ class ClaimDriver(Handing):
     ) -> None:
         now = self._clock()
         self.apply(self.book.learn(task_id, model, now, check_first=check_first, verify=verify))
+
+    def reopen(self, task_id: str, model: str) -> None:
+        """A closed task is a task again: consider it afresh (the forge is read first)."""
+        self.apply(self.book.reopen(task_id, model, self._clock()))
 
     def heard_claim(self, message: TaskClaim) -> None:
         lease = message.lease_s if message.lease_s is not None else self.settings.claims.lease
@@ -360,6 +365,12 @@ class ClaimDriver(Handing):
         )
         if action.quarantine:
             await trio.to_thread.run_sync(self._arbiter.quarantine, action.task_id, action.reason)
+            if self.on_quarantine is not None:
+                self.on_quarantine(
+                    action.task_id,
+                    f"It failed on {self.settings.claims.max_attempts}"
+                    f" nodes; the last failure, on {self.node}: {action.reason}",
+                )
         log.info(
             "%s: %s (%s)",
             action.task_id,

@@ -84,6 +84,15 @@ class ClaimBook(Holding):
         attempt = len(task.attempts) + 1
         return [PostClaim(task_id, attempt, "", task.own_comment, handed_by=predecessor)]
 
+    def reopen(self, task_id: str, model: str, now: float) -> list[Action]:
+        """A task closed here (its issue was no longer a task: held for a person) is a
+        task again: learn it afresh, reading the forge before claiming it."""
+        task = self._tasks.get(task_id)
+        if task is not None and task.phase is not Phase.CLOSED:
+            return []
+        self._tasks.pop(task_id, None)
+        return self.learn(task_id, model, now, verify=True)
+
     def heard_end(self, task_id: str, phase: Phase, holder: str, result_url: str) -> None:
         """A peer's table says the task ended (done, quarantined, closed): a hint that
         keeps this node from claiming it; one it holds is not touched."""

@@ -5,14 +5,20 @@ Every key `KEY` of section `[SECTION]` can be overridden by `BZZZ_SECTION_KEY`
 `BZZZ_HOME`, else `~/.bzzz`. Loading yields frozen, typed settings or a
 ConfigError that names the key, the bad value's source and the fix.
 
-The sections and their checks live in `sections_net`, `sections_work`, `sections_help`
-and `sections_people`, the root in `settings`, loading in `loader`, writing config.toml
-and the docs in `render`.
+The sections and their checks live in `sections_net`, `sections_work`, `sections_agent`,
+`sections_help` and `sections_people`, the root in `settings`, loading in `loader`,
+writing config.toml and the docs in `render`.
 """
 
 from bzzz.config.base import ENV_PREFIX, doc, env_var
 from bzzz.config.loader import DEFAULT_HOME, HOME_ENV, load_settings, resolve_home
 from bzzz.config.render import render_config, render_config_docs
+from bzzz.config.sections_agent import (
+    IMAGE_PATTERN,
+    SANDBOX_BACKENDS,
+    AgentSettings,
+    SandboxSettings,
+)
 from bzzz.config.sections_net import (
     CapabilitySettings,
     GatewaySettings,
@@ -23,15 +29,11 @@ from bzzz.config.sections_net import (
 from bzzz.config.sections_people import EscalationSettings, HiveSettings
 from bzzz.config.sections_work import (
     GITHUB_ASSOCIATIONS,
-    IMAGE_PATTERN,
     LOG_LEVELS,
-    SANDBOX_BACKENDS,
-    AgentSettings,
     ClaimSettings,
     ForgeSettings,
     GitSettings,
     LogSettings,
-    SandboxSettings,
     TaskSettings,
     WorkerSettings,
 )

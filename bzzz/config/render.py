@@ -54,8 +54,8 @@ def render_config_docs() -> str:
         "Each key can be overridden by its environment variable (lists comma-separated).",
         "A bad value stops the node at start with the key, where it came from, and the fix.",
         "",
-        "This page is generated from the settings classes in `bzzz/config/sections_net.py`"
-        " and `bzzz/config/sections_work.py` by `python -m bzzz.config`.",
+        "This page is generated from the settings classes in `bzzz/config/sections_*.py`"
+        " by `python -m bzzz.config`.",
     ]
     for section, cls in SECTIONS.items():
         lines += [

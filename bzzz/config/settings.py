@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bzzz.config.base import Invalid
+from bzzz.config.sections_agent import AgentSettings, SandboxSettings
 from bzzz.config.sections_help import HelpSettings
 from bzzz.config.sections_net import (
     CapabilitySettings,
@@ -21,12 +22,10 @@ from bzzz.config.sections_net import (
 )
 from bzzz.config.sections_people import EscalationSettings, HiveSettings
 from bzzz.config.sections_work import (
-    AgentSettings,
     ClaimSettings,
     ForgeSettings,
     GitSettings,
     LogSettings,
-    SandboxSettings,
     TaskSettings,
     WorkerSettings,
 )

@@ -84,6 +84,8 @@ class Asker:
         self._closed: deque[str] = deque(maxlen=CLOSED_KEPT)  # asks whose window has passed
         self._nursery: trio.Nursery | None = None
         self.asked: deque[Asked] = deque(maxlen=KEPT)
+        # (task, why): no peer offered at all after every ask: a person may have to help
+        self.on_unhelped: Callable[[str, str], None] | None = None
 
     def start(self, nursery: trio.Nursery) -> None:
         """Late offers are declined in `nursery` from now on."""
@@ -147,6 +149,7 @@ class Asker:
                 record.outcome = f"{bid.node_id}: {answer.get('error', 'no advice')}"
         if not record.offers:
             record.outcome = f"no peer offered help after {record.asks} asks"
+            self.unhelped(record)
         else:
             record.outcome = f"no advice came ({record.outcome})"
         return {"helped": False, "reason": record.outcome}
@@ -206,6 +209,15 @@ class Asker:
             return {"error": f"failed ({type(exc).__name__})"}
         answer = json.loads(data) if data.startswith(b"{") else {}
         return answer if isinstance(answer, dict) else {}
+
+    def unhelped(self, record: Asked) -> None:
+        if self.on_unhelped is not None:
+            what = record.capability or "advice"
+            self.on_unhelped(
+                record.task_id,
+                f"It asked the mesh {record.asks} times for {what} ({record.kind}), and no"
+                f" peer could help: {record.question[:300]}",
+            )
 
     async def decline(self, turned_away: list[tuple[str, Bid]]) -> None:
         """Tell the nodes whose offers were not taken (shielded: it runs in `finally`)."""

@@ -11,9 +11,11 @@ from libp2p.peer.id import ID
 
 from bzzz.gateway import GatewayParts
 from bzzz.help import HelpParts
+from bzzz.node.people import ReportParts
 from bzzz.node.status import (
     ClaimCounts,
     DiscoveryStatus,
+    EscalationStatus,
     GatewayStatus,
     HelpAsked,
     HelpGiven,
@@ -24,6 +26,8 @@ from bzzz.node.status import (
     PeerStatus,
     PollingStatus,
     ProcessStats,
+    ReportProblem,
+    ReportsStatus,
     WorkerStatus,
 )
 from bzzz.protocol import as_json_dict
@@ -86,9 +90,27 @@ def status_of(node: Node) -> NodeStatus:
         sync=p.sync.views(),
         gateway=_gateway(p.gateway),
         help=_help(p.help),
+        reports=_reports(p.reports),
         ignored=tuple(
             IgnoredIssue(i.task_id, i.title, i.reason)
             for i in (p.poller.ignored() if p.poller else ())
+        ),
+    )
+
+
+def _reports(parts: ReportParts | None) -> ReportsStatus | None:
+    if parts is None:
+        return None
+    shot = parts.sender.snapshot
+    return ReportsStatus(
+        waiting=shot.waiting,
+        delivered=shot.delivered,
+        problems=tuple(
+            ReportProblem(x.target, x.state.value, x.waiting, x.error) for x in shot.problems
+        ),
+        escalated=tuple(
+            EscalationStatus(e.task_id, e.trigger, e.reason, e.at)
+            for e in parts.escalator.escalated
         ),
     )
 

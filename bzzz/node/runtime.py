@@ -40,6 +40,7 @@ from bzzz.node.bridges import SHUTDOWN_GRACE, MdnsBridge, WorkerEvents
 from bzzz.node.dispatch import Dispatcher
 from bzzz.node.membership import Membership
 from bzzz.node.offering import Offering
+from bzzz.node.people import ReportParts
 from bzzz.node.scheduler import Scheduler
 from bzzz.node.status import NodeStatus
 from bzzz.node.sync import TaskSync
@@ -75,6 +76,7 @@ class Parts:
     sync: TaskSync
     gateway: GatewayParts | None
     help: HelpParts
+    reports: ReportParts | None  # escalations and other reports (a node with a forge)
     scheduler: Scheduler
     poller: Poller | None
     events: WorkerEvents | None
@@ -177,6 +179,9 @@ class Node:
         if p.mdns is not None:
             nursery.start_soon(p.mdns.run, p.stack.host.get_transport_addrs())
         self._start_help(nursery)
+        if p.reports is not None:
+            p.reports.escalator.start(nursery)
+            nursery.start_soon(p.reports.sender.run)
         await nursery.start(serve, self.settings.control_socket, self._control)
         p.sync.start()
         nursery.start_soon(p.sync.run)

@@ -163,6 +163,32 @@ class HelpStatus:
 
 
 @dataclass(frozen=True)
+class ReportProblem:
+    target: str  # forge, webhook or hive
+    state: str  # pending (retried with back-off) or misconfigured
+    waiting: int
+    error: str
+
+
+@dataclass(frozen=True)
+class EscalationStatus:
+    task_id: str
+    trigger: str
+    reason: str
+    at: str
+
+
+@dataclass(frozen=True)
+class ReportsStatus:
+    """Reports to people and services (the outbox), and this node's escalations."""
+
+    waiting: int
+    delivered: int  # since the node started
+    problems: tuple[ReportProblem, ...] = ()
+    escalated: tuple[EscalationStatus, ...] = ()
+
+
+@dataclass(frozen=True)
 class ClaimCounts:
     tracked: int  # tasks in the claim machine (finished ones until their retention ends)
     in_flight: int  # tasks with forge, queue or mesh actions under way
@@ -202,6 +228,7 @@ class NodeStatus:
     sync: dict[str, SyncStatus] = field(default_factory=dict)  # by peer ID
     gateway: GatewayStatus | None = None  # None: no gateway
     help: HelpStatus | None = None
+    reports: ReportsStatus | None = None  # None: no forge, nothing to report
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = _ADAPTER.dump_python(self, mode="json")

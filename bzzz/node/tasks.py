@@ -28,6 +28,7 @@ from bzzz.tasks.table import TaskRecord, TaskTable, save
 log = logging.getLogger(__name__)
 
 SAVE_EVERY = 1.0  # seconds: changes in between are saved together
+REOPEN_EVERY = 60.0  # seconds between two reopenings of one closed task
 
 
 class Tasks:
@@ -54,6 +55,7 @@ class Tasks:
         self._clock = clock
         self._wall = wall
         self._dirty = trio.Event()
+        self._reopened: dict[str, float] = {}  # task -> when it was last reopened
 
     async def announce(self, found: Found) -> None:
         """A task found on the forge by this node's poller: announce it, unless the mesh
@@ -61,7 +63,12 @@ class Tasks:
         forgot, or one that failed elsewhere): the forge says first whether it is still
         open to claims, so that a finished task is not announced (and claimed) again."""
         task = found.task
-        if task.task_id in self.table:
+        record = self.table.get(task.task_id)
+        if record is not None:
+            if record.state == "closed" and self._may_reopen(task.task_id):
+                # not a task for a while (held for a person, or the issue was closed)
+                self._reopen(task)
+                await self._publish(task)  # peers reopen it too: the news is newer
             return
         if found.comments and self._vet is not None:
             checked = await trio.to_thread.run_sync(self._vet, task.task_id)
@@ -93,8 +100,36 @@ class Tasks:
         log.info("task %s is finished already (%s)", task.task_id, done.node if done else "closed")
         return True
 
+    def _may_reopen(self, task_id: str) -> bool:
+        """At most once a REOPEN_EVERY per task: an issue that is closed to claims for a
+        reason the listing does not show (an open pull request solves it) is listed as
+        a task again whenever the listing changes."""
+        now = self._clock()
+        if now < self._reopened.get(task_id, -REOPEN_EVERY) + REOPEN_EVERY:
+            return False
+        self._reopened = {t: at for t, at in self._reopened.items() if at > now - REOPEN_EVERY}
+        self._reopened[task_id] = now
+        return True
+
+    def _reopen(self, task: TaskBroadcast) -> None:
+        """A closed task is a task again (the hold label went): open to claims, once the
+        forge says how it stands."""
+        self.table.update(task.task_id, self._wall(), state="seen", holder="", result_url="")
+        self._dirty.set()
+        log.info("task %s is a task again", task.task_id)
+        if self.claims is not None:
+            self.claims.reopen(task.task_id, task.model)
+
     def heard(self, announced_by: str, task: TaskBroadcast) -> None:
         """A task_broadcast from a peer."""
+        record = self.table.get(task.task_id)
+        if (
+            record is not None
+            and record.state == "closed"
+            and record.finished_at
+            and task.timestamp > datetime.fromisoformat(record.finished_at)
+        ):
+            self._reopen(task)  # announced again after it closed here
         if self.table.add(task, announced_by=announced_by, seen_at=self._wall()):
             self._dirty.set()
             log.info("task %s announced by %s", task.task_id, announced_by)

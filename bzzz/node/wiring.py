@@ -12,6 +12,7 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import trio
 from dramatiq.broker import Broker
@@ -46,6 +47,7 @@ from bzzz.node.bridges import MdnsBridge, WorkerEvents
 from bzzz.node.dispatch import Dispatcher
 from bzzz.node.membership import Membership
 from bzzz.node.offering import Offering
+from bzzz.node.people import build_reports
 from bzzz.node.readiness import Facts
 from bzzz.node.report import status_of
 from bzzz.node.runtime import Node, Parts, run_until_signalled
@@ -55,6 +57,7 @@ from bzzz.node.tasks import Tasks
 from bzzz.node.workforce import Workforce
 from bzzz.protocol import Message
 from bzzz.psk import read_psk
+from bzzz.reports.escalation import Trigger
 from bzzz.state import PeerTable
 from bzzz.tasks.poller import Poller, PollResults, fetch
 from bzzz.tasks.sources import StaticRepositories
@@ -169,6 +172,9 @@ def build_node(
         if arbiter is not None and broker is not None
         else None
     )
+    reports = build_reports(settings, forge, table) if forge is not None else None
+    if claims is not None and reports is not None:
+        claims.on_quarantine = partial(reports.escalate, Trigger.QUARANTINED)
     tasks = Tasks(
         table,
         settings.tasks_path,
@@ -200,8 +206,12 @@ def build_node(
     gateway = _gateway(
         settings, name, stack.host, dialer, offering=offering, membership=membership, clock=clock
     )
+    help_parts = _help(settings, stack.host, offering, claims=claims, publish=gossip.publish)
+    if reports is not None:
+        help_parts.asker.on_unhelped = partial(reports.escalate, Trigger.HELP_NOT_FOUND)
     parts = Parts(
-        help=_help(settings, stack.host, offering, claims=claims, publish=gossip.publish),
+        help=help_parts,
+        reports=reports,
         settings=settings,
         peer_id=peer_id,
         stack=stack,

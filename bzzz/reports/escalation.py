@@ -125,7 +125,18 @@ class Escalator:
         self._sender = sender
         self._label = label
         self._targets = {"webhook": webhook, "hive": hive}
+        self._nursery: trio.Nursery | None = None
         self.escalated: deque[Escalated] = deque(maxlen=KEPT)
+
+    def start(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+
+    def escalate_soon(self, escalation: Escalation) -> None:
+        """Escalate from code that cannot wait (a claim's end, an ask's end)."""
+        if self._nursery is None:
+            log.error("%s: cannot escalate: the node is not running", escalation.task_id)
+            return
+        self._nursery.start_soon(self.escalate, escalation)
 
     async def escalate(self, escalation: Escalation) -> bool:
         """Escalate once; False if this task escalated for this cause already."""

@@ -1,0 +1,72 @@
+"""The node's reports to people and services: its outbox, the loop that delivers it,
+and escalations (bzzz/reports/). Built here from the settings; the claim driver and
+the help asker call `escalate` when a task needs a person."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bzzz.config import Settings
+from bzzz.forge.api import Forge
+from bzzz.forge.token import load_secret
+from bzzz.reports.escalation import Escalation, Escalator
+from bzzz.reports.outbox import Outbox
+from bzzz.reports.sender import Deliver, Sender, Tried
+from bzzz.reports.targets import to_forge, to_hive, to_webhook
+from bzzz.tasks.table import TaskTable
+
+
+@dataclass
+class ReportParts:
+    outbox: Outbox
+    sender: Sender
+    escalator: Escalator
+    node: str
+    table: TaskTable
+
+    def escalate(self, trigger: str, task_id: str, reason: str) -> None:
+        """Escalate a task this node knows to people (once per task and cause)."""
+        record = self.table.get(task_id)
+        self.escalator.escalate_soon(
+            Escalation(
+                task_id=task_id,
+                title=record.title if record else "",
+                issue_url=record.issue_url if record else "",
+                trigger=trigger,
+                reason=reason,
+                node=self.node,
+                participants=(self.node,),
+            )
+        )
+
+
+def build_reports(
+    settings: Settings,
+    forge: Forge | None,
+    table: TaskTable,
+    hive: Callable[[dict[str, Any]], Tried] | None = None,
+) -> ReportParts:
+    config = settings.escalation
+    outbox = Outbox(settings.outbox_path, max_wait=config.max_backoff)
+    deliverers: dict[str, Deliver] = {}
+    if forge is not None:
+        deliverers["forge"] = to_forge(forge)
+    if config.webhook_url:
+        secret = load_secret(
+            settings.webhook_header_path, "escalation.header_file", "webhook-header"
+        )
+        header = (config.header_name, secret) if config.header_name and secret else None
+        deliverers["webhook"] = to_webhook(config.webhook_url, header, config.timeout)
+    if hive is not None:
+        deliverers["hive"] = to_hive(hive)
+    sender = Sender(outbox, deliverers)
+    escalator = Escalator(
+        outbox=outbox,
+        sender=sender,
+        label=settings.tasks.hold_label,
+        webhook=bool(config.webhook_url),
+        hive=hive is not None,
+    )
+    return ReportParts(outbox, sender, escalator, settings.node.name, table)
