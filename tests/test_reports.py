@@ -139,3 +139,15 @@ def test_the_issue_comment_says_why_and_how_to_release_the_task() -> None:
     assert "> node-b (objection): Too much for one issue." in text
     assert "remove the label" in text
     assert "`bzzz-needs-human`" in text
+
+
+def test_a_target_s_reports_go_in_the_order_they_were_made(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.db")
+    box.add("first", "hive", {}, now=0.0)
+    box.add("second", "hive", {}, now=1.0)
+    box.add("other", "webhook", {}, now=2.0)
+    box.failed("first", "down", lasting=False, now=3.0)  # next try at 8
+    assert [r.key for r in box.due(now=4.0)] == ["other"]  # "second" waits for "first"
+    assert [r.key for r in box.due(now=8.0)] == ["first", "second", "other"]
+    box.failed("first", "no such project", lasting=True, now=8.0)
+    assert [r.key for r in box.due(now=9.0)] == ["second", "other"]  # it holds back nothing

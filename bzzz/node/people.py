@@ -4,16 +4,18 @@ the help asker call `escalate` when a task needs a person."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import trio
 
 from bzzz.config import Settings
 from bzzz.forge.api import Forge
 from bzzz.forge.token import load_secret
+from bzzz.node.hive import HiveReports
 from bzzz.reports.escalation import Escalation, Escalator
 from bzzz.reports.outbox import Outbox
-from bzzz.reports.sender import Deliver, Sender, Tried
+from bzzz.reports.sender import Deliver, Sender
 from bzzz.reports.targets import to_forge, to_hive, to_webhook
 from bzzz.tasks.table import TaskTable
 
@@ -25,6 +27,20 @@ class ReportParts:
     escalator: Escalator
     node: str
     table: TaskTable
+    hive: HiveReports | None = None
+
+    async def note_tasks(self) -> None:
+        """Report this node's claims and their progress to Hive (new ones only)."""
+        if self.hive is None:
+            return
+        new = self.hive.note(self.table.records())
+        if new:
+            await trio.to_thread.run_sync(self._keep, new)
+            self.sender.poke()
+
+    def _keep(self, reports: list[tuple[str, dict[str, Any]]]) -> None:
+        for key, body in reports:
+            self.outbox.add(key, "hive", body)
 
     def escalate(self, trigger: str, task_id: str, reason: str) -> None:
         """Escalate a task this node knows to people (once per task and cause)."""
@@ -43,10 +59,7 @@ class ReportParts:
 
 
 def build_reports(
-    settings: Settings,
-    forge: Forge | None,
-    table: TaskTable,
-    hive: Callable[[dict[str, Any]], Tried] | None = None,
+    settings: Settings, forge: Forge | None, table: TaskTable, hive: HiveReports | None = None
 ) -> ReportParts:
     config = settings.escalation
     outbox = Outbox(settings.outbox_path, max_wait=config.max_backoff)
@@ -60,7 +73,7 @@ def build_reports(
         header = (config.header_name, secret) if config.header_name and secret else None
         deliverers["webhook"] = to_webhook(config.webhook_url, header, config.timeout)
     if hive is not None:
-        deliverers["hive"] = to_hive(hive)
+        deliverers["hive"] = to_hive(hive.deliver)
     sender = Sender(outbox, deliverers)
     escalator = Escalator(
         outbox=outbox,
@@ -69,4 +82,4 @@ def build_reports(
         webhook=bool(config.webhook_url),
         hive=hive is not None,
     )
-    return ReportParts(outbox, sender, escalator, settings.node.name, table)
+    return ReportParts(outbox, sender, escalator, settings.node.name, table, hive)

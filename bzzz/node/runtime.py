@@ -281,6 +281,8 @@ class Node:
             await claims.changed.wait()
             claims.changed = trio.Event()
             self.parts.tasks.sync()
+            if self.parts.reports is not None:
+                await self.parts.reports.note_tasks()  # to Hive, if there is one
             # The free slots change the market now; peers hear them with the next
             # capability reading (every capabilities.check_interval), not per claim.
             self.parts.offering.refresh()

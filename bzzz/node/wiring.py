@@ -28,7 +28,7 @@ from bzzz.claims.handing import Continuation
 from bzzz.config import ConfigError, Settings
 from bzzz.forge.api import Forge
 from bzzz.forge.github import GitHubForge
-from bzzz.forge.token import TOKEN_ENV, Token, TokenError, load_token
+from bzzz.forge.token import TOKEN_ENV, Token, TokenError, load_secret, load_token
 from bzzz.gateway import GatewayParts
 from bzzz.gateway.gateway import Gateway
 from bzzz.gateway.mesh import MeshServer
@@ -37,6 +37,7 @@ from bzzz.help import HelpParts
 from bzzz.help.asking import Asker
 from bzzz.help.giving import Giver
 from bzzz.help.handover import HandingOver, HandOverCase
+from bzzz.hive import HiveClient
 from bzzz.identity import load_identity, peer_id_of
 from bzzz.network.discovery import DhtDiscovery, Dialer, mdns_service_type
 from bzzz.network.gate import Allowlist, ConnectionEvent, ConnectionWatcher
@@ -45,6 +46,7 @@ from bzzz.network.host import build_stack
 from bzzz.node.announcer import Announcer
 from bzzz.node.bridges import MdnsBridge, WorkerEvents
 from bzzz.node.dispatch import Dispatcher
+from bzzz.node.hive import HiveReports
 from bzzz.node.membership import Membership
 from bzzz.node.offering import Offering
 from bzzz.node.people import build_reports
@@ -60,7 +62,7 @@ from bzzz.psk import read_psk
 from bzzz.reports.escalation import Trigger
 from bzzz.state import PeerTable
 from bzzz.tasks.poller import Poller, PollResults, fetch
-from bzzz.tasks.sources import StaticRepositories
+from bzzz.tasks.sources import HiveRepositories, StaticRepositories
 from bzzz.tasks.table import load as load_tasks
 from bzzz.work import DECLINED, EventKind, TaskEvent, open_broker
 
@@ -95,8 +97,9 @@ def run_node(settings: Settings) -> int:
 
 
 def forge_for(settings: Settings, token: Token | None) -> Forge | None:
-    """The forge a node takes tasks from: none without repositories to watch."""
-    if not settings.tasks.repositories:
+    """The forge a node takes tasks from: none without repositories to watch (in
+    tasks.repositories, or from Hive)."""
+    if not settings.tasks.repositories and not settings.hive.url:
         return None
     if token is None:
         log.warning(
@@ -152,11 +155,9 @@ def build_node(
     events_in, events_out = trio.open_memory_channel[ConnectionEvent](CONNECTION_EVENTS)
     dialer = Dialer(stack.host, net.dial_timeout, net.reconnect_interval)
 
-    poller = (
-        Poller(settings=settings.tasks, source=StaticRepositories(settings.tasks.repositories))
-        if forge is not None
-        else None
-    )
+    hive = _hive(settings)
+    source = hive.source if hive else StaticRepositories(settings.tasks.repositories)
+    poller = Poller(settings=settings.tasks, source=source) if forge is not None else None
     membership = Membership(settings, str(peer_id), peers, poller, clock=clock)
     table = load_tasks(settings.tasks_path, settings.tasks.history)
     arbiter = Arbiter(forge, settings, str(peer_id)) if forge is not None else None
@@ -172,7 +173,7 @@ def build_node(
         if arbiter is not None and broker is not None
         else None
     )
-    reports = build_reports(settings, forge, table) if forge is not None else None
+    reports = build_reports(settings, forge, table, hive) if forge is not None else None
     if claims is not None and reports is not None:
         claims.on_quarantine = partial(reports.escalate, Trigger.QUARANTINED)
     tasks = Tasks(
@@ -243,7 +244,23 @@ def build_node(
         closers=[detector.close],
     )
     _schedule(parts, detector, forge)
+    if hive is not None:
+
+        async def listed(enabled: dict[str, int]) -> None:
+            hive.source.update(enabled)
+
+        parts.scheduler.every("hive", settings.hive.refresh, hive.refresh, listed)
     return Node(parts, status_of=status_of, clock=clock)
+
+
+def _hive(settings: Settings) -> HiveReports | None:
+    """Hive, when hive.url is set: its repositories join tasks.repositories."""
+    if not settings.hive.url:
+        return None
+    key = load_secret(settings.hive_key_path, "hive.key_file", "hive-key")
+    client = HiveClient(settings.hive.url, key.reveal() if key else None, settings.hive.timeout)
+    source = HiveRepositories(settings.tasks.repositories)
+    return HiveReports(settings.node.name, client, source)
 
 
 def _schedule(p: Parts, detector: CapabilityDetector, forge: Forge | None) -> None:

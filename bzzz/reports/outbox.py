@@ -93,17 +93,26 @@ class Outbox:
             return added.rowcount == 1
 
     def due(self, now: float | None = None, limit: int = 50) -> list[Report]:
-        """Reports to try now, oldest first."""
+        """Reports to try now, oldest first. A target's reports go in the order they were
+        made: one waiting for its next try holds back the later ones of its target (a
+        task's "completed" must not reach Hive before its "in_progress"). A report kept
+        as misconfigured holds back nothing."""
         now = time.time() if now is None else now
         with self._db() as db:
             rows = db.execute(
-                "SELECT key, target, body, attempts FROM reports"
-                " WHERE state != 'delivered' AND next_at <= ? ORDER BY created LIMIT ?",
-                (now, limit),
+                "SELECT key, target, body, attempts, next_at, state FROM reports"
+                " WHERE state != 'delivered' ORDER BY created, rowid LIMIT ?",
+                (limit * 10,),
             ).fetchall()
-        return [
-            Report(key, target, json.loads(body), attempts) for key, target, body, attempts in rows
-        ]
+        due: list[Report] = []
+        held: set[str] = set()
+        for key, target, body, attempts, next_at, state in rows:
+            if next_at > now:
+                if state == State.PENDING:
+                    held.add(target)
+            elif target not in held:
+                due.append(Report(key, target, json.loads(body), attempts))
+        return due[:limit]
 
     def delivered(self, key: str, now: float | None = None) -> None:
         now = time.time() if now is None else now

@@ -62,7 +62,10 @@ class Sender:
                 await self._wake.wait()
 
     def _round(self) -> Snapshot:
+        failed: set[str] = set()  # targets that failed this round: their later reports wait
         for report in self.outbox.due():
+            if report.target in failed:
+                continue
             deliver = self._deliverers.get(report.target)
             if deliver is None:
                 self.outbox.failed(report.key, f"no {report.target} is configured", lasting=True)
@@ -77,6 +80,8 @@ class Sender:
                 self._delivered += 1
                 log.info("delivered %s to %s", report.key, report.target)
             else:
+                if not tried.lasting:
+                    failed.add(report.target)
                 self.outbox.failed(report.key, tried.error, lasting=tried.lasting)
                 log.warning(
                     "could not deliver %s to %s%s: %s",
