@@ -22,6 +22,7 @@ from bzzz.forge.github import GitHubForge
 from bzzz.forge.token import Token, TokenError, load_token
 from bzzz.identity import IdentityError, load_identity, peer_id_of
 from bzzz.node.status import NodeStatus
+from bzzz.reports.outbox import Outbox, State
 
 
 class Verdict(StrEnum):
@@ -71,6 +72,7 @@ def diagnose(home: Path, environ: dict[str, str] | None = None) -> list[Check]:
     checks.append(_broker(settings))
     checks.append(_git_identity(settings, environ))
     checks.append(_executor(settings))
+    checks.append(_reports(settings))
     checks.append(_node_running(settings))
     return checks
 
@@ -261,6 +263,30 @@ def _executor(settings: Settings) -> Check:
             'set workers.executor = "workers.agent:run" to run tasks',
         )
     return ok("executor", path)
+
+
+def _reports(settings: Settings) -> Check:
+    """What the outbox says of the webhook and Hive: their last tries' errors (a 404 from
+    n8n is a webhook that is not registered: a misconfiguration)."""
+    targets = [
+        t
+        for t, url in (("webhook", settings.escalation.webhook_url), ("hive", settings.hive.url))
+        if url
+    ]
+    if not targets:
+        return Check("reports", Verdict.SKIP, "no escalation.webhook_url or hive.url set")
+    if not settings.outbox_path.exists():
+        return ok("reports", f"{' and '.join(targets)} set; nothing reported yet")
+    outbox = Outbox(settings.outbox_path)
+    problems = outbox.problems()
+    lasting = [p for p in problems if p.state is State.MISCONFIGURED]
+    if lasting:
+        said = "; ".join(f"{p.target}: {p.waiting} waiting: {p.error}" for p in lasting)
+        return fail("reports", said, "fix the URL or the credentials (docs/escalation.md)")
+    if problems:
+        said = "; ".join(f"{p.target}: {p.waiting} waiting: {p.error}" for p in problems)
+        return Check("reports", Verdict.WARN, f"{said} (tried again with back-off)")
+    return ok("reports", f"{outbox.waiting()} waiting to be delivered")
 
 
 def _node_running(settings: Settings) -> Check:

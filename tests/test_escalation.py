@@ -13,11 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from bzzz.config import load_settings
+from bzzz.doctor import Verdict, diagnose
 from bzzz.forge.github import GitHubForge
 from bzzz.forge.token import Token
 from bzzz.lab.forge import LocalForge
 from bzzz.lab.n8n import LabWebhook
 from bzzz.lab.processes import NodeProcess, wait_for
+from bzzz.reports.outbox import Outbox
+from bzzz.reports.webhook import post_webhook
 from tests.claimlab import REPO, Workers, claim_node, ran, task_states, token, world
 from tests.conftest import NodeFactory, seeded_forge
 
@@ -121,3 +125,20 @@ def test_an_issue_held_for_a_person_is_left_alone_until_the_label_goes(
     assert ran(record) == []
     lab.remove_label(REPO, 1, HOLD)
     wait_for(lambda: ran(record) == [(TASK, "node-a")], 60, "node-a to run it once released")
+
+
+def test_a_webhook_that_is_not_registered_shows_in_bzzz_doctor(
+    make_node: NodeFactory, forge: LocalForge, hook: LabWebhook, tool_path: str
+) -> None:
+    a = claim_node(
+        make_node, forge, "node-a", [], tool_path, escalation={"webhook_url": hook.hook_url("gone")}
+    )
+    settings = load_settings(a.home)
+    outbox = Outbox(settings.outbox_path)
+    outbox.add("escalation:x:webhook", "webhook", {"task_id": 1})
+    tried = post_webhook(hook.hook_url("gone"), {"task_id": 1}, header=None, timeout=5)
+    outbox.failed("escalation:x:webhook", tried.error, lasting=tried.lasting)
+    (check,) = [c for c in diagnose(a.home) if c.name == "reports"]
+    assert check.verdict is Verdict.FAIL
+    assert 'The requested webhook "POST webhook/gone" is not registered' in check.detail
+    assert "production URL" in check.detail
