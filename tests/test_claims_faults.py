@@ -302,8 +302,16 @@ def test_a_task_that_fails_on_every_node_is_quarantined_with_a_report(
         failures = sorted(n.node for n in notes if n.state is ClaimState.FAILED)
         assert failures == sorted(NODES)  # one attempt per node
         assert not standing(notes) or {n.state for n in standing(notes)} == {ClaimState.FAILED}
-        reports = [c for c in reader.get_comments(REPO, 1) if "quarantined" in c.body]
-        assert len(reports) == 1
+        said = [c.body for c in reader.get_comments(REPO, 1)]
+        assert len([b for b in said if b.startswith("Bzzz quarantined this task")]) == 1
+        # and it asks a person to look, once (docs/escalation.md)
+        wait_for(
+            lambda: (
+                len([b for b in reader.get_comments(REPO, 1) if "asks a person" in b.body]) == 1
+            ),
+            30,
+            "the escalation's comment",
+        )
         for node in nodes:
             wait_for(
                 lambda node=node: task_states(node).get(TASK) == "quarantined",  # type: ignore[misc]

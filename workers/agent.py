@@ -91,7 +91,9 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
         return declined(spec, f"{problem}; no peer took it over: {handed}")
 
     try:
-        choice = choose_model(spec.model, settings.agent.model, host, settings.agent.model_timeout)
+        choice = choose_model(
+            spec.model, settings.agent.model, host, settings.agent.model_timeout, recheck=5.0
+        )
     except (ModelUnreachable, ModelFailed) as exc:  # a problem of this node: let it go
         return let_go(f"no model to ask: {exc}")
     model = choice.name

@@ -142,12 +142,18 @@ class ModelChoice:
         return f"{self.name} ({self.why()})"
 
 
-def choose_model(requested: str, configured: str, host: str, timeout: float) -> ModelChoice:
+def choose_model(
+    requested: str, configured: str, host: str, timeout: float, *, recheck: float = 0.0
+) -> ModelChoice:
     """The model to ask, of those the server at `host` has that can chat (ollama's
     `/api/show` reports "completion" among their capabilities; an embedding model does
     not): the task's own, else the configured `agent.model`, else the first the server
     lists, in the server's order. Raises ModelUnreachable when the server does not
-    answer, ModelFailed when it has no model that can chat."""
+    answer, ModelFailed when it has no model that can chat.
+
+    `recheck`: seconds to wait before listing again when the task's own model is
+    missing (a gateway's list lacks a peer's models while that peer seems gone for a
+    moment; the task was claimed because the mesh had its model)."""
     limit = min(timeout, 60.0)  # listing and describing models is quick
     client = ollama.Client(
         host=host, timeout=httpx.Timeout(limit, connect=min(limit, CONNECT_TIMEOUT))
@@ -156,6 +162,9 @@ def choose_model(requested: str, configured: str, host: str, timeout: float) -> 
     candidates: list[tuple[str, str]] = []
     if requested.strip().lower() not in GENERIC:
         candidates.append((requested, "the task's model"))
+        if recheck > 0 and not _listed_as(requested, listed):
+            time.sleep(recheck)
+            listed = [m.model for m in _ask(host, client.list).models if m.model]
     if configured:
         candidates.append((configured, "agent.model"))
     candidates += [(name, "the first model the server lists that can chat") for name in listed]

@@ -156,7 +156,6 @@ class HandingOver:
                 record.outcome = f"{bid.node_id}: {answer.get('error', 'did not take it')}"
         if not record.offers:
             record.outcome = f"no peer offered to take it after {record.asks} asks"
-            self._asker.unhelped(record)
         else:
             record.outcome = f"no node took it ({record.outcome})"
         return {"handed": False, "reason": record.outcome}
