@@ -93,6 +93,11 @@ def test_a_task_a_node_cannot_run_goes_back_at_once_with_nothing_posted(
         )
         pools.append(Workers(able, record))
         wait_for(lambda: ran(record) == [(task, "able")], 40, "able to run it")
+        wait_for(  # the worker records the run before its node edits the claim
+            lambda: any(n.state is ClaimState.DONE for n in claim_notes(forge, number)),
+            10,
+            "the forge to record it done",
+        )
         notes = claim_notes(forge, number)
         assert [(n.node, n.state) for n in notes] == [
             ("unfit", ClaimState.RELEASED),
