@@ -33,6 +33,7 @@ class Topic(StrEnum):
     PRESENCE_PING = "presence_ping"
     TASK_HELP_REQUEST = "task_help_request"
     TASK_HELP_RESPONSE = "task_help_response"
+    ANTENNAE = "antennae/meta-discussion/v1"  # beside the brief's seven: plans reviewed
 
 
 class DropReason(StrEnum):
@@ -59,6 +60,9 @@ RepoName = Annotated[str, StringConstraints(pattern=REPO_PATTERN)]
 Percent = Annotated[float, Field(ge=0.0, le=100.0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 MAX_HELP_HOPS = 3  # a task asks for help at most this many times over
+MAX_ANTENNAE_HOPS = 3  # a plan's review goes at most this many messages deep
+MAX_REVIEWERS = 4  # so that a session has at most five participants
+Ident = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 
 def utc_now() -> datetime:
@@ -211,6 +215,27 @@ class TaskHelpResponse(Message):
     busy: NonNegativeInt | None = None
 
 
+class AntennaeMessage(Message):
+    """A plan and its reviews ("Antennae", the seeds' meta-discussion): the holder of a
+    task posts its plan naming its reviewers; each reviewer answers it. The seeds' meta_msg
+    shape, flattened: a session, the message and its parent, a hop count."""
+
+    topic = Topic.ANTENNAE
+
+    type: Literal["meta_msg"] = "meta_msg"
+    session_id: Ident
+    task_id: Name
+    node_id: NodeId
+    msg_id: Ident
+    parent_id: Ident | None = None
+    hop_count: Annotated[int, Field(ge=0, le=MAX_ANTENNAE_HOPS)]
+    kind: Literal["plan", "review"]
+    text: Annotated[str, StringConstraints(max_length=4000)]
+    # A review's: approve, objection, suggestion, or person (a question for a person).
+    verdict: Literal["approve", "objection", "suggestion", "person"] | None = None
+    reviewers: Annotated[list[NodeId], Field(max_length=MAX_REVIEWERS)] | None = None  # a plan's
+
+
 MODELS: Mapping[Topic, type[Message]] = {
     model.topic: model
     for model in (
@@ -221,6 +246,7 @@ MODELS: Mapping[Topic, type[Message]] = {
         PresencePing,
         TaskHelpRequest,
         TaskHelpResponse,
+        AntennaeMessage,
     )
 }
 

@@ -70,6 +70,18 @@ BRIEF_SAMPLES: dict[Topic, dict[str, Any]] = {
         "node_id": "pi-node-1",
         "timestamp": "2025-07-12T02:05:02Z",
     },
+    # Not in the brief: the Antennae topic the architecture seed adds (a meta_msg).
+    Topic.ANTENNAE: {
+        "type": "meta_msg",
+        "session_id": "s-42",
+        "task_id": "#42",
+        "node_id": "pi-node-2",
+        "msg_id": "m-1",
+        "hop_count": 0,
+        "kind": "plan",
+        "text": "Add tests for utils.parse first, then fix the off-by-one.",
+        "timestamp": "2025-07-12T02:00:10Z",
+    },
 }
 
 SENDER_FIELDS = ("node_id", "from_node")

@@ -33,8 +33,27 @@ def test_every_topic_of_the_brief_has_a_model() -> None:
         "presence_ping",
         "task_help_request",
         "task_help_response",
+        "antennae/meta-discussion/v1",  # the architecture seed's, beside the brief's seven
     }
     assert set(MODELS) == set(Topic)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("hop_count", 4),
+        ("reviewers", ["a", "b", "c", "d", "e"]),
+        ("verdict", "maybe"),
+        ("kind", "chat"),
+        ("session_id", "has spaces"),
+        ("text", "x" * 4001),
+    ],
+)
+def test_antennae_messages_keep_their_bounds(field: str, value: object) -> None:
+    sample = {**BRIEF_SAMPLES[Topic.ANTENNAE], field: value}
+    with pytest.raises(DecodeError) as caught:
+        decode(Topic.ANTENNAE, json.dumps(sample).encode())
+    assert caught.value.reason is DropReason.INVALID
 
 
 @pytest.mark.parametrize("topic", list(Topic))

@@ -1,11 +1,11 @@
-"""Help between peers: [help]."""
+"""Peers taking part in each other's work: [help] and [antennae] (plans reviewed)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from bzzz.config.base import Invalid, doc, positive
-from bzzz.protocol import MAX_HELP_HOPS
+from bzzz.protocol import MAX_ANTENNAE_HOPS, MAX_HELP_HOPS, MAX_REVIEWERS
 
 
 @dataclass(frozen=True)
@@ -43,3 +43,45 @@ class HelpSettings:
         positive("help.bid_window", self.bid_window)
         positive("help.wait_floor", self.wait_floor)
         positive("help.consult_timeout", self.consult_timeout)
+
+
+REVIEW_MODES = ("off", "label", "always")
+
+
+@dataclass(frozen=True)
+class AntennaeSettings:
+    review: str = doc(
+        "When a task's plan is reviewed by peers before work starts: off, label (issues"
+        " with antennae.label), or always.",
+        default="off",
+    )
+    label: str = doc(
+        "With review = label: the issues whose plans peers review.", default="bzzz-review"
+    )
+    window: float = doc(
+        "Seconds reviewers have to answer a plan; no objection by then lets work start.",
+        default=30.0,
+    )
+    max_rounds: int = doc(
+        f"Plans a task may post (the first and its revisions, at most {MAX_ANTENNAE_HOPS});"
+        " an objection to the last escalates to people.",
+        default=MAX_ANTENNAE_HOPS,
+    )
+    reviewers: int = doc(
+        f"Peers that review a plan (at most {MAX_REVIEWERS}).", default=MAX_REVIEWERS
+    )
+
+    def check(self) -> None:
+        if self.review not in REVIEW_MODES:
+            raise Invalid(
+                "antennae.review", f"is {self.review!r}", f"use one of {', '.join(REVIEW_MODES)}"
+            )
+        if not self.label.strip():
+            raise Invalid("antennae.label", "is empty", 'use e.g. "bzzz-review"')
+        positive("antennae.window", self.window)
+        if not 1 <= self.max_rounds <= MAX_ANTENNAE_HOPS:
+            raise Invalid(
+                "antennae.max_rounds", f"is {self.max_rounds}", f"use 1 to {MAX_ANTENNAE_HOPS}"
+            )
+        if not 1 <= self.reviewers <= MAX_REVIEWERS:
+            raise Invalid("antennae.reviewers", f"is {self.reviewers}", f"use 1 to {MAX_REVIEWERS}")

@@ -12,7 +12,7 @@ from typing import Any
 
 from bzzz.config.base import Invalid
 from bzzz.config.sections_agent import AgentSettings, SandboxSettings
-from bzzz.config.sections_help import HelpSettings
+from bzzz.config.sections_help import AntennaeSettings, HelpSettings
 from bzzz.config.sections_net import (
     CapabilitySettings,
     GatewaySettings,
@@ -45,6 +45,7 @@ class Settings:
     capabilities: CapabilitySettings = CapabilitySettings()
     gateway: GatewaySettings = GatewaySettings()
     help: HelpSettings = HelpSettings()
+    antennae: AntennaeSettings = AntennaeSettings()
     forge: ForgeSettings = ForgeSettings()
     tasks: TaskSettings = TaskSettings()
     claims: ClaimSettings = ClaimSettings()
@@ -115,6 +116,7 @@ class Settings:
         self.capabilities.check()
         self.gateway.check()
         self.help.check()
+        self.antennae.check()
         self.forge.check()
         self.tasks.check()
         self._check_claims_margin()
@@ -158,6 +160,7 @@ SECTIONS: Mapping[str, type[Any]] = {
     "capabilities": CapabilitySettings,
     "gateway": GatewaySettings,
     "help": HelpSettings,
+    "antennae": AntennaeSettings,
     "forge": ForgeSettings,
     "tasks": TaskSettings,
     "claims": ClaimSettings,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bzzz.antennae.meeting import Proposer, Reviewer
 from bzzz.gateway.upstream import Upstream
 from bzzz.help.asking import Asker
 from bzzz.help.giving import Giver
@@ -27,3 +28,5 @@ class HelpParts:
     giver: Giver
     upstream: Upstream
     handing: HandingOver | None = None  # a node that claims tasks may hand them on
+    proposer: Proposer | None = None  # its tasks' plans reviewed by peers (Antennae)
+    reviewer: Reviewer | None = None  # it reviews peers' plans

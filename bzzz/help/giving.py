@@ -155,7 +155,7 @@ class Giver:
         started = trio.current_time()
         model, answer = "", {}
         try:
-            model = self._model_for(consult.capability)
+            model = self.model_for(consult.capability)
             answer = await self._advise(model, consult)
         finally:
             self.giving -= 1
@@ -180,7 +180,7 @@ class Giver:
         self.given.append(Given(task_id, asker, "", seconds, outcome, kind="handoff"))
         await _answer(stream, {"error": why} if why else {"taken": True})
 
-    def _model_for(self, capability: str) -> str:
+    def model_for(self, capability: str) -> str:
         """The asked-for model if this node has it, else its first model."""
         models, _ = self._own()
         return next(iter(listed(capability, models, ())), "")

@@ -4,11 +4,12 @@ the help asker call `escalate` when a task needs a person."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import trio
 
+from bzzz.antennae.session import Session
 from bzzz.config import Settings
 from bzzz.forge.api import Forge
 from bzzz.forge.token import load_secret
@@ -44,17 +45,28 @@ class ReportParts:
 
     def escalate(self, trigger: str, task_id: str, reason: str) -> None:
         """Escalate a task this node knows to people (once per task and cause)."""
+        self.escalator.escalate_soon(self._escalation(trigger, task_id, reason))
+
+    def escalate_session(self, trigger: str, task_id: str, reason: str, session: Session) -> None:
+        """Escalate a plan's review (once per session): its participants and transcript."""
+        escalation = replace(
+            self._escalation(trigger, task_id, reason),
+            session_id=session.id,
+            participants=(session.holder, *session.reviewers),
+            conversation=tuple(session.transcript()),
+        )
+        self.escalator.escalate_soon(escalation)
+
+    def _escalation(self, trigger: str, task_id: str, reason: str) -> Escalation:
         record = self.table.get(task_id)
-        self.escalator.escalate_soon(
-            Escalation(
-                task_id=task_id,
-                title=record.title if record else "",
-                issue_url=record.issue_url if record else "",
-                trigger=trigger,
-                reason=reason,
-                node=self.node,
-                participants=(self.node,),
-            )
+        return Escalation(
+            task_id=task_id,
+            title=record.title if record else "",
+            issue_url=record.issue_url if record else "",
+            trigger=trigger,
+            reason=reason,
+            node=self.node,
+            participants=(self.node,),
         )
 
 

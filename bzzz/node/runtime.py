@@ -8,7 +8,6 @@ tasks, then the host's connections, then the pubsub services.
 from __future__ import annotations
 
 import logging
-import secrets
 import signal
 import time
 from collections.abc import Callable
@@ -30,13 +29,12 @@ from bzzz.control import serve
 from bzzz.gateway import GatewayParts, httpd
 from bzzz.help import HelpParts
 from bzzz.help.asking import PROTOCOL as HELP_PROTOCOL
-from bzzz.help.consult import BadConsult, consult_from
-from bzzz.help.handover import BadHandOver, case_from
 from bzzz.network.discovery import DhtDiscovery, Dialer
 from bzzz.network.gate import ConnectionEvent, ConnectionWatcher
 from bzzz.network.gossip import Gossip
 from bzzz.network.host import Stack
 from bzzz.node.bridges import SHUTDOWN_GRACE, MdnsBridge, WorkerEvents
+from bzzz.node.commands import worker_command
 from bzzz.node.dispatch import Dispatcher
 from bzzz.node.membership import Membership
 from bzzz.node.offering import Offering
@@ -45,7 +43,7 @@ from bzzz.node.scheduler import Scheduler
 from bzzz.node.status import NodeStatus
 from bzzz.node.sync import TaskSync
 from bzzz.node.tasks import Tasks
-from bzzz.protocol import Message, TaskHelpRequest, TaskHelpResponse, Topic
+from bzzz.protocol import AntennaeMessage, Message, TaskHelpRequest, TaskHelpResponse, Topic
 from bzzz.tasks.poller import Poller
 
 log = logging.getLogger(__name__)
@@ -212,41 +210,17 @@ class Node:
                     nursery.start_soon(giver.on_request, message, str(origin))
                 case TaskHelpResponse():
                     asker.on_offer(origin, message)
+                case AntennaeMessage():
+                    if p.help.proposer is not None:
+                        p.help.proposer.on_message(message)
+                    if p.help.reviewer is not None:
+                        nursery.start_soon(p.help.reviewer.on_message, message)
                 case _:
                     pass
 
         p.dispatcher.listeners.append(heard)
         asker.start(nursery)
         p.stack.host.set_stream_handler(HELP_PROTOCOL, giver.serve)
-
-    async def _help(self, command: dict[str, Any]) -> dict[str, Any]:
-        """A worker asks for help with its task (the control command `help`)."""
-        task_id = command.get("task_id")
-        if not isinstance(task_id, str) or not task_id:
-            return {"error": "help: task_id is needed"}
-        try:
-            consult = consult_from(
-                secrets.token_hex(6),
-                task_id[:256],
-                command.get("question"),
-                command.get("capability", ""),
-                command.get("context"),
-            )
-        except BadConsult as exc:
-            return {"error": f"help: {exc}"}
-        return await self.parts.help.asker.ask(consult)
-
-    async def _hand_off(self, command: dict[str, Any]) -> dict[str, Any]:
-        """A worker cannot finish its task here: hand it on (the control command
-        `handoff`, with the capability it needs, why, and the branch of its work)."""
-        handing = self.parts.help.handing
-        if handing is None:
-            return {"handed": False, "reason": "this node claims no tasks"}
-        try:
-            case = case_from(secrets.token_hex(6), command.get("task_id"), command)
-        except BadHandOver as exc:
-            return {"error": f"handoff: {exc}"}
-        return await handing.hand_off(case)
 
     def _check_listening(self, listen: list[Multiaddr]) -> None:
         bound = self.parts.stack.host.get_transport_addrs()
@@ -347,12 +321,11 @@ class Node:
             case "stop":
                 self.stop()
                 return {"stopping": True}
-            case "help":
-                return await self._help(command)
-            case "handoff":
-                return await self._hand_off(command)
+            case "help" | "handoff" | "review":
+                return await worker_command(self.parts.help, command)
             case other:
-                return {"error": f"unknown command {other!r}; known: status, stop, help, handoff"}
+                known = "status, stop, help, handoff, review"
+                return {"error": f"unknown command {other!r}; known: {known}"}
 
     def addrs(self) -> list[str]:
         transport = self.parts.stack.host.get_transport_addrs()

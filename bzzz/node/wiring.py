@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from functools import partial
 
 import trio
@@ -24,7 +24,6 @@ from bzzz.addresses import parse_peer_id
 from bzzz.capabilities import CapabilityDetector
 from bzzz.claims.arbiter import Arbiter
 from bzzz.claims.driver import ClaimDriver
-from bzzz.claims.handing import Continuation
 from bzzz.config import ConfigError, Settings
 from bzzz.forge.api import Forge
 from bzzz.forge.github import GitHubForge
@@ -33,10 +32,6 @@ from bzzz.gateway import GatewayParts
 from bzzz.gateway.gateway import Gateway
 from bzzz.gateway.mesh import MeshServer
 from bzzz.gateway.upstream import Upstream
-from bzzz.help import HelpParts
-from bzzz.help.asking import Asker
-from bzzz.help.giving import Giver
-from bzzz.help.handover import HandingOver, HandOverCase
 from bzzz.hive import HiveClient
 from bzzz.identity import load_identity, peer_id_of
 from bzzz.network.discovery import DhtDiscovery, Dialer, mdns_service_type
@@ -45,6 +40,7 @@ from bzzz.network.gossip import Gossip
 from bzzz.network.host import build_stack
 from bzzz.node.announcer import Announcer
 from bzzz.node.bridges import MdnsBridge, WorkerEvents
+from bzzz.node.collaboration import build_antennae, build_help
 from bzzz.node.dispatch import Dispatcher
 from bzzz.node.hive import HiveReports
 from bzzz.node.membership import Membership
@@ -57,7 +53,6 @@ from bzzz.node.scheduler import Scheduler
 from bzzz.node.sync import TaskSync
 from bzzz.node.tasks import Tasks
 from bzzz.node.workforce import Workforce
-from bzzz.protocol import Message
 from bzzz.psk import read_psk
 from bzzz.reports.escalation import Trigger
 from bzzz.state import PeerTable
@@ -207,9 +202,10 @@ def build_node(
     gateway = _gateway(
         settings, name, stack.host, dialer, offering=offering, membership=membership, clock=clock
     )
-    help_parts = _help(settings, stack.host, offering, claims=claims, publish=gossip.publish)
+    help_parts = build_help(settings, stack.host, offering, claims=claims, publish=gossip.publish)
     if reports is not None:
         help_parts.asker.on_unhelped = partial(reports.escalate, Trigger.HELP_NOT_FOUND)
+    build_antennae(help_parts, settings, membership, gossip.publish, reports)
     parts = Parts(
         help=help_parts,
         reports=reports,
@@ -279,62 +275,6 @@ def _schedule(p: Parts, detector: CapabilityDetector, forge: Forge | None) -> No
         p.scheduler.planned(
             "poll", POLL_TICK, poller.plan, lambda plan: fetch(forge, label, plan), absorb
         )
-
-
-def _help(
-    settings: Settings,
-    host: IHost,
-    offering: Offering,
-    *,
-    claims: ClaimDriver | None,
-    publish: Callable[[Message], Awaitable[None]],
-) -> HelpParts:
-    """Asking peers for help with this node's tasks (advice, or taking one over), and
-    giving them advice or taking theirs over."""
-    config, name = settings.help, settings.node.name
-    upstream = Upstream(settings.capabilities.ollama_host, idle=config.consult_timeout)
-
-    def own() -> tuple[tuple[str, ...], tuple[str, ...]]:
-        reading = offering.announcer.reading
-        return (reading.models, reading.installed) if reading is not None else ((), ())
-
-    def room(task_id: str) -> int:
-        """Tasks this node could claim now, if it knows `task_id` and has not ended it."""
-        task = claims.book.get(task_id) if claims is not None else None
-        if claims is None or task is None or task.phase.final or task.phase.busy:
-            return 0
-        return claims.book.free_slots()
-
-    async def take(case: HandOverCase, holder: str) -> str:
-        if claims is None or room(case.task_id) <= 0:
-            return "this node cannot take a task now (no free worker slot)"
-        return await claims.take_over(case.task_id, Continuation(holder, case.reason, case.branch))
-
-    giver = Giver(
-        name=name,
-        own=own,
-        room=room,
-        take=take,
-        publish=publish,
-        upstream=upstream,
-        slots=config.slots,
-        eta=config.eta,
-        consult_timeout=config.consult_timeout,
-    )
-    asker = Asker(
-        name=name,
-        host=host,
-        publish=publish,
-        bid_window=config.bid_window,
-        max_asks=config.max_asks,
-        wait_floor=config.wait_floor,
-    )
-    handing = (
-        HandingOver(name=name, asker=asker, claims=claims, max_asks=config.max_asks)
-        if claims is not None
-        else None
-    )
-    return HelpParts(asker, giver, upstream, handing)
 
 
 def _gateway(
