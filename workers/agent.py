@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from bzzz.forge.api import ForgeError
+from bzzz.forge.api import ForgeError, Issue
+from bzzz.forge.token import Token
 from bzzz.work import TaskSpec
 from workers.asking import NodeHelp
 from workers.executors import Context, Outcome, declined
@@ -32,6 +33,14 @@ from workers.loop import (
     run_loop,
 )
 from workers.models import ModelChoice, OllamaChat, choose_model, fit_options
+from workers.planning import (
+    Reviewed,
+    ollama_asker,
+    plan_and_review,
+    plan_note,
+    transcript_markdown,
+    wanted,
+)
 from workers.results import RunFacts, deliver, report_failure
 from workers.sandbox import Sandbox, SandboxError, open_sandbox
 from workers.workspace import Workspace, prepare
@@ -100,14 +109,13 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
     log.info("%s: model %s", spec.task_id, choice.describe())
     context.progress(f"model {choice.describe()}")
     facts = RunFacts(settings.node.name, model, 0.0, choice.why())
-    if context.token is None:
-        return declined(spec, "this node has no forge token to push with (forge.token_file)")
     try:
+        token = _token(context)
         issue = forge.get_issue(spec.repo, spec.number)
         identity = node_identity(settings)
         workspace = prepare(
             forge,
-            context.token,
+            token,
             spec,
             identity,
             settings.home / "workspaces",
@@ -119,16 +127,10 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
         problem = None  # of this node: the task is declined
         try:
             with open_sandbox(settings.sandbox, workspace.path) as sandbox:
-                task = TaskText(
-                    spec.repo,
-                    spec.number,
-                    issue.title,
-                    issue.body,
-                    workspace.branch,
-                    workspace.base,
-                    files=_files(workspace.path),
-                    handed=continued(spec, workspace),
-                )
+                task, reviewed = _task(spec, context, issue, workspace, choice.name)
+                if reviewed.held:  # escalated by the node: a person looks first
+                    return declined(spec, f"held for a person: {reviewed.held}")
+                facts = replace(facts, review=transcript_markdown(reviewed))
                 helper = NodeHelp(
                     settings.control_socket,
                     spec.task_id,
@@ -168,6 +170,43 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
             problem = f"could not deliver the result: {exc}"
             handed = unable(problem, workspace) if loop.done else problem
             return handed if isinstance(handed, Outcome) else failed(problem, loop.steps)
+
+
+def _token(context: Context) -> Token:
+    if context.token is None:
+        raise WorkspaceError("this node has no forge token to push with (forge.token_file)")
+    return context.token
+
+
+def _task(
+    spec: TaskSpec, context: Context, issue: Issue, workspace: Workspace, model: str
+) -> tuple[TaskText, Reviewed]:
+    """The task as the loop's model sees it: the issue, the files, whose work it
+    continues, and the plan peers reviewed, if antennae.review wants one for it."""
+    task = TaskText(
+        spec.repo,
+        spec.number,
+        issue.title,
+        issue.body,
+        workspace.branch,
+        workspace.base,
+        files=_files(workspace.path),
+        handed=continued(spec, workspace),
+    )
+    settings = context.settings
+    if not wanted(settings.antennae, issue.labels):
+        return task, Reviewed()
+    context.progress("plan under review")
+    reviewed = plan_and_review(
+        task,
+        spec.task_id,
+        spec.comment_id,
+        ask=ollama_asker(settings.model_url, model, settings.agent.model_timeout),
+        socket_path=settings.control_socket,
+        rounds=settings.antennae.max_rounds,
+    )
+    notes = "\n\n".join(n for n in (task.handed, plan_note(reviewed)) if n)
+    return replace(task, handed=notes), reviewed
 
 
 def _reason(

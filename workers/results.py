@@ -38,6 +38,7 @@ class RunFacts:
     seconds: float
     model_note: str = ""  # why this model (workers.models.ModelChoice.why)
     served_by: Mapping[str, int] = field(default_factory=dict)  # answers per node's model
+    review: str = ""  # the plan's review by peers, as markdown ("" for none)
 
 
 def deliver(
@@ -95,6 +96,7 @@ def open_or_update_pull_request(
         steps=len(loop.steps),
         duration=_duration(run.seconds),
         help=_help(loop.help),
+        review=run.review,
         summary=loop.summary.strip() or "(no summary)",
         commands=_commands(loop.steps),
         follow_ups=f"\n## Follow-up issues{follow_ups}\n" if issues else "",

@@ -19,6 +19,7 @@ from bzzz.config.sections_agent import (
     AgentSettings,
     SandboxSettings,
 )
+from bzzz.config.sections_help import AntennaeSettings, HelpSettings
 from bzzz.config.sections_net import (
     CapabilitySettings,
     GatewaySettings,
@@ -53,6 +54,7 @@ __all__ = [
     "SANDBOX_BACKENDS",
     "SECTIONS",
     "AgentSettings",
+    "AntennaeSettings",
     "CapabilitySettings",
     "ClaimSettings",
     "ConfigError",
@@ -61,6 +63,7 @@ __all__ = [
     "GatewaySettings",
     "GitSettings",
     "GossipSettings",
+    "HelpSettings",
     "HiveSettings",
     "LogSettings",
     "NetworkSettings",

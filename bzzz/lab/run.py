@@ -148,6 +148,7 @@ class Lab:
                 tasks={"repositories": [SAMPLE_REPO], "poll_interval": self.poll_interval},
                 **self._role(node),
                 agent=self._agent(),
+                antennae={"review": "always", "window": 15.0},  # peers review each plan
                 git={"author_name": node.name, "author_email": f"{node.name}@lab.bzzz.invalid"},
             )
             previous.append(node.addr)
@@ -232,7 +233,8 @@ class Lab:
         """Each sample pull request's "Made by" line: the node that ran the task, and the
         node whose model answered, where that was another node's (over the mesh); and its
         "Helped by" lines (the peers whose models advised it) and its "It continues" line
-        (the node that handed the task on to the one that made it)."""
+        (the node that handed the task on to the one that made it), and the reviews of its
+        plan."""
         forge = GitHubForge(self.forge.api_url, Token(self.owner_token), seconds_between_writes=0)
         try:
             pulls = forge.list_pull_requests(SAMPLE_REPO)
@@ -245,6 +247,11 @@ class Lab:
             lines.append(f"  {pull.html_url}: {made.replace('**', '')}")
             kept = ("Helped by", "It continues")
             lines += [f"    {x.replace('**', '')}" for x in said if x.startswith(kept)]
+            reviews = [x for x in said if x.startswith("- **") and "(plan)" not in x]
+            if reviews:  # the plan's review by peers (Antennae)
+                lines.append(
+                    f"    Plan reviewed: {'; '.join(x[2:].replace('**', '') for x in reviews)}"
+                )
         return lines
 
 

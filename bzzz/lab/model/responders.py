@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bzzz.antennae.prompts import PLAN_SYSTEM, REVIEW_SYSTEM
 from bzzz.help.consult import SYSTEM as CONSULT_SYSTEM
 from bzzz.lab.model.chat import ChatRequest
 from bzzz.lab.model.steps import HttpError, Reply, Text, done_step
@@ -23,6 +24,7 @@ from bzzz.work import HANDED_ON
 Responder = Callable[[ChatRequest], Reply]
 
 CRASH = HttpError(503, "the lab model server crashed (scripted: the task is handed on)")
+PLAN = "Read the files the issue names, make the smallest change that solves it, run the tests."
 NO_PLAYBOOK_SUMMARY = (
     "The lab model has no playbook for this issue, so it changed nothing. "
     "(Bzzz's lab model server answers from scripts; it is not a language model.)"
@@ -74,6 +76,7 @@ class PlaybookEntry:
     # What it plays when the task was handed on to the asking node by another (the task's
     # text says so: bzzz.work.HANDED_ON): the rest of the work; none: `steps` as for anyone.
     handed_steps: tuple[Reply, ...] = ()
+    plan: str = ""  # what it answers when asked for its plan (antennae.review)
 
     def __post_init__(self) -> None:
         if not self.steps:
@@ -105,6 +108,8 @@ class Playbook:
             return self.unknown
         if _consulted(request):  # a peer's worker asks this model for advice
             return Text(entry.advice or "Read the issue again and try the simplest change.")
+        if _asked(request, PLAN_SYSTEM):  # its plan, for peers to review
+            return Text(json.dumps({"plan": entry.plan or PLAN, "question_for_person": ""}))
         if entry.handed_steps and HANDED_ON in request.first_user_message():
             return step_at(entry.handed_steps, request.assistant_turns)
         if entry.title in self._crashed:  # the server "restarted": the play without it
@@ -115,6 +120,8 @@ class Playbook:
         return reply
 
     def entry_for(self, request: ChatRequest) -> PlaybookEntry | None:
+        if _asked(request, REVIEW_SYSTEM):  # a peer's plan: the lab's models approve it
+            return APPROVING
         first = request.first_user_message()
         everything = "\n".join(m.content for m in request.messages if m.role in ("system", "user"))
         for text in (first, everything):
@@ -130,6 +137,12 @@ class Playbook:
             if entry.keywords and all(_contains(words, _words(k)) for k in entry.keywords):
                 return entry
         return None
+
+
+APPROVING = PlaybookEntry(
+    title="(a peer's plan)",
+    steps=(Text(json.dumps({"verdict": "approve", "text": "The plan fits the issue."})),),
+)
 
 
 def sample_playbook(*, crash: bool = True) -> Playbook:
@@ -155,6 +168,11 @@ def sample_playbook(*, crash: bool = True) -> Playbook:
 def _reply(action: dict[str, Any]) -> Reply:
     """A playbook's step: the loop's JSON action, or "crash" (the model server fails)."""
     return CRASH if action.get("action") == "crash" else Text(json.dumps(action))
+
+
+def _asked(request: ChatRequest, system: str) -> bool:
+    first = next((m.content for m in request.messages if m.role == "system"), "")
+    return first.startswith(system[:60])
 
 
 def _consulted(request: ChatRequest) -> bool:
