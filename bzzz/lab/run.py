@@ -40,6 +40,7 @@ from bzzz.forge.github import GitHubForge
 from bzzz.forge.token import Token
 from bzzz.lab.forge import LocalForge
 from bzzz.lab.guard import Guard
+from bzzz.lab.hive import LabHive
 from bzzz.lab.model import (
     LAB_MODEL,
     LabModelServer,
@@ -47,11 +48,13 @@ from bzzz.lab.model import (
     gguf_models,
     sample_playbook,
 )
+from bzzz.lab.n8n import LabWebhook
 from bzzz.lab.processes import NodeProcess, WorkerPool, free_port
 from bzzz.lab.progress import Progress, say
 from bzzz.lab.sample import (
     EXPECTED_TASKS,
     LENT_MODEL,
+    SAMPLE_NAME,
     SAMPLE_OWNER,
     SAMPLE_REPO,
     sample_world,
@@ -105,6 +108,10 @@ class Lab:
         if count >= 2 and self.model_name == LAB_MODEL and self.model is not None:
             self.lender = LabModelServer(models={LENT_MODEL: sample_playbook()})
         self.owner_token = ""
+        # Hive lists the sample repository (the nodes' only source of repositories) and
+        # hears claims and status; n8n's webhook hears escalations.
+        self.hive = LabHive()
+        self.webhook = LabWebhook()
 
     @property
     def model_host(self) -> NodeProcess | None:
@@ -131,6 +138,9 @@ class Lab:
         for server in (self.model, self.lender):
             if server is not None:
                 server.start()
+        self.hive.start()
+        self.hive.add_repo(SAMPLE_OWNER, SAMPLE_NAME)
+        self.webhook.start()
         previous: list[str] = []
         for node in self.nodes:
             node.home.mkdir(parents=True, exist_ok=True)
@@ -145,7 +155,9 @@ class Lab:
                     "token_file": "forge.token",
                     "seconds_between_writes": 0.0,
                 },
-                tasks={"repositories": [SAMPLE_REPO], "poll_interval": self.poll_interval},
+                tasks={"repositories": [], "poll_interval": self.poll_interval},
+                hive={"url": self.hive.url, "refresh": 30.0},  # lists the sample repository
+                escalation={"webhook_url": self.webhook.hook_url()},
                 **self._role(node),
                 agent=self._agent(),
                 antennae={"review": "always", "window": 15.0},  # peers review each plan
@@ -195,6 +207,8 @@ class Lab:
         for server in (self.model, self.lender):
             if server is not None:
                 server.stop()
+        self.hive.stop()
+        self.webhook.stop()
         self.forge.stop()
         return codes
 
@@ -240,7 +254,13 @@ class Lab:
             pulls = forge.list_pull_requests(SAMPLE_REPO)
         except ForgeError as exc:
             return [f"(could not list the pull requests: {exc})"]
-        lines = []
+        statuses = [s["status"] for s in self.hive.statuses()]
+        lines = [
+            f"  Hive ({self.hive.url}) listed lab/hello and heard {len(self.hive.claims())}"
+            f" claims and {len(statuses)} status reports"
+            f" ({statuses.count('completed')} completed); the n8n webhook"
+            f" ({self.webhook.hook_url()}) got {len(self.webhook.received())} escalations",
+        ]
         for pull in sorted(pulls, key=lambda p: p.number):
             said = pull.body.splitlines()
             made = next((line for line in said if line.startswith("Made by")), "")
