@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bzzz import __version__
+from bzzz.audit.cli import add_audit_commands
 from bzzz.config import (
     ConfigError,
     load_settings,
@@ -132,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
 
     command("stop", "Ask the running node to shut down.", _stop)
+    add_audit_commands(commands)
 
     psk = command("psk", "Write a new pre-shared key file for a private network.", _psk, home=False)
     psk.add_argument("path", type=Path, help="where to write the key (must not exist)")

@@ -198,6 +198,18 @@ def _reports(report: NodeStatus) -> list[str]:
     return lines
 
 
+def _audit(report: NodeStatus) -> list[str]:
+    a = report.audit
+    if a is None:
+        return []
+    signed = (
+        f"; signed at size {a.checkpoint_size} (root {a.checkpoint_root[:16]}…)"
+        if a.checkpoint_size
+        else "; no checkpoint yet"
+    )
+    return [f"audit    {a.size} entries{signed}"]
+
+
 def _jobs(report: NodeStatus) -> list[str]:
     failing = {name: job for name, job in report.jobs.items() if job.failing_since_runs}
     return [
@@ -221,6 +233,7 @@ def render_status(report: NodeStatus) -> str:
         *_sync(report),
         *_help(report),
         *_reports(report),
+        *_audit(report),
         *_jobs(report),
         "",
         render_peers(report),

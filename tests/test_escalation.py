@@ -95,16 +95,14 @@ def test_a_quarantined_task_escalates_once_and_the_webhook_gets_it_when_it_is_ba
     assert body["issue_url"].endswith("/lab/app/issues/1")
     assert set(body) >= {"history", "session_id", "participants", "conversation", "timestamp"}
     wait_for(lambda: reports(a).get("waiting") == 0, 30, "the outbox to be empty")
-    shown = subprocess.run(
-        [sys.executable, "-m", "bzzz", "status", "--home", str(a.home)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    ).stdout
-    assert "reports  0 waiting" in shown
+    assert "reports  0 waiting" in bzzz(a, "status")
     assert len(hook.received()) == 1  # once, though the node asked twice (before and after)
     assert len([c for c in lab.get_comments(REPO, 1) if "asks a person" in c.body]) == 1
+    # The node's audit log has the task's life and the escalation, and verifies.
+    logged = bzzz(a, "audit", "show", "--task", TASK)
+    for kind in ("task_announced", "task_claimed", "task_quarantined", "escalation"):
+        assert kind in logged, logged
+    wait_for(lambda: "ok    " in bzzz(a, "audit", "verify", check=False), 30, "a checkpoint")
 
 
 def test_an_issue_held_for_a_person_is_left_alone_until_the_label_goes(
@@ -142,3 +140,13 @@ def test_a_webhook_that_is_not_registered_shows_in_bzzz_doctor(
     assert check.verdict is Verdict.FAIL
     assert 'The requested webhook "POST webhook/gone" is not registered' in check.detail
     assert "production URL" in check.detail
+
+
+def bzzz(node: NodeProcess, *command: str, check: bool = True) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "bzzz", *command, "--home", str(node.home)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=check,
+    ).stdout

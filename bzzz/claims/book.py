@@ -7,6 +7,8 @@ machine that runs while this node holds a task.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bzzz.claims.actions import Action, Phase, Settle, TaskClaim
 from bzzz.claims.matching import Market, Ranking, closed_market, position
 from bzzz.config import ClaimSettings
@@ -38,6 +40,8 @@ class BookState:
         self.moves = 0  # phase changes so far: a cheap "has anything changed?"
         self._tasks: dict[str, TaskClaim] = {}
         self._used = 0  # tasks in a busy phase, kept by _move
+        # Told of every task learnt and every phase change (the node's audit log).
+        self.on_move: Callable[[TaskClaim], None] | None = None
 
     def get(self, task_id: str) -> TaskClaim | None:
         return self._tasks.get(task_id)
@@ -99,3 +103,5 @@ class BookState:
             self._used += int(phase.busy) - int(task.phase.busy)
             task.phase = phase
             self.moves += 1
+            if self.on_move is not None:
+                self.on_move(task)

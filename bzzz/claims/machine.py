@@ -49,6 +49,8 @@ class ClaimBook(Holding):
         task = TaskClaim(task_id, model, next_check=now + self.settings.lease)
         task.unverified = verify
         self._tasks[task_id] = task
+        if self.on_move is not None:
+            self.on_move(task)
         if check_first:
             return self._check(task, now)
         return self._tick(task, now)

@@ -91,6 +91,10 @@ class Settings:
         return self.home / "outbox.db"
 
     @property
+    def audit_path(self) -> Path:
+        return self.home / "audit.db"
+
+    @property
     def token_path(self) -> Path | None:
         return self.home / self.forge.token_file if self.forge.token_file else None
 

@@ -13,6 +13,7 @@ from bzzz.gateway import GatewayParts
 from bzzz.help import HelpParts
 from bzzz.node.people import ReportParts
 from bzzz.node.status import (
+    AuditStatus,
     ClaimCounts,
     DiscoveryStatus,
     EscalationStatus,
@@ -91,6 +92,12 @@ def status_of(node: Node) -> NodeStatus:
         gateway=_gateway(p.gateway),
         help=_help(p.help),
         reports=_reports(p.reports),
+        audit=AuditStatus(
+            p.audit.size,
+            p.audit.latest.size if p.audit.latest else 0,
+            p.audit.latest.root.hex() if p.audit.latest else "",
+            p.audit.latest.timestamp if p.audit.latest else 0,
+        ),
         ignored=tuple(
             IgnoredIssue(i.task_id, i.title, i.reason)
             for i in (p.poller.ignored() if p.poller else ())

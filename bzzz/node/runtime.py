@@ -33,12 +33,14 @@ from bzzz.network.discovery import DhtDiscovery, Dialer
 from bzzz.network.gate import ConnectionEvent, ConnectionWatcher
 from bzzz.network.gossip import Gossip
 from bzzz.network.host import Stack
+from bzzz.node.audit import AuditLog
 from bzzz.node.bridges import SHUTDOWN_GRACE, MdnsBridge, WorkerEvents
 from bzzz.node.commands import worker_command
 from bzzz.node.dispatch import Dispatcher
 from bzzz.node.membership import Membership
 from bzzz.node.offering import Offering
 from bzzz.node.people import ReportParts
+from bzzz.node.recorder import Recorder
 from bzzz.node.scheduler import Scheduler
 from bzzz.node.status import NodeStatus
 from bzzz.node.sync import TaskSync
@@ -75,6 +77,7 @@ class Parts:
     gateway: GatewayParts | None
     help: HelpParts
     reports: ReportParts | None  # escalations and other reports (a node with a forge)
+    audit: AuditLog  # what this node took part in, signed
     scheduler: Scheduler
     poller: Poller | None
     events: WorkerEvents | None
@@ -180,6 +183,10 @@ class Node:
         if p.reports is not None:
             p.reports.escalator.start(nursery)
             nursery.start_soon(p.reports.sender.run)
+        recorder = Recorder(p.audit, p)
+        if p.tasks.claims is not None:
+            p.tasks.claims.book.on_move = recorder.moved
+        nursery.start_soon(p.audit.run, recorder.observe)
         await nursery.start(serve, self.settings.control_socket, self._control)
         p.sync.start()
         nursery.start_soon(p.sync.run)

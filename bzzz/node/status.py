@@ -189,6 +189,16 @@ class ReportsStatus:
 
 
 @dataclass(frozen=True)
+class AuditStatus:
+    """This node's audit log: its size and the latest checkpoint it signed."""
+
+    size: int
+    checkpoint_size: int = 0
+    checkpoint_root: str = ""  # hex
+    checkpoint_at: int = 0  # unix seconds
+
+
+@dataclass(frozen=True)
 class ClaimCounts:
     tracked: int  # tasks in the claim machine (finished ones until their retention ends)
     in_flight: int  # tasks with forge, queue or mesh actions under way
@@ -229,6 +239,7 @@ class NodeStatus:
     gateway: GatewayStatus | None = None  # None: no gateway
     help: HelpStatus | None = None
     reports: ReportsStatus | None = None  # None: no forge, nothing to report
+    audit: AuditStatus | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = _ADAPTER.dump_python(self, mode="json")

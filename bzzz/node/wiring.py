@@ -21,6 +21,7 @@ from libp2p.crypto.keys import KeyPair
 
 from bzzz import logs
 from bzzz.addresses import parse_peer_id
+from bzzz.audit.store import AuditStore
 from bzzz.capabilities import CapabilityDetector
 from bzzz.claims.arbiter import Arbiter
 from bzzz.claims.driver import ClaimDriver
@@ -39,6 +40,7 @@ from bzzz.network.gate import Allowlist, ConnectionEvent, ConnectionWatcher
 from bzzz.network.gossip import Gossip
 from bzzz.network.host import build_stack
 from bzzz.node.announcer import Announcer
+from bzzz.node.audit import AuditLog
 from bzzz.node.bridges import MdnsBridge, WorkerEvents
 from bzzz.node.collaboration import build_antennae, build_help
 from bzzz.node.dispatch import Dispatcher
@@ -209,6 +211,7 @@ def build_node(
     parts = Parts(
         help=help_parts,
         reports=reports,
+        audit=AuditLog(AuditStore(settings.audit_path), str(peer_id), key_pair.private_key),
         settings=settings,
         peer_id=peer_id,
         stack=stack,

@@ -1,0 +1,78 @@
+"""`bzzz audit show|verify`: the node's audit log, read from its home (the node need not
+run). Parsers and handlers; the work lives in bzzz.audit.store and bzzz.audit.verify."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TypeAlias
+
+from bzzz.audit.store import AuditStore
+from bzzz.audit.verify import problems
+from bzzz.config import load_settings, resolve_home
+from bzzz.errors import ExitCode
+from bzzz.identity import load_identity, peer_id_of
+
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+HOME_HELP = "node home directory (default: $BZZZ_HOME or ~/.bzzz)"
+
+
+def add_audit_commands(commands: Commands) -> None:
+    help_text = "The node's signed audit log: what it took part in."
+    audit = commands.add_parser("audit", help=help_text, description=help_text)
+    actions = audit.add_subparsers(required=True, metavar="ACTION")
+    show = actions.add_parser("show", help="list entries, oldest first")
+    show.set_defaults(handler=_show)
+    show.add_argument("--home", help=HOME_HELP)
+    show.add_argument("--task", default="", help="only this task's (OWNER/REPO#NUMBER)")
+    show.add_argument("--type", default="", help="only this type (task_claimed, escalation...)")
+    show.add_argument("--since", default="", help="only at or after this time (ISO 8601, UTC)")
+    show.add_argument("--limit", type=int, default=1000, help="at most this many")
+    show.add_argument("--json", action="store_true", help="the entries as stored")
+    verify = actions.add_parser(
+        "verify",
+        help="check the log against the checkpoints this node signed",
+        description="Check every entry's hash, every checkpoint's signature (by this node's"
+        " key, read from its peer ID) and that each checkpoint's root is the root of the"
+        " entries it covers. Exit 0 when all hold, 1 when something does not.",
+    )
+    verify.set_defaults(handler=_verify)
+    verify.add_argument("--home", help=HOME_HELP)
+
+
+def _store(args: argparse.Namespace) -> tuple[AuditStore, str]:
+    settings = load_settings(resolve_home(args.home))
+    origin = peer_id_of(load_identity(settings.identity_path)).to_base58()
+    return AuditStore(settings.audit_path), origin
+
+
+def _show(args: argparse.Namespace) -> int:
+    store, _ = _store(args)
+    for entry in store.entries(task=args.task, type=args.type, since=args.since, limit=args.limit):
+        if args.json:
+            print(entry.leaf.decode("utf-8"))
+            continue
+        fields = json.loads(entry.leaf)
+        details = " ".join(
+            f"{k}={v}"
+            for k, v in fields.items()
+            if k not in ("type", "at", "task") and v not in ("", [], 0)
+        )
+        print(f"{entry.index:>6}  {entry.at}  {entry.type:<18} {entry.task:<20} {details}")
+    return ExitCode.OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    store, origin = _store(args)
+    found = problems(store, origin)
+    checkpoints = store.checkpoints()
+    if found:
+        for problem in found:
+            print(f"FAIL  {problem}")
+        return 1
+    latest = f", the latest at size {checkpoints[-1][0]}" if checkpoints else ""
+    print(
+        f"ok    {store.size()} entries; {len(checkpoints)} checkpoints signed by {origin}{latest},"
+        " each the root of the entries it covers"
+    )
+    return ExitCode.OK

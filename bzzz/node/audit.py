@@ -1,0 +1,69 @@
+"""The node's audit log (bzzz/audit/): what it takes part in, appended to its own log and
+covered by checkpoints it signs with its identity key. Trio-owned; the store is written
+in a thread.
+
+`Recorder.observe` compares the node's parts with what it saw last (the task table, the
+help it asked and gave, escalations, plan reviews, its peers) and records each change
+once; the loop appends what was recorded, and signs a checkpoint when the log grew (at
+most every CHECKPOINT_EVERY seconds), so that a later rewrite of what a checkpoint covers
+is evident.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import trio
+from libp2p.crypto.keys import PrivateKey
+
+from bzzz.audit.checkpoint import Checkpoint, sign, to_text
+from bzzz.audit.merkle import root_of_hashes
+from bzzz.audit.store import AuditStore
+from bzzz.protocol import utc_now
+
+log = logging.getLogger(__name__)
+
+FLUSH_EVERY = 1.0  # seconds between appends of what was recorded
+CHECKPOINT_EVERY = 10.0  # seconds at least between two checkpoints
+TEXT_CHARS = 300  # of free text in an entry (never whole outputs)
+
+
+class AuditLog:
+    def __init__(self, store: AuditStore, origin: str, key: PrivateKey) -> None:
+        self.store = store
+        self.origin = origin  # this node's peer ID: anyone can verify its checkpoints
+        self._key = key
+        self._pending: list[dict[str, Any]] = []
+        self.size = 0
+        self.latest: Checkpoint | None = None
+        self._signed_at = -CHECKPOINT_EVERY
+
+    def record(self, type_: str, **fields: Any) -> None:
+        """Record an event (trio thread); it reaches the store within FLUSH_EVERY."""
+        entry = {"type": type_, "at": utc_now().isoformat(timespec="milliseconds")}
+        for key, value in fields.items():
+            entry[key] = value[:TEXT_CHARS] if isinstance(value, str) else value
+        self._pending.append(entry)
+
+    async def run(self, observe: Callable[[], None]) -> None:
+        self.size = await trio.to_thread.run_sync(self.store.size)
+        while True:
+            observe()
+            if self._pending:
+                batch, self._pending = self._pending, []
+                self.size = await trio.to_thread.run_sync(self.store.append, batch)
+            now = trio.current_time()
+            grown = self.latest is None or self.latest.size != self.size
+            if grown and self.size and now - self._signed_at >= CHECKPOINT_EVERY:
+                self._signed_at = now
+                self.latest = await trio.to_thread.run_sync(self._checkpoint, self.size)
+            await trio.sleep(FLUSH_EVERY)
+
+    def _checkpoint(self, size: int) -> Checkpoint:
+        root = root_of_hashes(self.store.leaf_hashes(size))
+        checkpoint = sign(self._key, self.origin, size, root, int(time.time()))
+        self.store.keep_checkpoint(size, to_text(checkpoint))
+        return checkpoint
