@@ -65,6 +65,11 @@ def test_claims_wait_for_live_workers_and_a_claim_no_worker_starts_is_let_go(
         pools.append(Workers(other, record))
         wait_for(lambda: (second, "other") in ran(record), 60, "other to run the second task")
         assert ran(record) == [(task, "alone"), (second, "other")]
+        wait_for(  # the worker records the run before its node edits the claim
+            lambda: any(n.state is ClaimState.DONE for n in claim_notes(forge, number_of(second))),
+            10,
+            "the forge to record it done",
+        )
         notes = claim_notes(forge, number_of(second))
         assert {n.node for n in notes if n.state is ClaimState.FAILED} == set()  # no attempt
         assert [n.state for n in notes if n.node == "other"] == [ClaimState.DONE]
