@@ -4,12 +4,14 @@ found by `bzzz audit verify`'s check."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from bzzz.audit.checkpoint import Checkpoint, body, sign, to_text
+from bzzz.audit.export import check, export
 from bzzz.audit.merkle import leaf_hash, root_of_hashes
 from bzzz.audit.store import AuditStore
 from bzzz.audit.verify import problems
@@ -98,3 +100,15 @@ def test_a_checkpoint_signed_by_another_key_is_found(
     edit(store, "UPDATE checkpoints SET text = ? WHERE size = 12", to_text(own))
     (found,) = problems(store, origin)
     assert found.startswith("checkpoint at size 12: made by ")
+
+
+def test_an_export_is_checked_offline_and_a_forged_entry_fails(
+    log: tuple[AuditStore, str, object],
+) -> None:
+    store, _, _ = log
+    exported = json.loads(json.dumps(export(store, task="lab/app#3")))  # as written to a file
+    assert [e["index"] for e in exported["entries"]] == [3, 7, 11]
+    assert check(exported) == []
+    forged = exported["entries"][1]
+    forged["entry"] = forged["entry"].replace("task_claimed", "task_failed")
+    assert check(exported) == ["entry 7: not in the checkpoint's tree"]

@@ -1,4 +1,4 @@
-"""`bzzz audit show|verify`: the node's audit log, read from its home (the node need not
+"""`bzzz audit show|verify|export`: the node's audit log, read from its home (the node need not
 run). Parsers and handlers; the work lives in bzzz.audit.store and bzzz.audit.verify."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import argparse
 import json
 from typing import TypeAlias
 
+from bzzz.audit.export import export
 from bzzz.audit.store import AuditStore
 from bzzz.audit.verify import problems
 from bzzz.config import load_settings, resolve_home
@@ -38,6 +39,17 @@ def add_audit_commands(commands: Commands) -> None:
     )
     verify.set_defaults(handler=_verify)
     verify.add_argument("--home", help=HOME_HELP)
+    exporting = actions.add_parser(
+        "export",
+        help="write entries with their proofs and the latest checkpoint, as JSON",
+        description="Write the entries covered by the latest checkpoint (all, or a task's"
+        " or type's), each with its RFC 6962 inclusion proof, and the checkpoint's signed"
+        " text: what a third party checks offline (docs/audit.md).",
+    )
+    exporting.set_defaults(handler=_export)
+    exporting.add_argument("--home", help=HOME_HELP)
+    exporting.add_argument("--task", default="", help="only this task's entries")
+    exporting.add_argument("--type", default="", help="only this type's entries")
 
 
 def _store(args: argparse.Namespace) -> tuple[AuditStore, str]:
@@ -59,6 +71,12 @@ def _show(args: argparse.Namespace) -> int:
             if k not in ("type", "at", "task") and v not in ("", [], 0)
         )
         print(f"{entry.index:>6}  {entry.at}  {entry.type:<18} {entry.task:<20} {details}")
+    return ExitCode.OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    store, _ = _store(args)
+    print(json.dumps(export(store, task=args.task, type_=args.type), indent=1))
     return ExitCode.OK
 
 
