@@ -9,7 +9,7 @@ may be of another version.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -69,6 +69,7 @@ class EventKind(StrEnum):
     STARTED = "started"
     HEARTBEAT = "heartbeat"
     HELP = "help"  # the worker lacks a capability or is stuck
+    AUDIT = "audit"  # an entry for the node's audit log (a command run, model calls, a diff)
     FINISHED = "finished"
 
 
@@ -85,6 +86,7 @@ class TaskEvent:
     duration_ms: int = 0
     progress: str = ""
     nonce: str = ""  # the claim it ran under (TaskSpec.nonce)
+    entry: dict[str, Any] = field(default_factory=dict)  # an AUDIT event's
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,12 +66,16 @@ class Context:
     token: Token | None
     holds: bool = True
     progress_seen: list[str] = field(default_factory=list)
+    audited: list[dict[str, Any]] = field(default_factory=list)
 
     def still_holds(self) -> bool:
         return self.holds
 
     def progress(self, text: str) -> None:
         self.progress_seen.append(text)
+
+    def audit(self, entry: dict[str, Any]) -> None:
+        self.audited.append(entry)
 
 
 @pytest.fixture

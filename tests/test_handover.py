@@ -192,18 +192,31 @@ def test_a_task_is_handed_on_and_its_successor_delivers_from_the_holder_s_branch
     (asked,) = lab.nodes["node-a"].status_json()["help"]["asked"]  # type: ignore[index]
     assert (asked["kind"], asked["helper"], asked["outcome"]) == ("handoff", "node-c", "handed on")
     assert asked["offers"] == ["node-c"]  # node-b lacks the model: it did not offer
+
+    # node-c's audit log: the takeover, its worker's commands (exit codes, output hashes),
+    # its model calls and its diff; the log verifies against its checkpoints.
+    def logged() -> str:
+        return bzzz("audit", c, "show", "--task", TASK)
+
+    wait_for(lambda: "worker_diff" in logged(), 30, "node-c's worker's entries")
+    audited = logged()
+    for kind in ("task_takeover", "task_claimed", "worker_command", "worker_model_calls"):
+        assert kind in audited, audited
+    assert "exit_code=0" in audited
+    assert "output_sha256=" in audited
+    wait_for(lambda: "ok    " in bzzz("audit", c, "verify", check=False), 30, "a checkpoint")
     shown = bzzz("tasks", lab.nodes["node-a"]) + bzzz("status", c)
     assert "for a node to take it over (coder): 1 asks, offers from node-c; handed on" in shown
     assert "took 1 tasks over" in shown
 
 
-def bzzz(command: str, node: NodeProcess) -> str:
+def bzzz(command: str, node: NodeProcess, *more: str, check: bool = True) -> str:
     return subprocess.run(
-        [sys.executable, "-m", "bzzz", command, "--home", str(node.home)],
+        [sys.executable, "-m", "bzzz", command, *more, "--home", str(node.home)],
         capture_output=True,
         text=True,
         timeout=30,
-        check=True,
+        check=check,
     ).stdout
 
 

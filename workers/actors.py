@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,8 +84,16 @@ class Lease:
 
 
 class _Context:
-    def __init__(self, lease: Lease, settings: Settings, forge: Forge, token: Token | None) -> None:
+    def __init__(
+        self,
+        lease: Lease,
+        settings: Settings,
+        forge: Forge,
+        token: Token | None,
+        audit: Callable[[dict[str, Any]], None] = lambda entry: None,
+    ) -> None:
         self._lease = lease
+        self.audit = audit
         self.settings = settings
         self.forge = forge
         self.token = token
@@ -151,7 +160,9 @@ def declare(
             finish(Outcome(False, "failure", spec.issue_url, reason))
             return
         event(EventKind.STARTED)
-        context = _Context(lease, settings, forge, token)
+        context = _Context(
+            lease, settings, forge, token, lambda entry: event(EventKind.AUDIT, entry=entry)
+        )
         stop = threading.Event()
 
         def beat() -> None:

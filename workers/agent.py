@@ -6,6 +6,7 @@ Configure it with `workers.executor = "workers.agent:run"`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import time
@@ -252,6 +253,15 @@ def _reason(
         nonlocal steps
         steps += 1
         context.progress(f"step {steps}: {step.command[:100]} -> {step.exit_code}")
+        context.audit(
+            {
+                "type": "command",
+                "step": steps,
+                "command": step.command[:300],
+                "exit_code": step.exit_code,
+                "output_sha256": hashlib.sha256(step.output.encode("utf-8", "replace")).hexdigest(),
+            }
+        )
 
     loop = run_loop(
         task,
@@ -264,6 +274,17 @@ def _reason(
         helper=helper,
         diff=workspace.diff,
     )
+    context.audit(
+        {
+            "type": "model_calls",
+            "model": choice.name,
+            "calls": loop.model_calls,
+            "tokens": loop.tokens,
+            "served_by": dict(chat.served_by) or {context.settings.node.name: loop.model_calls},
+        }
+    )
+    diff = workspace.diff().encode("utf-8", "replace")
+    context.audit({"type": "diff", "sha256": hashlib.sha256(diff).hexdigest(), "bytes": len(diff)})
     return loop, dict(chat.served_by)
 
 

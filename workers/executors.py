@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from bzzz.config import Settings
 from bzzz.forge.api import Forge
@@ -54,6 +54,10 @@ class Context(Protocol):
         ...
 
     def progress(self, text: str) -> None: ...
+
+    def audit(self, entry: dict[str, Any]) -> None:
+        """An entry for the node's audit log: `type` and short fields (no outputs)."""
+        ...
 
 
 Executor = Callable[[TaskSpec, Context], Outcome]

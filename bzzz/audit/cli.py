@@ -68,7 +68,7 @@ def _show(args: argparse.Namespace) -> int:
         details = " ".join(
             f"{k}={v}"
             for k, v in fields.items()
-            if k not in ("type", "at", "task") and v not in ("", [], 0)
+            if k not in ("type", "at", "task") and v not in ("", [], None)
         )
         print(f"{entry.index:>6}  {entry.at}  {entry.type:<18} {entry.task:<20} {details}")
     return ExitCode.OK

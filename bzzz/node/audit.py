@@ -23,6 +23,7 @@ from bzzz.audit.checkpoint import Checkpoint, sign, to_text
 from bzzz.audit.merkle import root_of_hashes
 from bzzz.audit.store import AuditStore
 from bzzz.protocol import utc_now
+from bzzz.work import TaskEvent
 
 log = logging.getLogger(__name__)
 
@@ -67,3 +68,27 @@ class AuditLog:
         checkpoint = sign(self._key, self.origin, size, root, int(time.time()))
         self.store.keep_checkpoint(size, to_text(checkpoint))
         return checkpoint
+
+
+WORKER_TYPES = frozenset({"command", "model_calls", "diff"})
+WORKER_FIELDS = 12
+
+
+def worker_entry(audit: AuditLog, event: TaskEvent) -> None:
+    """A worker's entry (a command it ran, its model calls, its diff): kept bounded, with
+    the task and the worker, as `worker_<type>`."""
+    entry = event.entry
+    kind = entry.get("type")
+    if kind not in WORKER_TYPES:
+        return
+    fields: dict[str, Any] = {}
+    for key, value in list(entry.items())[:WORKER_FIELDS]:
+        if key == "type" or not isinstance(key, str) or len(key) > 40:
+            continue
+        if isinstance(value, dict):  # counts by node: ints only
+            fields[key] = {
+                str(k)[:100]: v for k, v in list(value.items())[:16] if isinstance(v, int)
+            }
+        elif isinstance(value, str | int | bool):
+            fields[key] = value
+    audit.record(f"worker_{kind}", task=event.task_id, worker=event.worker, **fields)

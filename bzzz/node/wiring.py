@@ -40,7 +40,7 @@ from bzzz.network.gate import Allowlist, ConnectionEvent, ConnectionWatcher
 from bzzz.network.gossip import Gossip
 from bzzz.network.host import build_stack
 from bzzz.node.announcer import Announcer
-from bzzz.node.audit import AuditLog
+from bzzz.node.audit import AuditLog, worker_entry
 from bzzz.node.bridges import MdnsBridge, WorkerEvents
 from bzzz.node.collaboration import build_antennae, build_help
 from bzzz.node.dispatch import Dispatcher
@@ -208,10 +208,11 @@ def build_node(
     if reports is not None:
         help_parts.asker.on_unhelped = partial(reports.escalate, Trigger.HELP_NOT_FOUND)
     build_antennae(help_parts, settings, membership, gossip.publish, reports)
+    audit = AuditLog(AuditStore(settings.audit_path), str(peer_id), key_pair.private_key)
     parts = Parts(
         help=help_parts,
         reports=reports,
-        audit=AuditLog(AuditStore(settings.audit_path), str(peer_id), key_pair.private_key),
+        audit=audit,
         settings=settings,
         peer_id=peer_id,
         stack=stack,
@@ -236,7 +237,7 @@ def build_node(
         scheduler=Scheduler(),
         poller=poller,
         events=(
-            WorkerEvents(broker, _task_events(claims, offering), offering.on_beat)
+            WorkerEvents(broker, _task_events(claims, offering, audit), offering.on_beat)
             if claims and broker
             else None
         ),
@@ -322,8 +323,13 @@ def _gateway(
     return GatewayParts(gateway, mesh, upstream, host_name, port, config.max_request_bytes)
 
 
-def _task_events(claims: ClaimDriver, offering: Offering) -> Callable[[TaskEvent], None]:
+def _task_events(
+    claims: ClaimDriver, offering: Offering, audit: AuditLog
+) -> Callable[[TaskEvent], None]:
     def on_event(event: TaskEvent) -> None:
+        if event.kind is EventKind.AUDIT:
+            worker_entry(audit, event)
+            return
         if event.kind is EventKind.FINISHED and event.result_type == DECLINED:
             offering.declined(event.reason)
         claims.on_event(event)
