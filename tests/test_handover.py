@@ -170,6 +170,8 @@ def test_a_task_is_handed_on_and_its_successor_delivers_from_the_holder_s_branch
     (pull,) = reader.list_pull_requests(REPO)
     assert "It continues the work of node **node-a**, which handed the task on" in pull.body
     assert "Made by Bzzz node **node-c**" in pull.body
+    assert "of node **node-c**'s log" in pull.body  # where its audit entries are
+    assert "covered by its checkpoint at size" in pull.body
     said = [c.body for c in reader.get_comments(REPO, 1) if "bzzz-claim" not in c.body]
     assert len(said) == 1
     assert "node **node-a** handed this task on to node **node-c**" in said[0], said

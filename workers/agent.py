@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from bzzz.config import Settings
+from bzzz.control import ControlError, request
 from bzzz.forge.api import ForgeError, Issue
 from bzzz.forge.token import Token
 from bzzz.work import TaskSpec
@@ -148,7 +150,12 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
                 problem = loop.reason
         if problem is not None:
             return let_go(problem, workspace)
-        facts = replace(facts, seconds=time.monotonic() - started, served_by=served_by)
+        facts = replace(
+            facts,
+            seconds=time.monotonic() - started,
+            served_by=served_by,
+            provenance=_provenance(settings, spec.task_id),
+        )
         log.info(
             "%s: %s after %d commands, %d model calls, %d tokens",
             spec.task_id,
@@ -286,6 +293,25 @@ def _reason(
     diff = workspace.diff().encode("utf-8", "replace")
     context.audit({"type": "diff", "sha256": hashlib.sha256(diff).hexdigest(), "bytes": len(diff)})
     return loop, dict(chat.served_by)
+
+
+def _provenance(settings: Settings, task_id: str) -> str:
+    """Where this task's entries are in the node's audit log, and the checkpoint that
+    covers them (asked of the node; "" if it cannot say)."""
+    try:
+        where = request(settings.control_socket, {"cmd": "audit", "task_id": task_id}, 30.0)
+    except (ControlError, OSError, ValueError):
+        return ""
+    entries, size = where.get("entries") or [], where.get("checkpoint_size") or 0
+    if not isinstance(entries, list) or not entries or not isinstance(size, int) or not size:
+        return ""
+    return (
+        f"\nAudit: entries {entries[0]} to {entries[-1]} of node **{settings.node.name}**'s log"
+        f" ({len(entries)} for this task), covered by its checkpoint at size {size}"
+        f" (root `{str(where.get('checkpoint_root', ''))[:16]}…`, signed by"
+        f" `{where.get('origin', '')}`); `bzzz audit export --task {task_id}` on that node"
+        " gives them with their proofs.\n"
+    )
 
 
 def _files(root: Path, limit: int = 300) -> tuple[str, ...]:

@@ -39,6 +39,7 @@ class RunFacts:
     model_note: str = ""  # why this model (workers.models.ModelChoice.why)
     served_by: Mapping[str, int] = field(default_factory=dict)  # answers per node's model
     review: str = ""  # the plan's review by peers, as markdown ("" for none)
+    provenance: str = ""  # where the task's entries are in the node's audit log
 
 
 def deliver(
@@ -92,7 +93,7 @@ def open_or_update_pull_request(
         model=run.model,
         model_note=_note(run),
         served=served(run),
-        handed=_handed(spec),
+        handed=_handed(spec) + run.provenance,
         steps=len(loop.steps),
         duration=_duration(run.seconds),
         help=_help(loop.help),
@@ -140,7 +141,7 @@ def report_failure(
         model=run.model or "(none)",
         model_note=_note(run),
         served=served(run),
-        handed=_handed(spec),
+        handed=_handed(spec) + run.provenance,
         steps=len(steps),
         duration=_duration(run.seconds),
         help=_help(loop.help) if loop is not None else "",

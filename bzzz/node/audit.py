@@ -63,6 +63,25 @@ class AuditLog:
                 self.latest = await trio.to_thread.run_sync(self._checkpoint, self.size)
             await trio.sleep(FLUSH_EVERY)
 
+    async def position(self, task_id: str) -> dict[str, Any]:
+        """Where a task's entries are in this log, and a checkpoint that covers them all
+        (signed now if the latest does not): for the pull request's description."""
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self.size = await trio.to_thread.run_sync(self.store.append, batch)
+        if self.size and (self.latest is None or self.latest.size != self.size):
+            self._signed_at = trio.current_time()
+            self.latest = await trio.to_thread.run_sync(self._checkpoint, self.size)
+        entries = await trio.to_thread.run_sync(
+            lambda: [e.index for e in self.store.entries(task=task_id, limit=10_000)]
+        )
+        return {
+            "origin": self.origin,
+            "entries": entries,
+            "checkpoint_size": self.latest.size if self.latest else 0,
+            "checkpoint_root": self.latest.root.hex() if self.latest else "",
+        }
+
     def _checkpoint(self, size: int) -> Checkpoint:
         root = root_of_hashes(self.store.leaf_hashes(size))
         checkpoint = sign(self._key, self.origin, size, root, int(time.time()))

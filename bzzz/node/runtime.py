@@ -330,8 +330,10 @@ class Node:
                 return {"stopping": True}
             case "help" | "handoff" | "review":
                 return await worker_command(self.parts.help, command)
+            case "audit":
+                return await self.parts.audit.position(str(command.get("task_id", ""))[:256])
             case other:
-                known = "status, stop, help, handoff, review"
+                known = "status, stop, help, handoff, review, audit"
                 return {"error": f"unknown command {other!r}; known: {known}"}
 
     def addrs(self) -> list[str]:
