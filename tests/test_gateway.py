@@ -146,6 +146,8 @@ def test_one_node_s_gateway_answers_with_another_node_s_model(
     wait_for(lambda: "c" in connected(a), 30, "a to reconnect to c")
     # (it may have counted c dead meanwhile: then until c is alive again with its model)
     wait_for(lambda: "c" in alive_names(a), 30, "a to hear c again")
+    # and its model: a restarted c's first capabilities may come before it read its models
+    wait_for(lambda: "only-c:latest" in peer_models(a, "c"), 30, "a to see c's model again")
     assert through_a.chat("only-c", messages).message.content == "C answers, through the mesh"
     after = a.status_json()
     assert after is not None
