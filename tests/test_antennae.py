@@ -1,5 +1,5 @@
 """Plans reviewed by peers (Antennae), with real nodes in separate processes, their own
-scripted model servers, the local forge and the lab's n8n stand-in: node-a holds the
+scripted model servers, the local forge and the lab's n8n and Hive stand-ins: node-a holds the
 task; node-b and node-c review its plans. An objection makes node-a's model revise the
 plan, then work starts with the agreed plan and the pull request carries the review; a
 review that never converges escalates once and leaves the task for a person."""
@@ -18,6 +18,7 @@ from bzzz.config import load_settings
 from bzzz.forge.github import GitHubForge
 from bzzz.forge.token import Token
 from bzzz.lab.forge import LocalForge
+from bzzz.lab.hive import LabHive
 from bzzz.lab.model import LabModelServer, Text, done_step, run_step
 from bzzz.lab.model.chat import ChatRequest
 from bzzz.lab.model.steps import Reply
@@ -92,6 +93,7 @@ class Lab:
     nodes: dict[str, NodeProcess]
     holder: Holder
     hook: LabWebhook
+    hive: LabHive
 
 
 @contextlib.contextmanager
@@ -102,6 +104,8 @@ def antennae_lab(
     with contextlib.ExitStack() as stack:
         forge = stack.enter_context(seeded_forge(WORLD, "bzzz-antennae-"))
         hook = stack.enter_context(LabWebhook())
+        hive = stack.enter_context(LabHive())
+        hive.add_repo("lab", "app")  # beside tasks.repositories: the nodes report to it
         servers = {
             "node-a": LabModelServer(models={"coder": holder}),
             "node-b": LabModelServer(models={"critic": Critic(stubborn)}),
@@ -124,6 +128,7 @@ def antennae_lab(
                 agent={"model_timeout": 30.0},
                 antennae={"review": "always", "window": 20.0, "max_rounds": rounds},
                 escalation={"webhook_url": hook.hook_url()},
+                hive={"url": hive.url, "refresh": 1.0},
             )
         try:
             choose_backend(load_settings(nodes["node-a"].home).sandbox)
@@ -135,7 +140,7 @@ def antennae_lab(
             lambda: reviewers_known(nodes["node-a"]), 30, "node-a to know the reviewers' models"
         )
         pools.append(Workers(nodes["node-a"], nodes["node-a"].home / "unused.jsonl"))
-        yield Lab(forge, nodes, holder, hook)
+        yield Lab(forge, nodes, holder, hook, hive)
 
 
 def reviewers_known(node: NodeProcess) -> bool:
@@ -190,6 +195,13 @@ def test_a_review_that_does_not_converge_escalates_once_and_the_task_waits(
         asked = [c for c in reader.get_comments(REPO, 1) if "asks a person" in c.body]
         assert len(asked) == 1
         assert "(no consensus)" in asked[0].body
+        wait_for(
+            lambda: any(s["status"] == "escalated" for s in lab.hive.statuses()), 30, "Hive to hear"
+        )
+        (escalated,) = [s for s in lab.hive.statuses() if s["status"] == "escalated"]
+        assert escalated["task_number"] == 1
+        assert escalated["results"]["trigger"] == "no_consensus"
+        assert escalated["metadata"]["session_id"] == body["session_id"]
         a = lab.nodes["node-a"]
         wait_for(lambda: task_states(a).get(TASK) in ("seen", "closed"), 60, "node-a to let it go")
         assert reader.list_pull_requests(REPO) == []
