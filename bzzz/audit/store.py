@@ -10,13 +10,14 @@ signed checkpoints make any later rewrite of what they cover evident.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 from bzzz.audit.entry import canonical
 from bzzz.audit.merkle import leaf_hash
+from bzzz.dbfile import connection
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -50,14 +51,8 @@ class AuditStore:
         with self._db() as db:
             db.executescript(SCHEMA)
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10.0)
-        try:
-            with db:
-                yield db
-        finally:
-            db.close()
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connection(self.path)
 
     def append(self, entries: list[Mapping[str, object]]) -> int:
         """Append entries (each with "type", "at" and, if about a task, "task"); the log's

@@ -21,6 +21,8 @@ from bzzz.tasks.table import TaskRecord
 
 log = logging.getLogger(__name__)
 
+NOTED_KEPT = 10_000  # report keys remembered in memory; forgotten ones only cost a lookup
+
 # The task table's states that Hive hears of, and as what.
 STATUS_OF = {
     "running": "in_progress",
@@ -54,6 +56,8 @@ class HiveReports:
                 key = f"hive:{record.task_id}:{status}:{record.attempts}"
                 made.append((key, {"op": "status", "status": status, "results": results, **base}))
         new = [(key, body) for key, body in made if key not in self._noted]
+        if len(self._noted) + len(new) > NOTED_KEPT:  # the outbox's keys still dedupe
+            self._noted.clear()
         self._noted.update(key for key, _ in new)
         return new
 

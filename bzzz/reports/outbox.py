@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from bzzz.dbfile import connection
 
 FIRST_WAIT = 5.0
 KEEP_DELIVERED = 7 * 86_400.0
@@ -73,14 +74,8 @@ class Outbox:
         with self._db() as db:
             db.executescript(SCHEMA)
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10.0)
-        try:
-            with db:
-                yield db
-        finally:
-            db.close()
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connection(self.path)
 
     def add(self, key: str, target: str, body: dict[str, Any], now: float | None = None) -> bool:
         """Keep a report to deliver; False if one with this key was kept already."""
