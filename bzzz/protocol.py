@@ -34,6 +34,7 @@ class Topic(StrEnum):
     TASK_HELP_REQUEST = "task_help_request"
     TASK_HELP_RESPONSE = "task_help_response"
     ANTENNAE = "antennae/meta-discussion/v1"  # beside the brief's seven: plans reviewed
+    AUDIT = "audit/checkpoints/v1"  # beside them too: the audit logs' signed checkpoints
 
 
 class DropReason(StrEnum):
@@ -236,6 +237,23 @@ class AntennaeMessage(Message):
     reviewers: Annotated[list[NodeId], Field(max_length=MAX_REVIEWERS)] | None = None  # a plan's
 
 
+CHECKPOINT_CHARS = 1024  # a signed checkpoint's text is about 250
+
+
+class AuditCheckpoint(Message):
+    """A node's latest signed checkpoint of its audit log (bzzz.audit.checkpoint), or,
+    with `conflicting`, proof that a node equivocated: two checkpoints it signed for one
+    size with different roots, relayed by whoever found them. The signatures are checked
+    by the receiver, not here."""
+
+    topic = Topic.AUDIT
+
+    type: Literal["audit_checkpoint"] = "audit_checkpoint"
+    node_id: NodeId
+    checkpoint: Annotated[str, StringConstraints(min_length=1, max_length=CHECKPOINT_CHARS)]
+    conflicting: Annotated[str, StringConstraints(max_length=CHECKPOINT_CHARS)] | None = None
+
+
 MODELS: Mapping[Topic, type[Message]] = {
     model.topic: model
     for model in (
@@ -247,6 +265,7 @@ MODELS: Mapping[Topic, type[Message]] = {
         TaskHelpRequest,
         TaskHelpResponse,
         AntennaeMessage,
+        AuditCheckpoint,
     )
 }
 

@@ -207,7 +207,14 @@ def _audit(report: NodeStatus) -> list[str]:
         if a.checkpoint_size
         else "; no checkpoint yet"
     )
-    return [f"audit    {a.size} entries{signed}"]
+    lines = [f"audit    {a.size} entries{signed}"]
+    if a.problem:
+        lines.append(f"audit    THIS NODE'S LOG IS NOT WHAT IT SIGNED: {a.problem}")
+    if a.replicas:
+        held = ", ".join(f"{r.node_id} at {r.checkpoint_size}" for r in a.replicas)
+        lines.append(f"audit    replicas verified: {held}")
+    lines += [f"audit    ALARM {x.node_id}: {x.fault}: {x.detail}" for x in a.alarms]
+    return lines
 
 
 def _jobs(report: NodeStatus) -> list[str]:

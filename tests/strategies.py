@@ -82,6 +82,13 @@ BRIEF_SAMPLES: dict[Topic, dict[str, Any]] = {
         "text": "Add tests for utils.parse first, then fix the off-by-one.",
         "timestamp": "2025-07-12T02:00:10Z",
     },
+    # Not in the brief: the audit logs' checkpoints (the seed's "Hypercore logging").
+    Topic.AUDIT: {
+        "type": "audit_checkpoint",
+        "node_id": "pi-node-2",
+        "checkpoint": "12D3KooWA\n1\nAAAA\n1752285610\n\n\u2014 12D3KooWA AAAA\n",
+        "timestamp": "2025-07-12T02:00:10Z",
+    },
 }
 
 SENDER_FIELDS = ("node_id", "from_node")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,3 +114,34 @@ def test_an_export_is_checked_offline_and_a_forged_entry_fails(
     forged = exported["entries"][1]
     forged["entry"] = forged["entry"].replace("task_claimed", "task_failed")
     assert check(exported) == ["entry 7: not in the checkpoint's tree"]
+
+
+VERIFIER = Path(__file__).parent.parent / "docs" / "audit_verify.py"
+
+
+def test_the_documented_verifier_checks_an_export_without_bzzz(
+    log: tuple[AuditStore, str, object], tmp_path: Path
+) -> None:
+    """docs/audit_verify.py, run as a plain script (the standard library and an Ed25519
+    library), agrees with bzzz's own check, for every entry and for a forged one."""
+    store, origin, _ = log
+    path = tmp_path / "export.json"
+
+    def verifier(exported: dict[str, object], *peer: str) -> subprocess.CompletedProcess[str]:
+        path.write_text(json.dumps(exported))
+        command = [sys.executable, "-I", str(VERIFIER), str(path), *peer]
+        return subprocess.run(command, capture_output=True, text=True, check=False, cwd=tmp_path)
+
+    exported = export(store)
+    assert len(exported["entries"]) == 12
+    done = verifier(exported, origin)
+    assert (done.returncode, done.stdout) == (
+        0,
+        "ok    12 entries in the signed checkpoint's tree\n",
+    )
+    assert verifier(exported, "12D3KooWSomeoneElse").returncode == 1
+    exported["entries"][4]["entry"] = exported["entries"][4]["entry"].replace("#0", "#9")
+    done = verifier(exported)
+    assert (done.returncode, done.stdout) == (1, "FAIL  entry 4 is not in the checkpoint's tree\n")
+    exported["checkpoint"] = exported["checkpoint"].replace("\n12\n", "\n11\n")
+    assert "signature does not hold" in verifier(exported).stdout

@@ -34,6 +34,7 @@ def test_every_topic_of_the_brief_has_a_model() -> None:
         "task_help_request",
         "task_help_response",
         "antennae/meta-discussion/v1",  # the architecture seed's, beside the brief's seven
+        "audit/checkpoints/v1",  # the audit logs' checkpoints (the seed's Hypercore logging)
     }
     assert set(MODELS) == set(Topic)
 

@@ -8,6 +8,7 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,6 +72,7 @@ def flow_node(
     model: LabModelServer,
     name: str,
     bootstrap: list[str],
+    **sections: dict[str, Any],
 ) -> NodeProcess:
     return claim_node(
         make_node,
@@ -82,6 +84,7 @@ def flow_node(
         capabilities={"ollama_host": model.url},
         agent={"model": "lab", "model_timeout": 20.0},
         git={"author_name": name, "author_email": f"{name}@lab.invalid"},
+        **sections,
     )
 
 

@@ -61,6 +61,47 @@ def root_of_hashes(hashes: Sequence[bytes], size: int | None = None) -> bytes:
     return _subtree(hashes, 0, size) if size else EMPTY_ROOT
 
 
+class Frontier:
+    """A growing tree's right edge: the roots of its full subtrees, largest first (a
+    "compact range" from 0), so that appending a leaf and taking the root cost O(log n)
+    and memory O(log n), however long the log. RFC 6962's root is these roots folded
+    from the right: MTH of 7 leaves = H(MTH[0:4], H(MTH[4:6], MTH[6:7]))."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._peaks: list[tuple[int, bytes]] = []  # (leaves under it, its hash)
+
+    @classmethod
+    def of(cls, hashes: Sequence[bytes]) -> Frontier:
+        frontier = cls()
+        frontier.extend(hashes)
+        return frontier
+
+    def copy(self) -> Frontier:
+        other = Frontier()
+        other.size, other._peaks = self.size, list(self._peaks)
+        return other
+
+    def extend(self, hashes: Sequence[bytes]) -> None:
+        _check_hashes(hashes, len(hashes))
+        peaks = self._peaks
+        for value in hashes:
+            leaves, node = 1, value
+            while peaks and peaks[-1][0] == leaves:
+                left_leaves, left = peaks.pop()
+                leaves, node = left_leaves + leaves, node_hash(left, node)
+            peaks.append((leaves, node))
+        self.size += len(hashes)
+
+    def root(self) -> bytes:
+        if not self._peaks:
+            return EMPTY_ROOT
+        node = self._peaks[-1][1]
+        for _, left in reversed(self._peaks[:-1]):
+            node = node_hash(left, node)
+        return node
+
+
 def inclusion_proof(index: int, size: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
     """PATH(index, D[size]) of RFC 6962 2.1.1: the hashes that, with leaf `index`'s own
     hash, rebuild the root of the tree of the first `size` leaves; the deepest first.

@@ -9,6 +9,7 @@ signed checkpoints make any later rewrite of what they cover evident.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
@@ -33,7 +34,18 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     size INTEGER PRIMARY KEY,
     text TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS conflicts (
+    size INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    PRIMARY KEY (size, text)
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
+MAX_LEAF = 16 * 1024  # bytes of one entry taken from a peer
+ALARM_PREFIX = "alarm:"  # meta keys of a replica's alarms (what its node did wrong)
 
 
 @dataclass(frozen=True)
@@ -57,25 +69,40 @@ class AuditStore:
     def append(self, entries: list[Mapping[str, object]]) -> int:
         """Append entries (each with "type", "at" and, if about a task, "task"); the log's
         size after."""
-        rows = []
-        for entry in entries:
-            leaf = canonical(entry)
-            rows.append(
-                (
-                    leaf,
-                    leaf_hash(leaf),
-                    str(entry["type"]),
-                    str(entry.get("task", "")),
-                    str(entry["at"]),
-                )
+        return self._insert([(canonical(entry), entry) for entry in entries], None)
+
+    def append_leaves(self, start: int, leaves: list[bytes]) -> int:
+        """Append a peer's entries, as it served them (a replica), at `start`, which must
+        be this store's size; the size after."""
+        rows: list[tuple[bytes, Mapping[str, object]]] = []
+        for leaf in leaves:
+            try:
+                entry = json.loads(leaf)
+            except ValueError:
+                entry = None
+            rows.append((leaf, entry if isinstance(entry, dict) else {}))
+        return self._insert(rows, start)
+
+    def _insert(self, rows: list[tuple[bytes, Mapping[str, object]]], start: int | None) -> int:
+        values = [
+            (
+                leaf,
+                leaf_hash(leaf),
+                str(entry.get("type", ""))[:100],
+                str(entry.get("task", ""))[:300],
+                str(entry.get("at", ""))[:40],
             )
+            for leaf, entry in rows
+        ]
         with self._db() as db:
             (size,) = db.execute("SELECT COUNT(*) FROM entries").fetchone()
+            if start is not None and start != size:
+                raise ValueError(f"entries from {start} appended to a log of {size}")
             db.executemany(
                 "INSERT INTO entries (seq, leaf, hash, type, task, at) VALUES (?, ?, ?, ?, ?, ?)",
-                [(size + i, *row) for i, row in enumerate(rows)],
+                [(size + i, *row) for i, row in enumerate(values)],
             )
-            return int(size) + len(rows)
+            return int(size) + len(values)
 
     def size(self) -> int:
         with self._db() as db:
@@ -88,6 +115,13 @@ class AuditStore:
             rows = db.execute(
                 "SELECT hash FROM entries WHERE seq < ? ORDER BY seq",
                 (size if size is not None else 2**62,),
+            ).fetchall()
+        return [bytes(row[0]) for row in rows]
+
+    def hashes_between(self, start: int, end: int) -> list[bytes]:
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT hash FROM entries WHERE seq >= ? AND seq < ? ORDER BY seq", (start, end)
             ).fetchall()
         return [bytes(row[0]) for row in rows]
 
@@ -127,3 +161,40 @@ class AuditStore:
         with self._db() as db:
             rows = db.execute("SELECT size, text FROM checkpoints ORDER BY size").fetchall()
         return [(int(size), str(text)) for size, text in rows]
+
+    def latest_checkpoint(self) -> str | None:
+        with self._db() as db:
+            row = db.execute("SELECT text FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
+
+    def checkpoint_at(self, size: int) -> str | None:
+        with self._db() as db:
+            row = db.execute("SELECT text FROM checkpoints WHERE size = ?", (size,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def keep_conflict(self, size: int, text: str) -> None:
+        """A second checkpoint for `size`, with another root: proof of equivocation."""
+        with self._db() as db:
+            db.execute("INSERT OR IGNORE INTO conflicts (size, text) VALUES (?, ?)", (size, text))
+
+    def conflicts(self) -> list[tuple[int, str]]:
+        with self._db() as db:
+            rows = db.execute("SELECT size, text FROM conflicts ORDER BY size").fetchall()
+        return [(int(size), str(text)) for size, text in rows]
+
+    def get_meta(self, key: str) -> str:
+        with self._db() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return "" if row is None else str(row[0])
+
+    def meta_items(self, prefix: str) -> list[tuple[str, str]]:
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT key, value FROM meta WHERE substr(key, 1, ?) = ? ORDER BY key",
+                (len(prefix), prefix),
+            ).fetchall()
+        return [(str(key), str(value)) for key, value in rows]
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._db() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))

@@ -7,13 +7,14 @@ successive checkpoints are consistent, since each matches the same entries."""
 from __future__ import annotations
 
 from bzzz.audit.checkpoint import from_text, verify
-from bzzz.audit.merkle import leaf_hash, root_of_hashes
+from bzzz.audit.merkle import Frontier, leaf_hash
 from bzzz.audit.store import AuditStore
 
 
-def problems(store: AuditStore, origin: str) -> list[str]:
+def problems(store: AuditStore, origin: str, *, replica: bool = False) -> list[str]:
     """What is wrong with the log in `store` of the node `origin` (its peer ID); [] if
-    nothing is."""
+    nothing is. A replica may keep fewer entries than its checkpoints cover (it is
+    bounded): those checkpoints were checked by consistency proofs when fetched."""
     size = store.size()
     leaves = store.leaves(0, size)
     stored = store.leaf_hashes(size)
@@ -26,6 +27,7 @@ def problems(store: AuditStore, origin: str) -> list[str]:
         for i, (ours, kept) in enumerate(zip(hashes, stored, strict=False))
         if ours != kept
     ]
+    tree = Frontier()  # grown checkpoint by checkpoint: O(entries), not O(entries x checkpoints)
     for checked, text in store.checkpoints():
         try:
             checkpoint = from_text(text)
@@ -38,7 +40,14 @@ def problems(store: AuditStore, origin: str) -> list[str]:
         elif not verify(checkpoint):
             found.append(f"{where}: its signature is not this node's")
         if checkpoint.size > len(hashes):
-            found.append(f"{where}: the log has only {len(hashes)} entries (truncated)")
-        elif root_of_hashes(hashes[: checkpoint.size]) != checkpoint.root:
+            if not replica:
+                found.append(f"{where}: the log has only {len(hashes)} entries (truncated)")
+            continue
+        tree.extend(hashes[tree.size : checkpoint.size])
+        if tree.root() != checkpoint.root:
             found.append(f"{where}: the entries it covers are not those it signed (rewritten)")
+    found += [
+        f"two roots signed for size {size} (equivocation): {from_text(text).root.hex()}"
+        for size, text in store.conflicts()
+    ]
     return found

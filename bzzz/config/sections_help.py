@@ -85,3 +85,29 @@ class AntennaeSettings:
             )
         if not 1 <= self.reviewers <= MAX_REVIEWERS:
             raise Invalid("antennae.reviewers", f"is {self.reviewers}", f"use 1 to {MAX_REVIEWERS}")
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    replicas: int = doc(
+        "Other nodes' audit logs this node keeps a verified replica of (the first it"
+        " meets); 0 keeps none.",
+        default=32,
+    )
+    replica_entries: int = doc(
+        "Entries kept of each replica at most; beyond them, its checkpoints are still"
+        " checked by consistency proofs.",
+        default=1_000_000,
+    )
+    announce_every: float = doc(
+        "Seconds at most between two announcements of this node's latest checkpoint (it"
+        " is announced at once when signed).",
+        default=60.0,
+    )
+
+    def check(self) -> None:
+        if self.replicas < 0:
+            raise Invalid("audit.replicas", f"is {self.replicas}", "use 0 or more")
+        if self.replica_entries < 0:
+            raise Invalid("audit.replica_entries", f"is {self.replica_entries}", "use 0 or more")
+        positive("audit.announce_every", self.announce_every)

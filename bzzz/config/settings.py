@@ -12,7 +12,7 @@ from typing import Any
 
 from bzzz.config.base import Invalid
 from bzzz.config.sections_agent import AgentSettings, SandboxSettings
-from bzzz.config.sections_help import AntennaeSettings, HelpSettings
+from bzzz.config.sections_help import AntennaeSettings, AuditSettings, HelpSettings
 from bzzz.config.sections_net import (
     CapabilitySettings,
     GatewaySettings,
@@ -46,6 +46,7 @@ class Settings:
     gateway: GatewaySettings = GatewaySettings()
     help: HelpSettings = HelpSettings()
     antennae: AntennaeSettings = AntennaeSettings()
+    audit: AuditSettings = AuditSettings()
     forge: ForgeSettings = ForgeSettings()
     tasks: TaskSettings = TaskSettings()
     claims: ClaimSettings = ClaimSettings()
@@ -95,6 +96,10 @@ class Settings:
         return self.home / "audit.db"
 
     @property
+    def replicas_path(self) -> Path:
+        return self.home / "replicas"
+
+    @property
     def token_path(self) -> Path | None:
         return self.home / self.forge.token_file if self.forge.token_file else None
 
@@ -121,6 +126,7 @@ class Settings:
         self.gateway.check()
         self.help.check()
         self.antennae.check()
+        self.audit.check()
         self.forge.check()
         self.tasks.check()
         self._check_claims_margin()
@@ -165,6 +171,7 @@ SECTIONS: Mapping[str, type[Any]] = {
     "gateway": GatewaySettings,
     "help": HelpSettings,
     "antennae": AntennaeSettings,
+    "audit": AuditSettings,
     "forge": ForgeSettings,
     "tasks": TaskSettings,
     "claims": ClaimSettings,

@@ -161,6 +161,7 @@ class Lab:
                 **self._role(node),
                 agent=self._agent(),
                 antennae={"review": "always", "window": 15.0},  # peers review each plan
+                audit={"announce_every": 5.0},  # replicas follow quickly
                 git={"author_name": node.name, "author_email": f"{node.name}@lab.bzzz.invalid"},
             )
             previous.append(node.addr)
@@ -275,6 +276,25 @@ class Lab:
         return lines
 
 
+    def audit_lines(self, reports: list[NodeStatus | None]) -> list[str]:
+        """How far each node signed its audit log, and how far its peers' replicas of it
+        are verified."""
+        held: dict[str, list[str]] = {}
+        alarms = 0
+        for report in reports:
+            if report is not None and report.audit is not None:
+                alarms += len(report.audit.alarms)
+                for replica in report.audit.replicas:
+                    held.setdefault(replica.node_id, []).append(str(replica.checkpoint_size))
+        signed = [
+            f"{r.node_id} signed {r.audit.checkpoint_size} entries (replicas verified to"
+            f" {', '.join(held.get(r.node_id, [])) or 'none yet'})"
+            for r in reports
+            if r is not None and r.audit is not None
+        ]
+        return [f"  Audit logs: {'; '.join(signed)}; {alarms} alarms"]
+
+
 def run_lab(
     count: int,
     duration: float | None,
@@ -318,7 +338,7 @@ def run_lab(
                 if until_ready and progress.ready():
                     break
                 if progress.finished_at is not None and not progress.made_by:
-                    progress.made_by = lab.made_by()
+                    progress.made_by = lab.made_by() + lab.audit_lines(reports)
                 if until_done and progress.finished_at is not None:
                     break
                 progress.show()

@@ -19,8 +19,8 @@ from typing import Any
 import trio
 from libp2p.crypto.keys import PrivateKey
 
-from bzzz.audit.checkpoint import Checkpoint, sign, to_text
-from bzzz.audit.merkle import root_of_hashes
+from bzzz.audit.checkpoint import Checkpoint, from_text, sign, to_text
+from bzzz.audit.merkle import Frontier
 from bzzz.audit.store import AuditStore
 from bzzz.protocol import utc_now
 from bzzz.work import TaskEvent
@@ -40,6 +40,10 @@ class AuditLog:
         self._pending: list[dict[str, Any]] = []
         self.size = 0
         self.latest: Checkpoint | None = None
+        self.latest_text = ""
+        self.problem = ""  # the stored log does not match its latest checkpoint
+        self.signed = trio.Event()  # set (and replaced) at each new checkpoint
+        self._tree = Frontier()
         self._signed_at = -CHECKPOINT_EVERY
 
     def record(self, type_: str, **fields: Any) -> None:
@@ -49,29 +53,61 @@ class AuditLog:
             entry[key] = value[:TEXT_CHARS] if isinstance(value, str) else value
         self._pending.append(entry)
 
+    async def open(self) -> None:
+        """Read the stored log: its size, its tree, its latest checkpoint, which must be
+        the root of the entries it covers (else the log was changed under the node)."""
+        self.size, self._tree, text = await trio.to_thread.run_sync(self._load)
+        if text is None:
+            return
+        self.latest, self.latest_text = from_text(text), text
+        if self.latest.size > self.size:
+            self.problem = f"its checkpoint covers {self.latest.size} entries; it holds {self.size}"
+        else:
+            covered = await trio.to_thread.run_sync(self.store.leaf_hashes, self.latest.size)
+            if Frontier.of(covered).root() != self.latest.root:
+                self.problem = f"its entries differ from its checkpoint at size {self.latest.size}"
+        if self.problem:
+            log.error(
+                "this node's audit log is not what it signed (%s): see `bzzz audit verify`",
+                self.problem,
+            )
+
+    def _load(self) -> tuple[int, Frontier, str | None]:
+        hashes = self.store.leaf_hashes()
+        return len(hashes), Frontier.of(hashes), self.store.latest_checkpoint()
+
     async def run(self, observe: Callable[[], None]) -> None:
-        self.size = await trio.to_thread.run_sync(self.store.size)
         while True:
             observe()
-            if self._pending:
-                batch, self._pending = self._pending, []
-                self.size = await trio.to_thread.run_sync(self.store.append, batch)
+            await self._append()
             now = trio.current_time()
             grown = self.latest is None or self.latest.size != self.size
             if grown and self.size and now - self._signed_at >= CHECKPOINT_EVERY:
-                self._signed_at = now
-                self.latest = await trio.to_thread.run_sync(self._checkpoint, self.size)
+                await self._sign()
             await trio.sleep(FLUSH_EVERY)
+
+    async def _append(self) -> None:
+        if self._pending:
+            batch, self._pending = self._pending, []
+            start = self.size
+            self.size = await trio.to_thread.run_sync(self.store.append, batch)
+            added = await trio.to_thread.run_sync(self.store.hashes_between, start, self.size)
+            self._tree.extend(added)
+
+    async def _sign(self) -> None:
+        self._signed_at = trio.current_time()
+        self.latest, self.latest_text = await trio.to_thread.run_sync(
+            self._checkpoint, self.size, self._tree.root()
+        )
+        self.signed.set()
+        self.signed = trio.Event()
 
     async def position(self, task_id: str) -> dict[str, Any]:
         """Where a task's entries are in this log, and a checkpoint that covers them all
         (signed now if the latest does not): for the pull request's description."""
-        if self._pending:
-            batch, self._pending = self._pending, []
-            self.size = await trio.to_thread.run_sync(self.store.append, batch)
+        await self._append()
         if self.size and (self.latest is None or self.latest.size != self.size):
-            self._signed_at = trio.current_time()
-            self.latest = await trio.to_thread.run_sync(self._checkpoint, self.size)
+            await self._sign()
         entries = await trio.to_thread.run_sync(
             lambda: [e.index for e in self.store.entries(task=task_id, limit=10_000)]
         )
@@ -82,11 +118,11 @@ class AuditLog:
             "checkpoint_root": self.latest.root.hex() if self.latest else "",
         }
 
-    def _checkpoint(self, size: int) -> Checkpoint:
-        root = root_of_hashes(self.store.leaf_hashes(size))
+    def _checkpoint(self, size: int, root: bytes) -> tuple[Checkpoint, str]:
         checkpoint = sign(self._key, self.origin, size, root, int(time.time()))
-        self.store.keep_checkpoint(size, to_text(checkpoint))
-        return checkpoint
+        text = to_text(checkpoint)
+        self.store.keep_checkpoint(size, text)
+        return checkpoint, text
 
 
 WORKER_TYPES = frozenset({"command", "model_calls", "diff"})

@@ -34,7 +34,7 @@ from bzzz.node.status import (
 from bzzz.protocol import as_json_dict
 
 if TYPE_CHECKING:
-    from bzzz.node.runtime import Node
+    from bzzz.node.runtime import Node, Parts
 
 
 def status_of(node: Node) -> NodeStatus:
@@ -92,16 +92,26 @@ def status_of(node: Node) -> NodeStatus:
         gateway=_gateway(p.gateway),
         help=_help(p.help),
         reports=_reports(p.reports),
-        audit=AuditStatus(
-            p.audit.size,
-            p.audit.latest.size if p.audit.latest else 0,
-            p.audit.latest.root.hex() if p.audit.latest else "",
-            p.audit.latest.timestamp if p.audit.latest else 0,
-        ),
+        audit=_audit(p),
         ignored=tuple(
             IgnoredIssue(i.task_id, i.title, i.reason)
             for i in (p.poller.ignored() if p.poller else ())
         ),
+    )
+
+
+def _audit(p: Parts) -> AuditStatus:
+    latest = p.audit.latest
+    replicas, alarms = p.replication.views()
+    return AuditStatus(
+        p.audit.size,
+        latest.size if latest else 0,
+        latest.root.hex() if latest else "",
+        latest.timestamp if latest else 0,
+        p.audit.problem,
+        replicas,
+        alarms,
+        p.replication.rejected,
     )
 
 

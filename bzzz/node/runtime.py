@@ -41,6 +41,7 @@ from bzzz.node.membership import Membership
 from bzzz.node.offering import Offering
 from bzzz.node.people import ReportParts
 from bzzz.node.recorder import Recorder
+from bzzz.node.replication import Replication
 from bzzz.node.scheduler import Scheduler
 from bzzz.node.status import NodeStatus
 from bzzz.node.sync import TaskSync
@@ -78,6 +79,7 @@ class Parts:
     help: HelpParts
     reports: ReportParts | None  # escalations and other reports (a node with a forge)
     audit: AuditLog  # what this node took part in, signed
+    replication: Replication  # the peers' audit logs, replicated here
     scheduler: Scheduler
     poller: Poller | None
     events: WorkerEvents | None
@@ -186,7 +188,10 @@ class Node:
         recorder = Recorder(p.audit, p)
         if p.tasks.claims is not None:
             p.tasks.claims.book.on_move = recorder.moved
+        await p.audit.open()
         nursery.start_soon(p.audit.run, recorder.observe)
+        p.dispatcher.listeners.append(p.replication.heard)
+        await p.replication.start(nursery)
         await nursery.start(serve, self.settings.control_socket, self._control)
         p.sync.start()
         nursery.start_soon(p.sync.run)

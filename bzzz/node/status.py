@@ -189,13 +189,43 @@ class ReportsStatus:
 
 
 @dataclass(frozen=True)
+class ReplicaStatus:
+    """A replica this node keeps of another node's audit log."""
+
+    peer_id: str
+    node_id: str
+    checkpoint_size: int  # the latest verified
+    kept: int  # entries kept here
+    checkpoint_at: int = 0  # unix seconds, when the node signed it
+    fetched_at: str = ""  # UTC, ISO 8601
+    failures: int = 0  # fetches that failed (the node unreachable...)
+
+
+@dataclass(frozen=True)
+class AuditAlarm:
+    """A node's log that is not what it signed: equivocation, inconsistent, rolled_back."""
+
+    peer_id: str
+    node_id: str
+    fault: str
+    detail: str
+    at: str  # UTC, ISO 8601, when this node found it
+    evidence: tuple[str, ...] = ()  # the signed checkpoints that prove it
+
+
+@dataclass(frozen=True)
 class AuditStatus:
-    """This node's audit log: its size and the latest checkpoint it signed."""
+    """This node's audit log (its size and the latest checkpoint it signed), the replicas
+    it keeps of the others', and what it found wrong with them."""
 
     size: int
     checkpoint_size: int = 0
     checkpoint_root: str = ""  # hex
     checkpoint_at: int = 0  # unix seconds
+    problem: str = ""  # this node's own log does not match its checkpoints
+    replicas: tuple[ReplicaStatus, ...] = ()
+    alarms: tuple[AuditAlarm, ...] = ()
+    rejected: int = 0  # checkpoint messages and pages dropped as malformed or unsigned
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ from bzzz.node.membership import Membership
 from bzzz.node.offering import Offering
 from bzzz.node.people import build_reports
 from bzzz.node.readiness import Facts
+from bzzz.node.replication import Replication
 from bzzz.node.report import status_of
 from bzzz.node.runtime import Node, Parts, run_until_signalled
 from bzzz.node.scheduler import Scheduler
@@ -209,10 +210,20 @@ def build_node(
         help_parts.asker.on_unhelped = partial(reports.escalate, Trigger.HELP_NOT_FOUND)
     build_antennae(help_parts, settings, membership, gossip.publish, reports)
     audit = AuditLog(AuditStore(settings.audit_path), str(peer_id), key_pair.private_key)
+    replication = Replication(
+        audit,
+        settings.replicas_path,
+        settings.audit,
+        stack.host,
+        gossip.publish,
+        membership.node_name,
+        name,
+    )
     parts = Parts(
         help=help_parts,
         reports=reports,
         audit=audit,
+        replication=replication,
         settings=settings,
         peer_id=peer_id,
         stack=stack,
