@@ -21,6 +21,7 @@ from bzzz.audit.merkle import (
     EMPTY_ROOT,
     consistency_proof,
     inclusion_proof,
+    inclusion_proofs,
     leaf_hash,
     leaf_hashes,
     node_hash,
@@ -481,3 +482,15 @@ def test_canonical_refuses_odd_keys_and_deep_nesting() -> None:
         canonical({"v": 2**53 - 1, "w": -(2**53 - 1)})
         == b'{"v":9007199254740991,"w":-9007199254740991}'
     )
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 300), st.data())
+def test_proofs_of_many_leaves_at_once_are_the_single_proofs(
+    size: int, data: st.DataObject
+) -> None:
+    hashes = [leaf_hash(n.to_bytes(4, "big")) for n in range(size)]
+    indices = data.draw(st.lists(st.integers(0, size - 1), max_size=20))
+    assert inclusion_proofs(indices, size, hashes) == [
+        inclusion_proof(i, size, hashes) for i in indices
+    ]

@@ -9,7 +9,7 @@ import base64
 from typing import Any
 
 from bzzz.audit.checkpoint import from_text, verify
-from bzzz.audit.merkle import inclusion_proof, leaf_hash, verify_inclusion
+from bzzz.audit.merkle import inclusion_proofs, leaf_hash, verify_inclusion
 from bzzz.audit.store import AuditStore
 
 FORMAT = "bzzz-audit-export/1"
@@ -22,8 +22,8 @@ def export(store: AuditStore, *, task: str = "", type_: str = "") -> dict[str, A
     if not checkpoints:
         return {"format": FORMAT, "checkpoint": None, "entries": []}
     size, text = checkpoints[-1]
-    hashes = store.leaf_hashes(size)
-    chosen = store.entries(task=task, type=type_, limit=size)
+    chosen = [e for e in store.entries(task=task, type=type_, limit=size) if e.index < size]
+    proofs = inclusion_proofs([e.index for e in chosen], size, store.leaf_hashes(size))
     return {
         "format": FORMAT,
         "checkpoint": text,
@@ -31,12 +31,9 @@ def export(store: AuditStore, *, task: str = "", type_: str = "") -> dict[str, A
             {
                 "index": e.index,
                 "entry": e.leaf.decode("utf-8"),
-                "proof": [
-                    base64.b64encode(h).decode() for h in inclusion_proof(e.index, size, hashes)
-                ],
+                "proof": [base64.b64encode(h).decode() for h in proof],
             }
-            for e in chosen
-            if e.index < size
+            for e, proof in zip(chosen, proofs, strict=True)
         ],
     }
 

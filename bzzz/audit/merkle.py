@@ -126,6 +126,33 @@ def inclusion_proof(index: int, size: int, leaf_hashes: Sequence[bytes]) -> list
     return path
 
 
+def inclusion_proofs(
+    indices: Sequence[int], size: int, leaf_hashes: Sequence[bytes]
+) -> list[list[bytes]]:
+    """`inclusion_proof` for many leaves of one tree at once: the tree's levels are built
+    once (O(size)), then each proof costs O(log size), where one call each would cost
+    O(size) per leaf. A level's odd last node has no sibling: it goes up unchanged, as
+    in `_subtree`, which is the RFC's tree."""
+    _check_hashes(leaf_hashes, size)
+    levels = [list(leaf_hashes[:size])]
+    while len(levels[-1]) > 1:
+        level = levels[-1]
+        paired = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        levels.append(paired + ([level[-1]] if len(level) % 2 else []))
+    proofs = []
+    for index in indices:
+        if not 0 <= index < size:
+            raise ValueError(f"leaf {index} is not in a tree of {size} leaves")
+        proof, position = [], index
+        for level in levels[:-1]:
+            sibling = position ^ 1
+            if sibling < len(level):
+                proof.append(level[sibling])
+            position >>= 1
+        proofs.append(proof)
+    return proofs
+
+
 def consistency_proof(old_size: int, new_size: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
     """PROOF(old_size, D[new_size]) of RFC 6962 2.1.2: the hashes that show the tree of
     the first `old_size` leaves is a prefix of the tree of the first `new_size` leaves.

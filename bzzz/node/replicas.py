@@ -25,6 +25,7 @@ class Replica:
     node_id: str
     fetched_at: str = ""
     failures: int = 0
+    fetch_ms: float = 0.0
     alarms: list[AuditAlarm] = field(default_factory=list)
 
     @property

@@ -194,6 +194,7 @@ class Replication:
         announcement."""
         follower = replica.follower
         peer = ID.from_base58(replica.origin)
+        started, kept = trio.current_time(), follower.kept.size
         try:
             while (request := follower.next_request(self._room(replica))) is not None:
                 page = await self._ask(peer, request)
@@ -213,6 +214,8 @@ class Replication:
             log.debug("fetching %s's audit log failed: %s", replica.node_id, exc)
             return
         replica.fetched_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        if follower.kept.size > kept:
+            replica.fetch_ms = round((trio.current_time() - started) * 1000, 1)
 
     def _room(self, replica: Replica) -> int:
         kept = replica.follower.kept.size
@@ -265,6 +268,7 @@ class Replication:
                 r.follower.checkpoint.timestamp if r.follower.checkpoint else 0,
                 r.fetched_at,
                 r.failures,
+                r.fetch_ms,
             )
             for r in self.replicas.values()
         )

@@ -199,6 +199,7 @@ class ReplicaStatus:
     checkpoint_at: int = 0  # unix seconds, when the node signed it
     fetched_at: str = ""  # UTC, ISO 8601
     failures: int = 0  # fetches that failed (the node unreachable...)
+    fetch_ms: float = 0.0  # how long the last fetch that brought entries took
 
 
 @dataclass(frozen=True)
