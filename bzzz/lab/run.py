@@ -275,7 +275,6 @@ class Lab:
                 )
         return lines
 
-
     def audit_lines(self, reports: list[NodeStatus | None]) -> list[str]:
         """How far each node signed its audit log, and how far its peers' replicas of it
         are verified."""
