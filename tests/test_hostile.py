@@ -14,9 +14,11 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 
 from bzzz.lab.processes import NodeProcess, wait_for
 from bzzz.protocol import DecodeError, DropReason, Topic, decode
@@ -92,6 +94,17 @@ def counters(node: NodeProcess) -> tuple[Counter[str], int]:
     return Counter(messages.dropped), sum(messages.received.values())
 
 
+def scraped_drops(node: NodeProcess) -> Counter[str]:
+    with httpx.Client(timeout=10) as client:
+        text = client.get(f"{node.dashboard_url}metrics").text
+    (family,) = [
+        f for f in text_string_to_metric_families(text) if f.name == "bzzz_messages_dropped"
+    ]
+    return Counter(
+        {s.labels["reason"]: int(s.value) for s in family.samples if s.name.endswith("_total")}
+    )
+
+
 @settings(
     max_examples=BATCHES,
     deadline=None,
@@ -127,6 +140,10 @@ def test_malformed_and_spoofed_messages_are_dropped_and_counted(
 
     wait_for(
         all_counted, 30, f"the target to count {dict(expected)} dropped and {accepted} accepted"
+    )
+    # Its /metrics, read with Prometheus' own parser, counts the same drops by reason.
+    wait_for(
+        lambda: scraped_drops(target) == counters(target)[0], 10, "/metrics to count the drops"
     )
     # Still serving its real peer, in both directions.
     assert "witness" in alive_names(target)

@@ -246,3 +246,32 @@ class GatewaySettings:
             raise Invalid(
                 "gateway.max_request_bytes", f"is {self.max_request_bytes}", "use 1024 or more"
             )
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    listen: str = doc(
+        "The operator's window: the dashboard page and /metrics, on loopback (HOST:PORT;"
+        " 127.0.0.1 or [::1] only; port 0 picks a free one). Empty: none.",
+        default="127.0.0.1:8735",
+    )
+    token_file: str = doc(
+        "A file, relative to the home, holding a token the window asks for (?token= or"
+        ' Authorization: Bearer), for when an operator forwards its port; "" for none.',
+        default="",
+    )
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    def check(self) -> None:
+        if self.listen:
+            match = re.fullmatch(r"(127\.0\.0\.1|localhost|\[::1\]):(\d{1,5})", self.listen)
+            if match is None or not 0 <= int(match.group(2)) <= 65535:
+                raise Invalid(
+                    "dashboard.listen",
+                    f"is {self.listen!r}",
+                    'use 127.0.0.1:PORT or [::1]:PORT (loopback only), or "" for none',
+                )

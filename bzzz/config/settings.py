@@ -15,6 +15,7 @@ from bzzz.config.sections_agent import AgentSettings, SandboxSettings
 from bzzz.config.sections_help import AntennaeSettings, AuditSettings, HelpSettings
 from bzzz.config.sections_net import (
     CapabilitySettings,
+    DashboardSettings,
     GatewaySettings,
     GossipSettings,
     NetworkSettings,
@@ -56,6 +57,7 @@ class Settings:
     sandbox: SandboxSettings = SandboxSettings()
     escalation: EscalationSettings = EscalationSettings()
     hive: HiveSettings = HiveSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     log: LogSettings = LogSettings()
 
     @property
@@ -94,6 +96,11 @@ class Settings:
     @property
     def audit_path(self) -> Path:
         return self.home / "audit.db"
+
+    @property
+    def dashboard_token_path(self) -> Path | None:
+        file = self.dashboard.token_file
+        return self.home / file if file else None
 
     @property
     def replicas_path(self) -> Path:
@@ -137,6 +144,7 @@ class Settings:
         self.sandbox.check()
         self.escalation.check()
         self.hive.check()
+        self.dashboard.check()
         self.log.check()
 
     def _check_psk(self) -> None:
@@ -181,5 +189,6 @@ SECTIONS: Mapping[str, type[Any]] = {
     "sandbox": SandboxSettings,
     "escalation": EscalationSettings,
     "hive": HiveSettings,
+    "dashboard": DashboardSettings,
     "log": LogSettings,
 }

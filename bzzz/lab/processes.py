@@ -48,6 +48,7 @@ class NodeProcess:
         self.peer_id = ""
         self.env = env or {}
         self.gateway_url = ""  # the node's model gateway, once init made its home
+        self.dashboard_url = ""  # its operator's window
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -59,13 +60,15 @@ class NodeProcess:
         # Nodes of one machine need model gateways on ports of their own.
         gateway = {"listen": f"127.0.0.1:{free_port()}", **extra.pop("gateway", {})}
         self.gateway_url = f"http://{gateway['listen']}" if gateway["listen"] else ""
+        dashboard = {"listen": f"127.0.0.1:{free_port()}", **extra.pop("dashboard", {})}
+        self.dashboard_url = f"http://{dashboard['listen']}/" if dashboard["listen"] else ""
         self.peer_id = str(
             init_home(
                 self.home,
                 self.name,
                 listen=[f"/ip4/127.0.0.1/tcp/{self.port}"],
                 bootstrap=bootstrap,
-                extra={"network": network, "gateway": gateway, **extra},
+                extra={"network": network, "gateway": gateway, "dashboard": dashboard, **extra},
                 force=True,
             )
         )

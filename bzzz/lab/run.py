@@ -331,6 +331,7 @@ def run_lab(
             )
             progress.started = time.monotonic()
             lab.start()
+            say("dashboards: " + ", ".join(f"{n.name} {n.dashboard_url}" for n in lab.nodes))
             while duration is None or progress.elapsed() < duration:
                 reports = lab.reports()
                 progress.update(lab, reports)

@@ -93,6 +93,7 @@ def status_of(node: Node) -> NodeStatus:
         help=_help(p.help),
         reports=_reports(p.reports),
         audit=_audit(p),
+        dashboard=node.window_url,
         ignored=tuple(
             IgnoredIssue(i.task_id, i.title, i.reason)
             for i in (p.poller.ignored() if p.poller else ())

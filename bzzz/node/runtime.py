@@ -26,6 +26,7 @@ from bzzz.addresses import AddressError, check_bindable, dialable, parse_bootstr
 from bzzz.claims.driver import ClaimDriver
 from bzzz.config import ConfigError, Settings
 from bzzz.control import serve
+from bzzz.forge.token import Token
 from bzzz.gateway import GatewayParts, httpd
 from bzzz.help import HelpParts
 from bzzz.help.asking import PROTOCOL as HELP_PROTOCOL
@@ -48,6 +49,7 @@ from bzzz.node.sync import TaskSync
 from bzzz.node.tasks import Tasks
 from bzzz.protocol import AntennaeMessage, Message, TaskHelpRequest, TaskHelpResponse, Topic
 from bzzz.tasks.poller import Poller
+from bzzz.window.server import start_window
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,7 @@ class Parts:
     reports: ReportParts | None  # escalations and other reports (a node with a forge)
     audit: AuditLog  # what this node took part in, signed
     replication: Replication  # the peers' audit logs, replicated here
+    window_token: Token | None  # the dashboard's, if it asks for one
     scheduler: Scheduler
     poller: Poller | None
     events: WorkerEvents | None
@@ -102,6 +105,7 @@ class Node:
         self.clock = clock
         self.started = clock()
         self._stop = trio.Event()
+        self.window_url = ""  # the dashboard's address, once it is up
 
     # ---- running ----------------------------------------------------------------------
 
@@ -197,6 +201,13 @@ class Node:
         nursery.start_soon(p.sync.run)
         if p.gateway is not None:
             await self._start_gateway(nursery, p.gateway)
+        self.window_url = await start_window(
+            nursery,
+            lambda: self._status_of(self),
+            self.settings.dashboard,
+            p.window_token.reveal() if p.window_token else "",
+            self.settings.config_path,
+        )
         nursery.start_soon(self._sweep)
         nursery.start_soon(self._greet_newcomers)
         nursery.start_soon(self._ping)

@@ -271,6 +271,7 @@ class NodeStatus:
     help: HelpStatus | None = None
     reports: ReportsStatus | None = None  # None: no forge, nothing to report
     audit: AuditStatus | None = None
+    dashboard: str = ""  # the operator's window: its address ("" for none)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = _ADAPTER.dump_python(self, mode="json")

@@ -224,6 +224,9 @@ def build_node(
         reports=reports,
         audit=audit,
         replication=replication,
+        window_token=load_secret(
+            settings.dashboard_token_path, "dashboard.token_file", "dashboard-token"
+        ),
         settings=settings,
         peer_id=peer_id,
         stack=stack,
