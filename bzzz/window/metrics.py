@@ -1,21 +1,19 @@
 """A node's numbers in Prometheus' text format (`/metrics`), through prometheus-client.
 
-Most are read from the node's status report at scrape time (`StatusCollector`: one
-source of truth, nothing to keep in step); the two latency histograms are observed as
-tasks move (`TaskTimings`), since a report holds no history.
+They are read from the node's status report at scrape time (`StatusCollector`: one
+source of truth, nothing to keep in step).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from bzzz.node.status import NodeStatus
 
-SECONDS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -48,24 +46,6 @@ class StatusCollector(Collector):
             yield _gauge("bzzz_process_rss_bytes", "Resident memory.", p.rss_mb * 1024 * 1024)
             yield _gauge("bzzz_process_open_fds", "Open file descriptors.", p.open_fds)
             yield _gauge("bzzz_process_trio_tasks", "Trio tasks alive.", p.trio_tasks)
-
-
-class TaskTimings:
-    """Announce-to-claim and claim-to-result latencies, observed as tasks move."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.to_claim = Histogram(
-            "bzzz_task_announce_to_claim_seconds",
-            "From this node learning a task to a node holding it.",
-            buckets=SECONDS,
-            registry=registry,
-        )
-        self.to_result = Histogram(
-            "bzzz_task_claim_to_result_seconds",
-            "From a node holding a task to its result.",
-            buckets=SECONDS,
-            registry=registry,
-        )
 
 
 def render(registry: CollectorRegistry) -> bytes:
