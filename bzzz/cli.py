@@ -110,6 +110,18 @@ def _parser() -> argparse.ArgumentParser:
         help="list instead the labelled issues that are not tasks, and why (on the node that"
         " polls their repository)",
     )
+    explaining = tasks.add_subparsers(dest="action", required=False, metavar="explain TASK")
+    explain = explaining.add_parser(
+        "explain",
+        help="why each live node did or did not claim the task (asked over the mesh)",
+        description="Ask every live node why it did or did not claim TASK, and print one"
+        " line per node: its reason, and its record of the task's moves.",
+    )
+    explain.add_argument("task_id", metavar="TASK", help="OWNER/REPO#NUMBER")
+    explain.add_argument("--json", action="store_true", help="machine-readable output")
+    explain.add_argument(
+        "--home", default=argparse.SUPPRESS, help="node home directory (default: $BZZZ_HOME)"
+    )
 
     logs = command("logs", "Show the node's and its workers' recent log, merged by time.", _logs)
     logs.add_argument("--task", help="only what mentions this task (OWNER/REPO#NUMBER)")
@@ -216,6 +228,8 @@ def _models(args: argparse.Namespace) -> int:
 def _tasks(args: argparse.Namespace) -> int:
     from bzzz.render import render_ignored, render_tasks  # noqa: PLC0415
 
+    if getattr(args, "action", None) == "explain":
+        return _explain(args)
     reply = _ask(args, "status")
     key, render = ("ignored", render_ignored) if args.ignored else ("tasks", render_tasks)
     shown = reply.get(key, [])
@@ -260,10 +274,23 @@ def _stop(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _ask(args: argparse.Namespace, cmd: str) -> dict[str, Any]:
+def _explain(args: argparse.Namespace) -> int:
+    nodes = _ask(args, "explain", task_id=args.task_id).get("nodes", [])
+    if args.json:
+        print(json.dumps(nodes, indent=2))
+        return ExitCode.OK
+    width = max((len(str(n["node"])) for n in nodes), default=0)
+    for node in nodes:
+        print(f"{node['node']:<{width}}  {node['line']}")
+        if node.get("steps"):
+            print(f"{'':<{width}}  moves: {', '.join(node['steps'])}")
+    return ExitCode.OK
+
+
+def _ask(args: argparse.Namespace, cmd: str, **fields: str) -> dict[str, Any]:
     from bzzz.config import CONTROL_SOCKET  # noqa: PLC0415
 
-    return request(resolve_home(args.home) / CONTROL_SOCKET, {"cmd": cmd})
+    return request(resolve_home(args.home) / CONTROL_SOCKET, {"cmd": cmd, **fields})
 
 
 def _psk(args: argparse.Namespace) -> int:

@@ -7,6 +7,9 @@ again is checked on the forge, never run or claimed again."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from bzzz.claims.ledger import ClaimState
@@ -30,7 +33,15 @@ def test_nodes_that_cannot_run_tasks_never_claim_and_say_why(
     make_node: NodeFactory, pools: list[Workers], tmp_path: Path, tool_path: str
 ) -> None:
     names = ["able", "decliner", "tokenless", "modelless"]
-    with seeded_forge(world(names, TASKS), "bzzz-ready-") as forge:
+    seeded = world(names, TASKS)
+    seeded["users"].append({"login": "mallory", "token": token("mallory")})
+    seeded["repos"][0]["labels"].append("model:nowhere")
+    seeded["repos"][0]["issues"] += [
+        {"number": 11, "title": "No node has it", "labels": ["bzzz-task", "model:nowhere"]},
+        {"number": 12, "title": "Not labelled", "labels": []},
+        {"number": 13, "title": "From a stranger", "labels": ["bzzz-task"], "author": "mallory"},
+    ]
+    with seeded_forge(seeded, "bzzz-ready-") as forge:
         able = claim_node(make_node, forge, "able", [], tool_path)
         decliner = claim_node(
             make_node,
@@ -61,7 +72,10 @@ def test_nodes_that_cannot_run_tasks_never_claim_and_say_why(
         record = tmp_path / "record.jsonl"
         pools.extend(Workers(node, record) for node in (able, *unable))
 
-        wait_for(lambda: len(ran(record)) == TASKS, 60, "the able node to run every task")
+        def done() -> bool:
+            return list(task_states(able).values()).count("done") == TASKS
+
+        wait_for(done, 60, "the able node to run every task")
         assert {node for _, node in ran(record)} == {"able"}
         claimers = {note.node for n in range(1, TASKS + 1) for note in claim_notes(forge, n)}
         assert claimers == {"able"}
@@ -75,7 +89,8 @@ def test_nodes_that_cannot_run_tasks_never_claim_and_say_why(
             ready = readiness(node)
             assert ready["takes_tasks"] is False
             assert any(expected[node.name] in str(r) for r in ready["reasons"])  # type: ignore[attr-defined]
-            assert set(task_states(node).values()) == {"done"}  # it still follows the tasks
+            states = task_states(node)  # it still follows the tasks (#11: none can run it)
+            assert {states[f"{REPO}#{n}"] for n in range(1, TASKS + 1)} == {"done"}
         assert readiness(able)["takes_tasks"] is True
         # Peers learn why from the capabilities it gossips (short reasons, no local detail).
         report = able.status()
@@ -89,6 +104,41 @@ def test_nodes_that_cannot_run_tasks_never_claim_and_say_why(
         text = json.dumps(report.to_json())
         assert nowhere not in text
         assert str(modelless.home) not in text
+
+        # Why (not) claimed, asked of every node over the mesh: one line per node.
+        def explain(task: str) -> dict[str, str]:
+            out = subprocess.run(
+                [sys.executable, "-m", "bzzz", "tasks", "explain", task, "--json"],
+                env={**os.environ, "BZZZ_HOME": str(modelless.home)},
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            return {n["node"]: n["line"] for n in json.loads(out)}
+
+        lines = explain(f"{REPO}#11")
+        assert list(lines) == ["modelless", "able", "decliner", "tokenless"]  # its own first
+        assert (
+            lines["able"] == "this node lacks `nowhere` (it has no models) and no live node has it"
+        )
+        assert lines["decliner"].startswith("this node cannot run tasks: ")
+        assert "workers.executors:decline" in lines["decliner"]
+        assert lines["tokenless"].startswith("this node cannot run tasks: no forge token")
+        assert lines["modelless"].startswith("this node cannot run tasks: ")
+        assert explain(f"{REPO}#1")["decliner"] == f"done by able: {done_url(able, 1)}"
+        # Issues that never became tasks: the node that polls the repository reads them.
+        report = modelless.status()
+        assert report is not None
+        poller = report.polling[REPO].poller
+        assert explain(f"{REPO}#12")[poller] == "issue #12 is not a task: no bzzz-task label"
+        assert "opened by mallory (NONE), who is not trusted" in explain(f"{REPO}#13")[poller]
+
+
+def done_url(node: NodeProcess, number: int) -> str:
+    report = node.status()
+    assert report is not None
+    (task,) = [t for t in report.tasks if t.task_id == f"{REPO}#{number}"]
+    return task.result_url
 
 
 def test_finished_tasks_are_forgotten_and_a_forgotten_one_is_never_run_again(

@@ -23,6 +23,7 @@ from multiaddr import Multiaddr
 from trio_typing import TaskStatus
 
 from bzzz.addresses import AddressError, check_bindable, dialable, parse_bootstrap, parse_listen
+from bzzz.claims.actions import TaskClaim
 from bzzz.claims.driver import ClaimDriver
 from bzzz.config import ConfigError, Settings
 from bzzz.control import serve
@@ -38,6 +39,7 @@ from bzzz.node.audit import AuditLog
 from bzzz.node.bridges import SHUTDOWN_GRACE, MdnsBridge, WorkerEvents
 from bzzz.node.commands import worker_command
 from bzzz.node.dispatch import Dispatcher
+from bzzz.node.explaining import Explainer
 from bzzz.node.membership import Membership
 from bzzz.node.offering import Offering
 from bzzz.node.people import ReportParts
@@ -82,6 +84,7 @@ class Parts:
     reports: ReportParts | None  # escalations and other reports (a node with a forge)
     audit: AuditLog  # what this node took part in, signed
     replication: Replication  # the peers' audit logs, replicated here
+    explainer: Explainer  # why a task was (not) claimed, asked of every node
     window_token: Token | None  # the dashboard's, if it asks for one
     scheduler: Scheduler
     poller: Poller | None
@@ -190,8 +193,14 @@ class Node:
             p.reports.escalator.start(nursery)
             nursery.start_soon(p.reports.sender.run)
         recorder = Recorder(p.audit, p)
+
+        def moved(task: TaskClaim) -> None:
+            recorder.moved(task)
+            p.explainer.moved(task)
+
         if p.tasks.claims is not None:
-            p.tasks.claims.book.on_move = recorder.moved
+            p.tasks.claims.book.on_move = moved
+        p.explainer.start()
         await p.audit.open()
         nursery.start_soon(p.audit.run, recorder.observe)
         p.dispatcher.listeners.append(p.replication.heard)
@@ -348,8 +357,11 @@ class Node:
                 return await worker_command(self.parts.help, command)
             case "audit":
                 return await self.parts.audit.position(str(command.get("task_id", ""))[:256])
+            case "explain":
+                task_id = str(command.get("task_id", ""))[:300]
+                return {"nodes": await self.parts.explainer.ask_all(task_id)}
             case other:
-                known = "status, stop, help, handoff, review, audit"
+                known = "status, stop, help, handoff, review, audit, explain"
                 return {"error": f"unknown command {other!r}; known: {known}"}
 
     def addrs(self) -> list[str]:

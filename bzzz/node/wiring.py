@@ -44,6 +44,7 @@ from bzzz.node.audit import AuditLog, worker_entry
 from bzzz.node.bridges import MdnsBridge, WorkerEvents
 from bzzz.node.collaboration import build_antennae, build_help
 from bzzz.node.dispatch import Dispatcher
+from bzzz.node.explaining import Explainer
 from bzzz.node.hive import HiveReports
 from bzzz.node.membership import Membership
 from bzzz.node.offering import Offering
@@ -224,6 +225,18 @@ def build_node(
         reports=reports,
         audit=audit,
         replication=replication,
+        explainer=Explainer(
+            stack.host,
+            name,
+            claims,
+            offering,
+            poller,
+            membership,
+            settings.claims.max_attempts,
+            forge=forge,
+            intake=settings.tasks,
+            clock=clock,
+        ),
         window_token=load_secret(
             settings.dashboard_token_path, "dashboard.token_file", "dashboard-token"
         ),
