@@ -23,6 +23,7 @@ from multiaddr import Multiaddr
 from trio_typing import TaskStatus
 
 from bzzz.addresses import AddressError, check_bindable, dialable, parse_bootstrap, parse_listen
+from bzzz.audit.store import AuditStore
 from bzzz.claims.actions import TaskClaim
 from bzzz.claims.driver import ClaimDriver
 from bzzz.config import ConfigError, Settings
@@ -51,6 +52,7 @@ from bzzz.node.sync import TaskSync
 from bzzz.node.tasks import Tasks
 from bzzz.protocol import AntennaeMessage, Message, TaskHelpRequest, TaskHelpResponse, Topic
 from bzzz.tasks.poller import Poller
+from bzzz.window.app import Sources
 from bzzz.window.server import start_window
 
 log = logging.getLogger(__name__)
@@ -170,6 +172,10 @@ class Node:
             ) from None
         log.info("model gateway on http://%s:%d", gateway.host, gateway.bound)
 
+    def _audit_logs(self) -> list[tuple[str, AuditStore]]:
+        replicas = self.parts.replication.replicas.values()
+        return [(self.name, self.parts.audit.store), *((r.node_id, r.store) for r in replicas)]
+
     def _stop_threads(self) -> None:
         self.parts.scheduler.shutdown()
         for close in self.parts.closers:
@@ -214,8 +220,9 @@ class Node:
             nursery,
             lambda: self._status_of(self),
             self.settings.dashboard,
-            p.window_token.reveal() if p.window_token else "",
-            self.settings.config_path,
+            token=p.window_token.reveal() if p.window_token else "",
+            config_path=self.settings.config_path,
+            sources=Sources(p.explainer.ask_all, self._audit_logs),
         )
         nursery.start_soon(self._sweep)
         nursery.start_soon(self._greet_newcomers)

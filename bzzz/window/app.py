@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from importlib.resources import files
+from typing import Any
 
 import trio
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -22,19 +24,34 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from bzzz.audit.store import AuditStore
 from bzzz.node.status import NodeStatus
 from bzzz.window import views
 from bzzz.window.metrics import CONTENT_TYPE, StatusCollector, render
+from bzzz.window.timeline import Row, timeline
 
 SECTIONS = ("mesh", "nodes", "tasks", "audit")
+TASK_ASK_EVERY = 10  # a task page asks every node why only every 10th update
 UPDATE_EVERY = 0.5  # seconds between looks for a change to send
 COOKIE = "bzzz_window"
 
 
+@dataclass(frozen=True)
+class Sources:
+    """What the window reads besides the status report: every node's reason about a
+    task (over the mesh), and the audit logs this node holds (its own, its replicas)."""
+
+    explain: Callable[[str], Awaitable[list[dict[str, Any]]]]
+    logs: Callable[[], list[tuple[str, AuditStore]]]
+
+
 class Window:
-    def __init__(self, status: Callable[[], NodeStatus], token: str = "") -> None:
+    def __init__(
+        self, status: Callable[[], NodeStatus], token: str = "", sources: Sources | None = None
+    ) -> None:
         self.status = status
         self.token = token
+        self.sources = sources
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(StatusCollector(status))
         self.templates = Environment(
@@ -44,6 +61,7 @@ class Window:
         self.app = Starlette(
             routes=[
                 Route("/", self.page),
+                Route("/task", self.task_page),
                 Route("/events", self.events),
                 Route("/metrics", self.metrics),
                 Route("/api/status", self.status_json),
@@ -87,11 +105,44 @@ class Window:
             response.set_cookie(COOKIE, self.token, httponly=True, samesite="strict")
         return response
 
+    async def task_context(self, task_id: str, ask: bool = True) -> dict[str, object]:
+        report = self.status()
+        record = next((t for t in report.tasks if t.task_id == task_id), None)
+        rows: list[Row] = []
+        reasons: list[dict[str, Any]] = []
+        if self.sources is not None:
+            rows = await trio.to_thread.run_sync(timeline, self.sources.logs(), task_id)
+            reasons = await self.sources.explain(task_id) if ask else []
+        return {
+            "report": report,
+            "task_id": task_id,
+            "record": record,
+            "rows": rows,
+            "reasons": reasons,
+        }
+
+    async def task_sections(self, task_id: str, ask: bool) -> dict[str, str]:
+        context = await self.task_context(task_id, ask)
+        names = ("record", "timeline", "why") if ask else ("record", "timeline")
+        return {name: self.templates.get_template(f"{name}.html").render(context) for name in names}
+
+    async def task_page(self, request: Request) -> Response:
+        task_id = request.query_params.get("id", "")[:300]
+        context = await self.task_context(task_id)
+        return HTMLResponse(self.templates.get_template("task.html").render(context))
+
     async def events(self, request: Request) -> Response:
+        task_id = request.query_params.get("task", "")[:300]
+
         async def stream() -> AsyncIterator[str]:
             sent: dict[str, str] = {}
+            ticks = 0
             while True:
-                sections = self.sections()
+                if task_id:
+                    sections = await self.task_sections(task_id, ask=ticks % TASK_ASK_EVERY == 0)
+                else:
+                    sections = self.sections()
+                ticks += 1
                 changed = {k: v for k, v in sections.items() if sent.get(k) != v}
                 if changed:
                     sent.update(changed)

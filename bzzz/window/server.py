@@ -18,7 +18,7 @@ from trio_typing import TaskStatus
 from bzzz.config import ConfigError
 from bzzz.config.sections_net import DashboardSettings
 from bzzz.node.status import NodeStatus
-from bzzz.window.app import Window
+from bzzz.window.app import Sources, Window
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +48,16 @@ async def start_window(
     nursery: trio.Nursery,
     status: Callable[[], NodeStatus],
     settings: DashboardSettings,
+    *,
     token: str,
     config_path: Path,
+    sources: Sources | None = None,
 ) -> str:
     """Start the node's window if it has one; its address ("" if none)."""
     if not settings.listen:
         return ""
     host, port = settings.host_port
-    window = Window(status, token)
+    window = Window(status, token, sources)
     try:
         bound = await nursery.start(serve, window.app, host, port)
     except OSError as exc:

@@ -2,7 +2,10 @@
 // page works without this script (reload to update).
 (function () {
   var live = document.getElementById("live");
-  var source = new EventSource("events" + window.location.search);
+  var task = document.body.getAttribute("data-task");
+  var query = new URLSearchParams(window.location.search);
+  if (task) { query.set("task", task); query.delete("id"); }
+  var source = new EventSource("events?" + query.toString());
   source.onmessage = function (event) {
     var sections = JSON.parse(event.data);
     Object.keys(sections).forEach(function (id) {
