@@ -10,7 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 from bzzz.claims.ledger import ClaimState
 from bzzz.config import load_settings
@@ -143,6 +146,16 @@ def test_an_issue_becomes_one_pull_request_and_a_hopeless_one_is_reported(
     assert "bzzz-quarantined" in reader.get_issue(REPO, 2).labels
     assert len(reader.list_pull_requests(REPO)) == 1
 
+    # /metrics, read with Prometheus' own parser, counts what happened on each node.
+    for node in nodes:
+        families = scrape(node)
+        tasks = {s.labels["state"]: s.value for s in families["bzzz_tasks"].samples}
+        assert (tasks.get("done"), tasks.get("quarantined")) == (1, 1)
+        claimed = families["bzzz_task_announce_to_claim_seconds"].samples
+        assert next(s.value for s in claimed if s.name.endswith("_count")) >= 2
+        ended = families["bzzz_task_claim_to_result_seconds"].samples
+        assert next(s.value for s in ended if s.name.endswith("_count")) >= 2
+
     for node in nodes:  # no secret in any log, status or output
         secret = token(node.name)
         status = json.dumps(node.status_json())
@@ -150,6 +163,11 @@ def test_an_issue_becomes_one_pull_request_and_a_hopeless_one_is_reported(
         outputs = [node.output(), (node.home / "worker.out").read_text(errors="replace")]
         for text in (status, *logs, *outputs):
             assert secret not in text
+
+
+def scrape(node: NodeProcess) -> dict[str, Metric]:
+    text = httpx.get(f"{node.dashboard_url}metrics", timeout=10).text
+    return {family.name: family for family in text_string_to_metric_families(text)}
 
 
 def clone_branch_of(forge: LocalForge, owner: str, branch: str, into: Path) -> Path:

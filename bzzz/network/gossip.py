@@ -48,6 +48,7 @@ class Gossip:
         self._may_speak_for = may_speak_for
         self._is_allowed = is_allowed
         self.dropped: Counter[str] = Counter()
+        self._dropped_on: Counter[tuple[str, str]] = Counter()  # (topic, reason)
         self.received: Counter[str] = Counter()
         self.published: Counter[str] = Counter()
 
@@ -59,6 +60,7 @@ class Gossip:
             except Exception:
                 log.exception("validator for %s failed", topic)
                 self.dropped[DropReason.INTERNAL] += 1
+                self._dropped_on[str(topic), str(DropReason.INTERNAL)] += 1
                 return False
 
         return validate
@@ -81,7 +83,14 @@ class Gossip:
 
     def _drop(self, reason: DropReason, topic: Topic, origin: ID, detail: str) -> None:
         self.dropped[reason] += 1
+        self._dropped_on[str(topic), str(reason)] += 1
         log.debug("dropped %s message from %s: %s: %s", topic, origin, reason, detail[:200])
+
+    def dropped_by_topic(self) -> dict[str, dict[str, int]]:
+        by_topic: dict[str, dict[str, int]] = {}
+        for (topic, reason), count in sorted(self._dropped_on.items()):
+            by_topic.setdefault(topic, {})[reason] = count
+        return by_topic
 
     async def run(
         self, on_message: OnMessage, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED

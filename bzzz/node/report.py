@@ -69,6 +69,7 @@ def status_of(node: Node) -> NodeStatus:
             received=dict(p.gossip.received),
             published=dict(p.gossip.published),
             dropped=dict(p.gossip.dropped),
+            dropped_by_topic=p.gossip.dropped_by_topic(),
         ),
         tasks=tuple(p.tasks.table.records()),
         polling=_polling(node),
@@ -215,5 +216,6 @@ def _polling(node: Node) -> dict[str, PollingStatus]:
                 not_modified=view.not_modified,
                 next_in_s=round(view.next_in_s, 1),
                 error=view.error,
+                rate_remaining=view.rate_remaining,
             )
     return report

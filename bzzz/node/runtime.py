@@ -23,7 +23,6 @@ from multiaddr import Multiaddr
 from trio_typing import TaskStatus
 
 from bzzz.addresses import AddressError, check_bindable, dialable, parse_bootstrap, parse_listen
-from bzzz.audit.store import AuditStore
 from bzzz.claims.actions import TaskClaim
 from bzzz.claims.driver import ClaimDriver
 from bzzz.config import ConfigError, Settings
@@ -50,10 +49,10 @@ from bzzz.node.scheduler import Scheduler
 from bzzz.node.status import NodeStatus
 from bzzz.node.sync import TaskSync
 from bzzz.node.tasks import Tasks
+from bzzz.node.window import open_window
 from bzzz.protocol import AntennaeMessage, Message, TaskHelpRequest, TaskHelpResponse, Topic
 from bzzz.tasks.poller import Poller
-from bzzz.window.app import Sources
-from bzzz.window.server import start_window
+from bzzz.window.metrics import TaskTimings
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +87,7 @@ class Parts:
     replication: Replication  # the peers' audit logs, replicated here
     explainer: Explainer  # why a task was (not) claimed, asked of every node
     window_token: Token | None  # the dashboard's, if it asks for one
+    timings: TaskTimings  # announce-to-claim and claim-to-result, for /metrics
     scheduler: Scheduler
     poller: Poller | None
     events: WorkerEvents | None
@@ -172,9 +172,8 @@ class Node:
             ) from None
         log.info("model gateway on http://%s:%d", gateway.host, gateway.bound)
 
-    def _audit_logs(self) -> list[tuple[str, AuditStore]]:
-        replicas = self.parts.replication.replicas.values()
-        return [(self.name, self.parts.audit.store), *((r.node_id, r.store) for r in replicas)]
+    def status(self) -> NodeStatus:
+        return self._status_of(self)
 
     def _stop_threads(self) -> None:
         self.parts.scheduler.shutdown()
@@ -203,6 +202,7 @@ class Node:
         def moved(task: TaskClaim) -> None:
             recorder.moved(task)
             p.explainer.moved(task)
+            p.timings.moved(task)
 
         if p.tasks.claims is not None:
             p.tasks.claims.book.on_move = moved
@@ -216,14 +216,7 @@ class Node:
         nursery.start_soon(p.sync.run)
         if p.gateway is not None:
             await self._start_gateway(nursery, p.gateway)
-        self.window_url = await start_window(
-            nursery,
-            lambda: self._status_of(self),
-            self.settings.dashboard,
-            token=p.window_token.reveal() if p.window_token else "",
-            config_path=self.settings.config_path,
-            sources=Sources(p.explainer.ask_all, self._audit_logs),
-        )
+        self.window_url = await open_window(self, nursery)
         nursery.start_soon(self._sweep)
         nursery.start_soon(self._greet_newcomers)
         nursery.start_soon(self._ping)

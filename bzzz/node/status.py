@@ -31,6 +31,7 @@ class MessageCounts:
     received: dict[str, int]
     published: dict[str, int]
     dropped: dict[str, int]  # by drop reason
+    dropped_by_topic: dict[str, dict[str, int]] = field(default_factory=dict)  # topic: reason: n
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class PollingStatus:
     not_modified: int | None = None
     next_in_s: float | None = None
     error: str | None = None
+    rate_remaining: int | None = None  # the forge's rate limit left after the last poll
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ from bzzz.state import PeerTable
 from bzzz.tasks.poller import Poller, PollResults, fetch
 from bzzz.tasks.sources import HiveRepositories, StaticRepositories
 from bzzz.tasks.table import load as load_tasks
+from bzzz.window.metrics import TaskTimings
 from bzzz.work import DECLINED, EventKind, TaskEvent, open_broker
 
 log = logging.getLogger(__name__)
@@ -237,6 +238,7 @@ def build_node(
             intake=settings.tasks,
             clock=clock,
         ),
+        timings=TaskTimings(clock),
         window_token=load_secret(
             settings.dashboard_token_path, "dashboard.token_file", "dashboard-token"
         ),

@@ -119,6 +119,7 @@ class RepoPoll:
     error: str | None = None  # the current problem, to log once rather than every poll
     polls: int = 0
     not_modified: int = 0
+    rate_remaining: int | None = None  # the forge's rate limit left, after the last poll
 
     def due(self, now: float, slack: float = 0.0) -> bool:
         """Whether to poll now; `slack` lets a ticking scheduler poll on time, not a tick late."""
@@ -134,6 +135,7 @@ class RepoPoll:
             self.etag = page.etag
         wait = interval
         rate = page.rate
+        self.rate_remaining = rate.remaining
         if (
             rate.remaining is not None
             and rate.remaining <= QUOTA_RESERVE

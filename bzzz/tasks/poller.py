@@ -32,6 +32,7 @@ class PollView:
     not_modified: int
     next_in_s: float
     error: str | None
+    rate_remaining: int | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,13 @@ class Poller:
     def views(self) -> list[PollView]:
         now = self._clock()
         return [
-            PollView(p.repo, p.polls, p.not_modified, max(0.0, p.next_at - now), p.error)
+            PollView(
+                p.repo,
+                p.polls,
+                p.not_modified,
+                max(0.0, p.next_at - now),
+                p.error,
+                p.rate_remaining,
+            )
             for p in self._polls.values()
         ]

@@ -47,12 +47,16 @@ class Sources:
 
 class Window:
     def __init__(
-        self, status: Callable[[], NodeStatus], token: str = "", sources: Sources | None = None
+        self,
+        status: Callable[[], NodeStatus],
+        token: str = "",
+        sources: Sources | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.status = status
         self.token = token
         self.sources = sources
-        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry = registry or CollectorRegistry(auto_describe=False)
         self.registry.register(StatusCollector(status))
         self.templates = Environment(
             loader=PackageLoader("bzzz.window", "templates"),

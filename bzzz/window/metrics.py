@@ -1,17 +1,20 @@
 """A node's numbers in Prometheus' text format (`/metrics`), through prometheus-client.
 
-They are read from the node's status report at scrape time (`StatusCollector`: one
-source of truth, nothing to keep in step).
+Most are read from the node's status report at scrape time (`StatusCollector`: one
+source of truth, nothing to keep in step); the two latency histograms are observed as
+the claim book moves tasks (`TaskTimings`).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from bzzz.claims.actions import Phase, TaskClaim
 from bzzz.node.status import NodeStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -48,6 +51,50 @@ class StatusCollector(Collector):
             yield _gauge("bzzz_process_trio_tasks", "Trio tasks alive.", p.trio_tasks)
 
 
+class TaskTimings:
+    """Announce-to-claim and claim-to-result latencies, observed as the claim book moves
+    tasks (a status report holds no history). "Claimed" is when this node learnt that a
+    node holds the task: its own claim, or a peer's."""
+
+    SECONDS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
+    KEPT = 10_000  # tasks timed at once, at most
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.to_claim = Histogram(
+            "bzzz_task_announce_to_claim_seconds",
+            "From this node learning a task to a node holding it.",
+            buckets=self.SECONDS,
+            registry=self.registry,
+        )
+        self.to_result = Histogram(
+            "bzzz_task_claim_to_result_seconds",
+            "From a node holding a task to its result (done, failed or quarantined).",
+            buckets=self.SECONDS,
+            registry=self.registry,
+        )
+        self._learnt: dict[str, float] = {}
+        self._claimed: dict[str, float] = {}
+
+    def moved(self, task: TaskClaim) -> None:
+        now, task_id = self.clock(), task.task_id
+        if task.phase is Phase.SEEN:
+            self._learnt.setdefault(task_id, now)
+        elif task.phase in (Phase.HELD, Phase.CLAIMED) and task_id not in self._claimed:
+            if task_id in self._learnt:
+                self.to_claim.observe(now - self._learnt[task_id])
+            self._claimed[task_id] = now
+        elif task.phase in (Phase.DONE, Phase.FAILED, Phase.QUARANTINED):
+            if task_id in self._claimed:
+                self.to_result.observe(now - self._claimed.pop(task_id))
+            if task.phase.final:
+                self._learnt.pop(task_id, None)
+        for kept in (self._learnt, self._claimed):
+            while len(kept) > self.KEPT:
+                del kept[next(iter(kept))]
+
+
 def render(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
 
@@ -72,10 +119,13 @@ def _messages(s: NodeStatus) -> Iterator[Metric]:
     for topic, count in sorted(s.messages.published.items()):
         published.add_metric([topic], count)
     dropped = CounterMetricFamily(
-        "bzzz_messages_dropped", "Messages dropped, by reason.", labels=["reason"]
+        "bzzz_messages_dropped",
+        "Messages dropped, by topic and reason.",
+        labels=["topic", "reason"],
     )
-    for reason, count in sorted(s.messages.dropped.items()):
-        dropped.add_metric([reason], count)
+    for topic, reasons in sorted(s.messages.dropped_by_topic.items()):
+        for reason, count in sorted(reasons.items()):
+            dropped.add_metric([topic, reason], count)
     yield from (received, published, dropped)
 
 
@@ -88,11 +138,18 @@ def _polling(s: NodeStatus) -> Iterator[Metric]:
         "Polls the forge answered 304 Not Modified (free of rate limit).",
         labels=["repo"],
     )
+    remaining = GaugeMetricFamily(
+        "bzzz_forge_rate_limit_remaining",
+        "The forge's rate limit left after this node's last poll of a repository.",
+        labels=["repo"],
+    )
     for repo, p in sorted(s.polling.items()):
         if p.polls is not None:
             polls.add_metric([repo], p.polls)
             unchanged.add_metric([repo], p.not_modified or 0)
-    yield from (polls, unchanged)
+        if p.rate_remaining is not None:
+            remaining.add_metric([repo], p.rate_remaining)
+    yield from (polls, unchanged, remaining)
 
 
 def _work(s: NodeStatus) -> Iterator[Metric]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from trio_typing import TaskStatus
 
@@ -52,12 +53,13 @@ async def start_window(
     token: str,
     config_path: Path,
     sources: Sources | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> str:
     """Start the node's window if it has one; its address ("" if none)."""
     if not settings.listen:
         return ""
     host, port = settings.host_port
-    window = Window(status, token, sources)
+    window = Window(status, token, sources, registry)
     try:
         bound = await nursery.start(serve, window.app, host, port)
     except OSError as exc:
