@@ -156,6 +156,19 @@ def test_an_issue_becomes_one_pull_request_and_a_hopeless_one_is_reported(
         ended = families["bzzz_task_claim_to_result_seconds"].samples
         assert next(s.value for s in ended if s.name.endswith("_count")) >= 2
 
+    # The workers' numbers reach /metrics through the queue's events.
+    def total(name: str) -> float:
+        return sum(
+            s.value
+            for node in nodes
+            for s in scrape(node)[name].samples
+            if s.name.endswith("_total")
+        )
+
+    assert total("bzzz_sandbox_runs") >= 1  # the sample's commands
+    assert total("bzzz_model_calls") >= 1
+    assert total("bzzz_worker_tasks") >= 2  # the solvable task, the hopeless one's tries
+
     for node in nodes:  # no secret in any log, status or output
         secret = token(node.name)
         status = json.dumps(node.status_json())

@@ -104,17 +104,3 @@ def test_the_record_of_moves_is_short_and_bounded() -> None:
         decisions.moved(replace(moving, task_id=f"lab/app#{number}"), "2026-12-06T22:10:02")
     assert decisions.of("lab/app#7") == []  # the oldest records went first
     assert len(decisions.of("lab/app#599")) == 1
-
-
-def test_the_task_timings_observe_announce_to_claim_and_claim_to_result() -> None:
-    from bzzz.window.metrics import TaskTimings  # noqa: PLC0415
-
-    now = [100.0]
-    timings = TaskTimings(clock=lambda: now[0])
-    moving = task()
-    for phase, at in ((Phase.SEEN, 100.0), (Phase.HELD, 103.0), (Phase.DONE, 163.0)):
-        now[0], moving.phase = at, phase
-        timings.moved(moving)
-    claim = timings.registry.get_sample_value("bzzz_task_announce_to_claim_seconds_sum")
-    result = timings.registry.get_sample_value("bzzz_task_claim_to_result_seconds_sum")
-    assert (claim, result) == (3.0, 60.0)

@@ -32,10 +32,20 @@ READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
 
 
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A port free now, and not one this process handed out before: a node's listen,
+    gateway and dashboard ports are picked before it binds any of them, and the kernel
+    may offer a just-closed port again."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class NodeProcess:

@@ -64,6 +64,7 @@ from bzzz.tasks.poller import Poller, PollResults, fetch
 from bzzz.tasks.sources import HiveRepositories, StaticRepositories
 from bzzz.tasks.table import load as load_tasks
 from bzzz.window.metrics import TaskTimings
+from bzzz.window.workers import WorkerTally
 from bzzz.work import DECLINED, EventKind, TaskEvent, open_broker
 
 log = logging.getLogger(__name__)
@@ -212,6 +213,8 @@ def build_node(
         help_parts.asker.on_unhelped = partial(reports.escalate, Trigger.HELP_NOT_FOUND)
     build_antennae(help_parts, settings, membership, gossip.publish, reports)
     audit = AuditLog(AuditStore(settings.audit_path), str(peer_id), key_pair.private_key)
+    timings, tally = TaskTimings(clock), WorkerTally(clock)
+    timings.registry.register(tally)
     replication = Replication(
         audit,
         settings.replicas_path,
@@ -238,7 +241,7 @@ def build_node(
             intake=settings.tasks,
             clock=clock,
         ),
-        timings=TaskTimings(clock),
+        timings=timings,
         window_token=load_secret(
             settings.dashboard_token_path, "dashboard.token_file", "dashboard-token"
         ),
@@ -266,7 +269,7 @@ def build_node(
         scheduler=Scheduler(),
         poller=poller,
         events=(
-            WorkerEvents(broker, _task_events(claims, offering, audit), offering.on_beat)
+            WorkerEvents(broker, _task_events(claims, offering, audit, tally), offering.on_beat)
             if claims and broker
             else None
         ),
@@ -353,9 +356,10 @@ def _gateway(
 
 
 def _task_events(
-    claims: ClaimDriver, offering: Offering, audit: AuditLog
+    claims: ClaimDriver, offering: Offering, audit: AuditLog, tally: WorkerTally
 ) -> Callable[[TaskEvent], None]:
     def on_event(event: TaskEvent) -> None:
+        tally.on_event(event)
         if event.kind is EventKind.AUDIT:
             worker_entry(audit, event)
             return
