@@ -3,7 +3,12 @@ task latencies as the claim book moves tasks, and the workers' numbers from thei
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from dramatiq import Message
+
 from bzzz.claims.actions import Phase, TaskClaim
+from bzzz.queue.sqlite import SQLiteBroker
 from bzzz.window.metrics import TaskTimings
 from bzzz.window.workers import WorkerTally
 from bzzz.work import EventKind, TaskEvent
@@ -44,3 +49,21 @@ def test_the_workers_numbers_come_from_their_events() -> None:
     assert value("bzzz_sandbox_timeouts_total", {"worker": "vm:42"}) == 1
     assert value("bzzz_model_calls_total", {"model": "lab", "node": "node-b"}) == 3
     assert value("bzzz_model_calls_total", {"model": "lab", "node": "x"}) is None
+
+
+def test_the_queue_tells_its_depths(tmp_path: Path) -> None:
+    broker = SQLiteBroker(tmp_path / "queue.db")
+    try:
+        broker.declare_queue("tasks")
+        for number in range(3):
+            broker.enqueue(Message("tasks", "run", (number,), {}, {}))
+        assert broker.depths() == {"ready": 3, "claimed": 0, "dead": 0, "redelivered": 0}
+        consumer = broker.consume("tasks", prefetch=1, timeout=1000)
+        message = next(iter(consumer))
+        assert message is not None
+        assert broker.depths()["claimed"] == 1
+        consumer.nack(message)
+        assert broker.depths() == {"ready": 2, "claimed": 0, "dead": 1, "redelivered": 0}
+        consumer.close()
+    finally:
+        broker.close()

@@ -40,6 +40,15 @@ class WorkerEvents:
         self._on_beat = on_beat
         self._worker: dramatiq.Worker | None = None
         self.malformed = 0
+        self.depths: dict[str, int] | None = None  # the queue's, read by a periodic job
+
+    def read_depths(self) -> dict[str, int] | None:
+        """The queue's depths (blocking), if its broker can tell them."""
+        depths = getattr(self._broker, "depths", None)
+        return depths() if callable(depths) else None
+
+    async def keep_depths(self, depths: dict[str, int] | None) -> None:
+        self.depths = depths
 
     def start(self, token: trio.lowlevel.TrioToken) -> None:
         def task_event(data: dict[str, Any]) -> None:  # on the Dramatiq thread

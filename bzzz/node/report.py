@@ -27,6 +27,7 @@ from bzzz.node.status import (
     PeerStatus,
     PollingStatus,
     ProcessStats,
+    QueueStatus,
     ReportProblem,
     ReportsStatus,
     WorkerStatus,
@@ -95,6 +96,7 @@ def status_of(node: Node) -> NodeStatus:
         reports=_reports(p.reports),
         audit=_audit(p),
         dashboard=node.window_url,
+        queue=QueueStatus(**p.events.depths) if p.events and p.events.depths else None,
         ignored=tuple(
             IgnoredIssue(i.task_id, i.title, i.reason)
             for i in (p.poller.ignored() if p.poller else ())

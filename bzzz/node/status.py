@@ -232,6 +232,16 @@ class AuditStatus:
 
 
 @dataclass(frozen=True)
+class QueueStatus:
+    """The node's task queue (its SQLite broker), read every few seconds."""
+
+    ready: int
+    claimed: int
+    dead: int  # dead letters kept
+    redelivered: int  # messages not dead delivered more than once
+
+
+@dataclass(frozen=True)
 class ClaimCounts:
     tracked: int  # tasks in the claim machine (finished ones until their retention ends)
     in_flight: int  # tasks with forge, queue or mesh actions under way
@@ -274,6 +284,7 @@ class NodeStatus:
     reports: ReportsStatus | None = None  # None: no forge, nothing to report
     audit: AuditStatus | None = None
     dashboard: str = ""  # the operator's window: its address ("" for none)
+    queue: QueueStatus | None = None  # None: not read yet, or a broker that cannot say
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = _ADAPTER.dump_python(self, mode="json")

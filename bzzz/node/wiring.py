@@ -69,6 +69,8 @@ from bzzz.work import DECLINED, EventKind, TaskEvent, open_broker
 
 log = logging.getLogger(__name__)
 
+QUEUE_EVERY = 5.0  # seconds between readings of the queue's depths
+
 CONNECTION_EVENTS = 1024
 POLL_TICK = 1.0
 
@@ -301,6 +303,8 @@ def _schedule(p: Parts, detector: CapabilityDetector, forge: Forge | None) -> No
     p.scheduler.every(
         "capabilities", settings.capabilities.check_interval, detector.read, offering.on_reading
     )
+    if p.events is not None:
+        p.scheduler.every("queue", QUEUE_EVERY, p.events.read_depths, p.events.keep_depths)
     if forge is not None and p.poller is not None:
         poller, label = p.poller, settings.tasks.label
 

@@ -46,6 +46,8 @@ from bzzz.queue.storage import Storage
 
 log = logging.getLogger(__name__)
 
+DEAD_STATE = 2
+
 DEFAULT_LEASE = 12.0  # seconds
 DEFAULT_BUSY_TIMEOUT = 30.0  # seconds
 DEFAULT_DEAD_LETTER_TTL = 7 * 86400.0  # seconds, as Dramatiq's brokers
@@ -199,6 +201,20 @@ class SQLiteBroker(Broker):
             if heartbeat is not None and heartbeat is not threading.current_thread():
                 heartbeat.join(timeout=5)
         self._storage.close_connections()
+
+    def depths(self) -> dict[str, int]:
+        """Messages in every queue by state (ready, claimed, dead), and how many of those
+        not dead were delivered more than once (a worker died or gave one back)."""
+        with self._storage.db() as db:
+            rows = db.execute(
+                "SELECT state, count(*), sum(deliveries > 1) FROM bzzz_messages GROUP BY state"
+            ).fetchall()
+        counts = {"ready": 0, "claimed": 0, "dead": 0, "redelivered": 0}
+        for state, count, again in rows:
+            counts[("ready", "claimed", "dead")[state]] = int(count)
+            if state != DEAD_STATE:
+                counts["redelivered"] += int(again or 0)
+        return counts
 
     # -- dead letters
 

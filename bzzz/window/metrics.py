@@ -161,6 +161,16 @@ def _work(s: NodeStatus) -> Iterator[Metric]:
     yield _gauge(
         "bzzz_workers_busy", "Worker threads running a task.", sum(w.busy for w in s.workers)
     )
+    if s.queue is not None:
+        queue = GaugeMetricFamily(
+            "bzzz_queue_messages", "The task queue, by state.", labels=["state"]
+        )
+        for state in ("ready", "claimed", "dead"):
+            queue.add_metric([state], getattr(s.queue, state))
+        yield queue
+        yield _gauge(
+            "bzzz_queue_redelivered", "Queued tasks delivered more than once.", s.queue.redelivered
+        )
     failures = CounterMetricFamily(
         "bzzz_job_failures", "Failed runs of a periodic job.", labels=["job"]
     )
