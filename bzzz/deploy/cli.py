@@ -9,6 +9,7 @@ from typing import TypeAlias
 
 from bzzz.config import CONFIG_FILE, SandboxSettings, load_settings, resolve_home
 from bzzz.errors import ExitCode
+from bzzz.liveline import LiveLine
 
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -98,7 +99,8 @@ def _systemd_install(args: argparse.Namespace) -> int:
     from bzzz.deploy.systemd import UnitSettings, default_bin, install  # noqa: PLC0415
 
     settings = UnitSettings(user=args.user, home=args.home, bin=args.bin or default_bin())
-    install(settings, args.workers, prefix=args.prefix, dry_run=args.dry_run)
+    with LiveLine() as line:
+        install(settings, args.workers, prefix=args.prefix, dry_run=args.dry_run, say=line.say)
     return ExitCode.OK
 
 
@@ -121,13 +123,10 @@ def _sandbox_build_image(args: argparse.Namespace) -> int:
     from workers.sandbox.image import build_image  # noqa: PLC0415
 
     settings = _sandbox_settings(args)
-    image_id = build_image(
-        settings,
-        rootfs=args.rootfs,
-        suite=args.suite,
-        mirror=args.mirror,
-        say=lambda text: print(text, flush=True),
-    )
+    with LiveLine() as line:
+        image_id = build_image(
+            settings, rootfs=args.rootfs, suite=args.suite, mirror=args.mirror, say=line.say
+        )
     print(f"built {settings.image} ({image_id})")
     return ExitCode.OK
 

@@ -132,8 +132,18 @@ class Progress:
             self._printed_at = int(self.elapsed()) // 5
             say(text + "\n")
 
+    def bar(self, width: int = 30) -> str:
+        """How far the lab is: the mesh formed, the tasks known, each pull request, and
+        every result known, as a bar."""
+        reached = [self.formed_at is not None, self.tasks_at is not None]
+        reached += [task in self.pulls for task in sorted(EXPECTED_TASKS)]
+        reached.append(self.finished_at is not None)
+        done = sum(reached)
+        filled = width * done // len(reached)
+        return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{len(reached)}"
+
     def status_lines(self) -> list[str]:
-        lines = []
+        lines = [f"progress {self.bar()}"]
         if self.formed_at is None:
             lines.append(
                 "the mesh has not formed (node logs: each home's node.out; keep them with --keep)"
