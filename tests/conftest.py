@@ -87,10 +87,17 @@ def make_node(short_tmp: Path, request: pytest.FixtureRequest) -> Iterator[NodeF
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests run in parallel (pytest-xdist, --dist loadgroup: most of them wait on other
     processes); those that start a private dockerd share one worker, so that only one
-    engine runs at a time."""
+    engine runs at a time; and the heaviest (the whole lab, a browser on three nodes)
+    share another, so that they never load the two cores at once and starve the nodes'
+    liveness."""
     for item in items:
         if "sandbox" in item.path.parts or item.path.name == "test_compose.py":
             item.add_marker(pytest.mark.xdist_group("docker"))
+        elif any(name in item.nodeid for name in HEAVY):
+            item.add_marker(pytest.mark.xdist_group("heavy"))
+
+
+HEAVY = ("test_dashboard_browser.py", "test_lab_turns_the_sample_issues", "test_audit_mesh.py")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
