@@ -28,7 +28,12 @@ from bzzz.gateway.routing import ModelPeer, candidates, known_anywhere
         ("DELETE", "/api/delete", Route.REFUSED),
         ("POST", "/api/blobs/sha256:abc", Route.REFUSED),
         ("GET", "/api/chat", Route.UNKNOWN),
-        ("POST", "/v1/chat/completions", Route.UNKNOWN),
+        ("POST", "/v1/chat/completions", Route.MODEL),  # OpenAI's API, as ollama serves it
+        ("POST", "/v1/messages", Route.MODEL),  # Anthropic's
+        ("POST", "/v1/embeddings", Route.MODEL),
+        ("GET", "/v1/models", Route.MERGED),
+        ("GET", "/v1/chat/completions", Route.UNKNOWN),
+        ("POST", "/v1/assistants", Route.UNKNOWN),
     ],
 )
 def test_each_endpoint_goes_where_it_belongs(method: str, path: str, route: Route) -> None:
@@ -93,3 +98,17 @@ def test_model_lists_merge_and_name_where_each_model_lives() -> None:
     )
     where = {m.get("name") or m.get("model"): m["bzzz_nodes"] for m in merged["models"]}
     assert where == {"m:latest": ["a", "c"], "a-only:latest": ["a"], "c-only:latest": ["c"]}
+
+
+def test_the_gateway_s_own_errors_speak_the_caller_s_api() -> None:
+    said = api.not_found("nowhere")
+    assert api.shaped("/api/chat", 404, said) == said  # ollama's own words
+    openai_error = json.loads(api.shaped("/v1/chat/completions", 404, said))
+    assert openai_error["error"]["message"] == "model 'nowhere' not found"
+    assert openai_error["error"]["type"] == "not_found_error"
+    anthropic_error = json.loads(api.shaped("/v1/messages", 503, api.BUSY))
+    assert anthropic_error["type"] == "error"
+    assert anthropic_error["error"]["type"] == "overloaded_error"
+    assert api.error_line("gone", "/v1/messages").startswith(b"event: error\ndata: ")
+    assert api.error_line("gone", "/v1/chat/completions").startswith(b'data: {"error"')
+    assert api.error_line("gone", "/api/chat") == b'{"error": "gone"}\n'

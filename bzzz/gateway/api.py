@@ -27,7 +27,14 @@ MODEL_ENDPOINTS = {
     "/api/embed": "POST",
     "/api/embeddings": "POST",
     "/api/show": "POST",
+    # What ollama serves for OpenAI's and Anthropic's clients (agent CLIs): routed by
+    # model like the rest; they stream server-sent events instead of NDJSON.
+    "/v1/chat/completions": "POST",
+    "/v1/completions": "POST",
+    "/v1/embeddings": "POST",
+    "/v1/messages": "POST",
 }
+OPENAI_MODELS = "/v1/models"  # answered here, from the mesh's merged /api/tags
 MERGED_ENDPOINTS = {"/api/tags": "GET", "/api/ps": "GET"}
 ADMIN = ("/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete", "/api/blobs")
 # What a peer may ask of this node's model server over the mesh.
@@ -37,6 +44,8 @@ MESH_ENDPOINTS = {**MODEL_ENDPOINTS, **MERGED_ENDPOINTS}
 def route(method: str, path: str) -> Route:
     if path in ("/", "/api/version") and method in ("GET", "HEAD"):
         return Route.HERE
+    if path == OPENAI_MODELS and method == "GET":
+        return Route.MERGED
     if MODEL_ENDPOINTS.get(path) == method:
         return Route.MODEL
     if MERGED_ENDPOINTS.get(path) == method:
@@ -67,9 +76,61 @@ def error(message: str) -> bytes:
     return json.dumps({"error": message}).encode()
 
 
-def error_line(message: str) -> bytes:
-    """An error after a stream has begun: ollama sends it as the last NDJSON line."""
+def error_line(message: str, path: str = "") -> bytes:
+    """An error after a stream has begun: ollama sends it as the last NDJSON line; on
+    the OpenAI and Anthropic endpoints, as the last server-sent event, in their words."""
+    if path == "/v1/messages":
+        body = {"type": "error", "error": {"type": "api_error", "message": message}}
+        return f"event: error\ndata: {json.dumps(body)}\n\n".encode()
+    if path.startswith("/v1/"):
+        body = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+        return f"data: {json.dumps(body)}\n\n".encode()
     return error(message) + b"\n"
+
+
+ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error", 503: "overloaded_error"}
+
+
+def shaped(path: str, status: int, body: bytes) -> bytes:
+    """An error the gateway itself gives ({"error": message}, ollama's shape), in the
+    shape of the API the path belongs to: OpenAI's or Anthropic's for /v1."""
+    if not path.startswith("/v1/"):
+        return body
+    try:
+        message = str(json.loads(body).get("error", "failed"))
+    except (ValueError, AttributeError):
+        return body
+    kind = ERROR_TYPES.get(status, "api_error")
+    if path == "/v1/messages":
+        return json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
+    return json.dumps(
+        {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    ).encode()
+
+
+def openai_models(tags: bytes) -> bytes:
+    """`/v1/models` from a merged `/api/tags`: OpenAI's list, with the nodes that have
+    each model."""
+    try:
+        models = json.loads(tags).get("models", [])
+    except (ValueError, AttributeError):
+        models = []
+    return json.dumps(
+        {
+            "object": "list",
+            "data": [
+                {
+                    "id": str(m.get("name") or m.get("model")),
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "library",
+                    "bzzz_nodes": m.get("bzzz_nodes", []),
+                }
+                for m in models
+                if isinstance(m, dict) and (m.get("name") or m.get("model"))
+            ],
+        }
+    ).encode()
 
 
 def not_found(model: str) -> bytes:

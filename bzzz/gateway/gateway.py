@@ -81,13 +81,23 @@ class Gateway:
             case Route.HERE:
                 return self._here(request)
             case Route.MODEL:
-                return await self._model_call(request)
+                response = await self._model_call(request)
+            case Route.MERGED if request.path == api.OPENAI_MODELS:
+                merged = await self._merged(Request("GET", "/api/tags", b""))
+                assert isinstance(merged.body, bytes)  # noqa: S101 - _merged answers whole
+                return Response(200, JSON, api.openai_models(merged.body))
             case Route.MERGED:
                 return await self._merged(request)
             case Route.REFUSED:
-                return Response(403, JSON, api.REFUSED)
+                response = Response(403, JSON, api.REFUSED)
             case _:
-                return Response(404, JSON, api.unknown(request.method, request.path))
+                response = Response(404, JSON, api.unknown(request.method, request.path))
+        own = not response.headers  # a model server's answer names the node that gave it
+        if own and response.status >= 400 and isinstance(response.body, bytes):
+            # The gateway's own error, in the words of the API the caller speaks.
+            body = api.shaped(request.path, response.status, response.body)
+            return Response(response.status, response.content_type, body)
+        return response
 
     def _here(self, request: Request) -> Response:
         if request.path == "/":

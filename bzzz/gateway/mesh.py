@@ -133,7 +133,9 @@ async def ask(
         await reset(stream)
         raise PeerFailed(f"a {kind.name} frame where the head was due")
     head = json.loads(payload)
-    return PeerReply(int(head["status"]), str(head["content_type"]), _relay(stream, idle, peer))
+    return PeerReply(
+        int(head["status"]), str(head["content_type"]), _relay(stream, idle, peer, path)
+    )
 
 
 async def _request(
@@ -168,7 +170,9 @@ async def _send_request(
     return stream, kind, payload
 
 
-async def _relay(stream: INetStream, idle: float, peer: str) -> AsyncGenerator[bytes, None]:
+async def _relay(
+    stream: INetStream, idle: float, peer: str, path: str
+) -> AsyncGenerator[bytes, None]:
     finished = False
     try:
         while True:
@@ -176,10 +180,10 @@ async def _relay(stream: INetStream, idle: float, peer: str) -> AsyncGenerator[b
                 with trio.fail_after(idle):
                     kind, payload = await read_frame(stream)
             except trio.TooSlowError:
-                yield error_line(f"the model on peer {peer} went silent for {idle:g} s")
+                yield error_line(f"the model on peer {peer} went silent for {idle:g} s", path)
                 return
             except PeerFailed as exc:
-                yield error_line(f"the call to peer {peer} broke off: {exc}")
+                yield error_line(f"the call to peer {peer} broke off: {exc}", path)
                 return
             if kind is Kind.DATA:
                 yield payload
@@ -188,7 +192,7 @@ async def _relay(stream: INetStream, idle: float, peer: str) -> AsyncGenerator[b
                 return
             else:  # ERROR mid-stream
                 message = json.loads(payload).get("error", "failed") if payload else "failed"
-                yield error_line(str(message))
+                yield error_line(str(message), path)
                 return
     finally:
         with trio.CancelScope(shield=True):

@@ -55,10 +55,10 @@ class Upstream:
             await stack.aclose()
             raise Unreachable(f"{self._base}: {type(exc).__name__}: {exc}") from None
         content_type = response.headers.get("content-type", NDJSON)
-        return Reply(response.status_code, content_type, self._relay(response, stack))
+        return Reply(response.status_code, content_type, self._relay(response, stack, path))
 
     async def _relay(
-        self, response: httpx.Response, stack: AsyncExitStack
+        self, response: httpx.Response, stack: AsyncExitStack, path: str
     ) -> AsyncGenerator[bytes, None]:
         try:
             chunks = response.aiter_raw().__aiter__()
@@ -69,10 +69,10 @@ class Upstream:
                 except StopAsyncIteration:
                     return
                 except trio.TooSlowError:
-                    yield error_line(f"the model server went silent for {self._idle:g} s")
+                    yield error_line(f"the model server went silent for {self._idle:g} s", path)
                     return
                 except httpx.HTTPError as exc:
-                    yield error_line(f"the model server failed: {type(exc).__name__}")
+                    yield error_line(f"the model server failed: {type(exc).__name__}", path)
                     return
                 yield chunk
         finally:

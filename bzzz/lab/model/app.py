@@ -45,6 +45,7 @@ from bzzz.lab.model.chat import (
     parse_chat,
     parse_generate,
 )
+from bzzz.lab.model.compat_http import compat_routes
 from bzzz.lab.model.embed import embed_body, embeddings_body, parse_embed, parse_embeddings
 from bzzz.lab.model.generated import answer_generated
 from bzzz.lab.model.generative import Generative
@@ -110,6 +111,7 @@ class LabModelApp:
             "/api/generate": ("POST", lambda exchange: self._model_reply(exchange, "generate")),
             "/api/embed": ("POST", lambda exchange: self._embed(exchange, legacy=False)),
             "/api/embeddings": ("POST", lambda exchange: self._embed(exchange, legacy=True)),
+            **compat_routes(self),
             "/_lab/models": ("POST", self._register),
             "/_lab/requests": ("GET", self._logged),
         }
@@ -186,18 +188,18 @@ class LabModelApp:
             return
         found = self.models.get(request.model)
         if found is None:
-            self._log(exchange, 404, request, "error")
+            self.log_request(exchange, 404, request, "error")
             exchange.send_json(404, {"error": f"model '{request.model}' not found"})
             return
         responder, info = found
         if not info.chats:  # ollama: 400 before the model is loaded
-            self._log(exchange, 400, request, "error")
+            self.log_request(exchange, 400, request, "error")
             refused = f'"{request.model}" does not support {endpoint}'
             exchange.send_json(400, {"error": refused})
             return
         self.models.mark_used(info)
         if only_loads(request):  # ollama loads the model and answers nothing
-            self._log(exchange, 200, request, "load")
+            self.log_request(exchange, 200, request, "load")
             self._send(exchange, request, [final_chunk(request, "", [], None, "load")])
             return
         if isinstance(responder, Generative):  # a real model: logged once it has answered
@@ -206,7 +208,9 @@ class LabModelApp:
                 request,
                 responder,
                 received,
-                lambda status, kind, ending: self._log(exchange, status, request, kind, ending),
+                lambda status, kind, ending: self.log_request(
+                    exchange, status, request, kind, ending
+                ),
             )
             return
         self._scripted(exchange, request, responder, received)
@@ -218,7 +222,7 @@ class LabModelApp:
             reply = responder(request)
         except Exception as exc:
             log.exception("lab model %r failed", request.model)
-            self._log(exchange, 500, request, "error")
+            self.log_request(exchange, 500, request, "error")
             exchange.send_json(500, {"error": f"lab model '{request.model}' failed: {exc}"})
             return
         reply, reason = within_num_predict(request, reply)
@@ -226,7 +230,7 @@ class LabModelApp:
         if isinstance(reply, Text | ToolCall):
             prompt, generated = counts(request, reply)
             counted = {"prompt_eval_count": prompt, "eval_count": generated, "done_reason": reason}
-        self._log(exchange, status_of(reply, request), request, kind_of(reply), counted)
+        self.log_request(exchange, status_of(reply, request), request, kind_of(reply), counted)
         decided = time.monotonic_ns()
         if reply.delay and self.stopping.wait(reply.delay):
             exchange.drop()  # the server is stopping: a hung model never answers
@@ -307,7 +311,7 @@ class LabModelApp:
         )
         exchange.send_bytes(status, "text/plain; charset=utf-8", text)
 
-    def _log(
+    def log_request(
         self,
         exchange: Exchange,
         status: int,

@@ -91,14 +91,19 @@ class Exchange(BaseExchange):
             self.wfile.write(data)
         self.wfile.flush()
 
-    def start_stream(self) -> None:
+    def start_stream(self, content_type: str = "application/x-ndjson") -> None:
         self.send_response(200)
-        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Content-Type", content_type)
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
 
     def stream_line(self, body: Mapping[str, Any]) -> None:
         data = ndjson(body)
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def stream_bytes(self, data: bytes) -> None:
+        """One chunk of a stream as it is (a server-sent event)."""
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
