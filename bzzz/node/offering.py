@@ -51,6 +51,9 @@ class Offering:
         # The model gateway's load, (mesh slots, calls served now); None: no gateway.
         self.gateway_load: Callable[[], tuple[int, int]] | None = None
         self.remote_models = True  # claims.remote_models: claim tasks for the mesh's models
+        # Whether this node is connected to a peer now: a peer's models count as reachable
+        # through the gateway only then (its calls would otherwise wait on a dial).
+        self.connected: Callable[[str], bool] = lambda _: True
 
     async def on_reading(self, reading: Reading) -> None:
         """A capability reading from the scheduler's thread."""
@@ -82,9 +85,14 @@ class Offering:
         claims = self._claims
         reading = self.announcer.reading
         peers = self._membership.offers()
-        # Other nodes' models, which this node reaches through its gateway (if it may).
+        # Other nodes' models, which this node reaches through its gateway (if it may), from
+        # the peers it is connected to.
         reach = self.gateway_load is not None and self.remote_models
-        mesh = frozenset(m for o in peers for m in o.models) if reach else frozenset()
+        mesh = (
+            frozenset(m for o in peers if self.connected(o.peer_id) for m in o.models)
+            if reach
+            else frozenset()
+        )
         self.facts = replace(
             self.facts,
             mesh_models=tuple(sorted(mesh)),

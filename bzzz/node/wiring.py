@@ -18,6 +18,7 @@ import trio
 from dramatiq.broker import Broker
 from libp2p.abc import IHost
 from libp2p.crypto.keys import KeyPair
+from libp2p.peer.id import ID
 
 from bzzz import logs
 from bzzz.addresses import parse_peer_id
@@ -206,6 +207,7 @@ def build_node(
         publish=gossip.publish,
     )
     offering.remote_models = settings.claims.remote_models
+    offering.connected = lambda peer: dialer.is_connected(ID.from_base58(peer))
     sync = TaskSync(stack.host, tasks, membership, settings.tasks.sync_interval, clock=clock)
     gateway = _gateway(
         settings, name, stack.host, dialer, offering=offering, membership=membership, clock=clock
