@@ -62,6 +62,19 @@ def converse(base: str) -> None:
     assert text == "Wrote hello.py with farewell()."
     with pytest.raises(openai.NotFoundError, match="model 'nowhere' not found"):
         oa.chat.completions.create(model="nowhere", messages=asked)  # type: ignore[arg-type]
+    # OpenAI's Responses API (all that Codex CLI speaks): a function call, then the text.
+    tools = [{"type": "function", **TOOL["function"]}]  # type: ignore[dict-item]
+    called = oa.responses.create(model="coder", input=asked, tools=tools)  # type: ignore[arg-type]
+    (function_call,) = [item for item in called.output if item.type == "function_call"]
+    assert function_call.name == "write_file"  # type: ignore[union-attr]
+    replied = [
+        *asked,
+        function_call.model_dump(exclude_none=True),
+        {"type": "function_call_output", "call_id": function_call.call_id, "output": "ok"},  # type: ignore[union-attr]
+    ]
+    assert oa.responses.create(model="coder", input=replied).output_text == SCRIPT[1].content  # type: ignore[arg-type, union-attr]
+    with oa.responses.stream(model="coder", input=replied) as events:  # type: ignore[arg-type]
+        assert events.get_final_response().output_text == SCRIPT[1].content  # type: ignore[union-attr]
     assert "coder:latest" in {model.id for model in oa.models.list()}
 
     an = anthropic.Anthropic(base_url=base, api_key="unused", max_retries=0, timeout=30)

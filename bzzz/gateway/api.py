@@ -30,6 +30,7 @@ MODEL_ENDPOINTS = {
     # What ollama serves for OpenAI's and Anthropic's clients (agent CLIs): routed by
     # model like the rest; they stream server-sent events instead of NDJSON.
     "/v1/chat/completions": "POST",
+    "/v1/responses": "POST",  # OpenAI's Responses API: all that Codex CLI speaks
     "/v1/completions": "POST",
     "/v1/embeddings": "POST",
     "/v1/messages": "POST",

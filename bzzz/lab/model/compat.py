@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from bzzz.lab.model.chat import BadRequest, ChatRequest, Message, model_name
 
-Api = Literal["openai", "anthropic"]
+Api = Literal["openai", "anthropic", "responses"]  # responses: OpenAI's Responses API
 ToolCalls = Sequence[Mapping[str, Any]]  # ollama's: {"function": {"name", "arguments"}}
 
 

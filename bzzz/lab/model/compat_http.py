@@ -1,7 +1,7 @@
 """The lab model server's OpenAI and Anthropic endpoints (as ollama serves them):
-`/v1/chat/completions`, `/v1/messages` and `/v1/models`, answered from the same scripts
-as `/api/chat` (bzzz.lab.model.compat does the translation). Scripted models only: the
-GGUF models answer ollama's own API."""
+`/v1/chat/completions`, `/v1/responses`, `/v1/messages` and `/v1/models`, answered from
+the same scripts as `/api/chat` (bzzz.lab.model.compat and .responses translate).
+Scripted models only: the GGUF models answer ollama's own API."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from bzzz.lab.model import compat
+from bzzz.lab.model import compat, responses
 from bzzz.lab.model.answers import counts, kind_of, status_of, within_num_predict
 from bzzz.lab.model.chat import BadRequest, ChatRequest
 from bzzz.lab.model.generative import Generative
@@ -30,6 +30,7 @@ def compat_routes(app: LabModelApp) -> dict[str, tuple[str, Callable[[Exchange],
         "/v1/models": ("GET", lambda exchange: _models(app, exchange)),
         "/v1/chat/completions": ("POST", lambda exchange: _reply(app, exchange, "openai")),
         "/v1/messages": ("POST", lambda exchange: _reply(app, exchange, "anthropic")),
+        "/v1/responses": ("POST", lambda exchange: _reply(app, exchange, "responses")),
     }
 
 
@@ -39,7 +40,11 @@ def _models(app: LabModelApp, exchange: Exchange) -> None:
 
 
 def _reply(app: LabModelApp, exchange: Exchange, api: compat.Api) -> None:
-    parse = compat.parse_openai if api == "openai" else compat.parse_anthropic
+    parse = {
+        "openai": compat.parse_openai,
+        "anthropic": compat.parse_anthropic,
+        "responses": responses.parse_responses,
+    }[api]
     try:
         request = parse(exchange.read_json())
     except (BadBody, BadRequest) as exc:
@@ -79,15 +84,19 @@ def _answer(
     content, tool_calls = message_of(reply)
     model, usage = request.model, counts(request, reply)
     if not request.stream:
+        if api == "responses":
+            exchange.send_json(200, responses.response(model, content, tool_calls, usage))
+            return
         whole = compat.openai_reply if api == "openai" else compat.anthropic_reply
         exchange.send_json(200, whole(model, content, tool_calls, usage, reason))
         return
     exchange.start_stream(SSE)
-    events = (
-        compat.openai_events(model, pieces(content), tool_calls, reason)
-        if api == "openai"
-        else compat.anthropic_events(model, pieces(content), tool_calls, usage, reason)
-    )
+    if api == "responses":
+        events = responses.events(model, pieces(content), tool_calls, usage)
+    elif api == "openai":
+        events = compat.openai_events(model, pieces(content), tool_calls, reason)
+    else:
+        events = compat.anthropic_events(model, pieces(content), tool_calls, usage, reason)
     for event in events:
         exchange.stream_bytes(event)
     exchange.end_stream()
