@@ -11,19 +11,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from bzzz.config import load_settings
 from bzzz.lab.forge import LocalForge
 from bzzz.lab.model import LabModelServer
 from bzzz.lab.processes import NodeProcess, wait_for
 from bzzz.node.status import AuditStatus
 from tests import test_task_flow
 from tests.claimlab import Workers
-from tests.conftest import NodeFactory, start_all, wait_alive
+from tests.conftest import NodeFactory, wait_alive
 from tests.test_audit_log import VERIFIER
-from tests.test_task_flow import NODES, SOLVABLE, flow_node
-from workers.sandbox import SandboxUnavailable, choose_backend
+from tests.test_task_flow import SOLVABLE, flow_mesh
 
 AUDIT = {"announce_every": 2.0}
 forge = test_task_flow.forge  # the sample tasks' world
@@ -62,15 +58,8 @@ def test_every_node_holds_verified_replicas_and_catches_a_rewritten_log(
     pools: list[Workers],
     tmp_path: Path,
 ) -> None:
-    a = flow_node(make_node, forge, model, "node-a", [], audit=AUDIT)
-    try:
-        choose_backend(load_settings(a.home).sandbox)
-    except SandboxUnavailable as exc:
-        pytest.skip(f"no sandbox here: {exc}")
-    nodes = [a] + [flow_node(make_node, forge, model, n, [a.addr], audit=AUDIT) for n in NODES[1:]]
-    start_all(*nodes)
-    for node in nodes:
-        wait_alive(node, set(NODES) - {node.name})
+    nodes = flow_mesh(make_node, forge, model, audit=AUDIT)
+    a = nodes[0]
     pools.extend(Workers(node, tmp_path / "unused.jsonl") for node in nodes)
 
     def pull_request_known() -> bool:

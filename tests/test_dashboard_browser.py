@@ -16,15 +16,13 @@ from urllib.parse import quote
 
 import pytest
 
-from bzzz.config import load_settings
 from bzzz.lab.forge import LocalForge
 from bzzz.lab.model import LabModelServer
 from bzzz.lab.processes import wait_for
 from tests import test_task_flow
 from tests.claimlab import Workers
-from tests.conftest import NodeFactory, start_all, wait_alive
-from tests.test_task_flow import NODES, SOLVABLE, flow_node
-from workers.sandbox import SandboxUnavailable, choose_backend
+from tests.conftest import NodeFactory
+from tests.test_task_flow import NODES, SOLVABLE, flow_mesh
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SCREENSHOT = Path(__file__).parent.parent / "docs" / "dashboard.png"
@@ -69,15 +67,8 @@ def test_the_dashboard_lives_in_a_browser(  # noqa: PLR0917 - fixtures
     from selenium.webdriver.common.by import By  # noqa: PLC0415
 
     driver = browser
-    a = flow_node(make_node, forge, model, "node-a", [])
-    try:
-        choose_backend(load_settings(a.home).sandbox)
-    except SandboxUnavailable as exc:
-        pytest.skip(f"no sandbox here: {exc}")
-    nodes = [a] + [flow_node(make_node, forge, model, n, [a.addr]) for n in NODES[1:]]
-    start_all(*nodes)
-    for node in nodes:
-        wait_alive(node, set(NODES) - {node.name})
+    nodes = flow_mesh(make_node, forge, model)
+    a = nodes[0]
 
     def text() -> str:
         return str(driver.find_element(By.TAG_NAME, "body").text)  # type: ignore[attr-defined]

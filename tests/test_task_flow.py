@@ -91,6 +91,25 @@ def flow_node(
     )
 
 
+def flow_mesh(
+    make_node: NodeFactory,
+    forge: LocalForge,
+    model: LabModelServer,
+    **sections: dict[str, Any],
+) -> list[NodeProcess]:
+    """The three flow nodes, started and hearing each other (skips without a sandbox)."""
+    a = flow_node(make_node, forge, model, "node-a", [], **sections)
+    try:
+        choose_backend(load_settings(a.home).sandbox)
+    except SandboxUnavailable as exc:
+        pytest.skip(f"no sandbox here: {exc}")
+    nodes = [a] + [flow_node(make_node, forge, model, n, [a.addr], **sections) for n in NODES[1:]]
+    start_all(*nodes)
+    for node in nodes:
+        wait_alive(node, set(NODES) - {node.name})
+    return nodes
+
+
 def test_an_issue_becomes_one_pull_request_and_a_hopeless_one_is_reported(
     forge: LocalForge,
     model: LabModelServer,
@@ -98,15 +117,7 @@ def test_an_issue_becomes_one_pull_request_and_a_hopeless_one_is_reported(
     pools: list[Workers],
     tmp_path: Path,
 ) -> None:
-    a = flow_node(make_node, forge, model, "node-a", [])
-    try:
-        choose_backend(load_settings(a.home).sandbox)
-    except SandboxUnavailable as exc:
-        pytest.skip(f"no sandbox here: {exc}")
-    nodes = [a] + [flow_node(make_node, forge, model, n, [a.addr]) for n in NODES[1:]]
-    start_all(*nodes)
-    for node in nodes:
-        wait_alive(node, set(NODES) - {node.name})
+    nodes = flow_mesh(make_node, forge, model)
     pools.extend(Workers(node, tmp_path / "unused.jsonl") for node in nodes)
 
     def result_urls(node: NodeProcess) -> dict[str, str]:

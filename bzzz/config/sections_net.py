@@ -200,6 +200,25 @@ class CapabilitySettings:
             )
 
 
+def host_port(listen: str) -> tuple[str, int]:
+    """A loopback HOST:PORT setting's host (without brackets) and port."""
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def check_loopback(key: str, listen: str, empty: str) -> None:
+    """A HOST:PORT setting that must be on loopback ("" allowed, meaning `empty`)."""
+    if not listen:
+        return
+    match = re.fullmatch(r"(127\.0\.0\.1|localhost|\[::1\]):(\d{1,5})", listen)
+    if match is None or not 0 <= int(match.group(2)) <= 65535:
+        raise Invalid(
+            key,
+            f"is {listen!r}",
+            f'use 127.0.0.1:PORT or [::1]:PORT (loopback only), or "" for {empty}',
+        )
+
+
 @dataclass(frozen=True)
 class GatewaySettings:
     listen: str = doc(
@@ -226,18 +245,10 @@ class GatewaySettings:
 
     @property
     def host_port(self) -> tuple[str, int]:
-        host, _, port = self.listen.rpartition(":")
-        return host.strip("[]"), int(port)
+        return host_port(self.listen)
 
     def check(self) -> None:
-        if self.listen:
-            match = re.fullmatch(r"(127\.0\.0\.1|localhost|\[::1\]):(\d{1,5})", self.listen)
-            if match is None or not 0 <= int(match.group(2)) <= 65535:
-                raise Invalid(
-                    "gateway.listen",
-                    f"is {self.listen!r}",
-                    'use 127.0.0.1:PORT or [::1]:PORT (loopback only), or "" for no gateway',
-                )
+        check_loopback("gateway.listen", self.listen, "no gateway")
         if self.mesh_slots < 0:
             raise Invalid("gateway.mesh_slots", f"is {self.mesh_slots}", "use 0 or more")
         positive("gateway.first_byte_timeout", self.first_byte_timeout)
@@ -263,15 +274,7 @@ class DashboardSettings:
 
     @property
     def host_port(self) -> tuple[str, int]:
-        host, _, port = self.listen.rpartition(":")
-        return host.strip("[]"), int(port)
+        return host_port(self.listen)
 
     def check(self) -> None:
-        if self.listen:
-            match = re.fullmatch(r"(127\.0\.0\.1|localhost|\[::1\]):(\d{1,5})", self.listen)
-            if match is None or not 0 <= int(match.group(2)) <= 65535:
-                raise Invalid(
-                    "dashboard.listen",
-                    f"is {self.listen!r}",
-                    'use 127.0.0.1:PORT or [::1]:PORT (loopback only), or "" for none',
-                )
+        check_loopback("dashboard.listen", self.listen, "none")

@@ -64,14 +64,7 @@ def parse_anthropic(body: Any) -> ChatRequest:
         if isinstance(m, dict)
     ]
     tools = tuple(
-        {
-            "type": "function",
-            "function": {
-                "name": t.get("name", ""),
-                "description": t.get("description", ""),
-                "parameters": t.get("input_schema", {}),
-            },
-        }
+        function_tool(t, t.get("input_schema", {}))
         for t in body.get("tools") or ()
         if isinstance(t, dict)
     )
@@ -82,6 +75,19 @@ def parse_anthropic(body: Any) -> ChatRequest:
         tools=tools,
         options={"num_predict": body["max_tokens"]},
     )
+
+
+def function_tool(tool: Mapping[str, Any], parameters: Any) -> dict[str, Any]:
+    """A tool as ollama's chat takes it, from an API that names it flat (Anthropic's
+    messages, OpenAI's responses): its name, description and parameters' schema."""
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.get("name", ""),
+            "description": tool.get("description", ""),
+            "parameters": parameters,
+        },
+    }
 
 
 def _text(content: Any) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from bzzz.lab.model.chat import BadRequest, ChatRequest, Message, model_name
+from bzzz.lab.model.compat import function_tool
 
 ToolCalls = Sequence[Mapping[str, Any]]  # ollama's: {"function": {"name", "arguments"}}
 
@@ -29,14 +30,7 @@ def parse_responses(body: Any) -> ChatRequest:
     if not any(m.role == "user" for m in messages):
         raise BadRequest("input holds no user message")
     tools = tuple(
-        {
-            "type": "function",
-            "function": {
-                "name": t.get("name", ""),
-                "description": t.get("description", ""),
-                "parameters": t.get("parameters", {}),
-            },
-        }
+        function_tool(t, t.get("parameters", {}))
         for t in body.get("tools") or ()
         if isinstance(t, dict) and t.get("type") == "function"
     )
