@@ -1,8 +1,9 @@
 """`bzzz lab run`: N nodes as separate processes on loopback, from issues to pull requests.
 
 Each node gets a home under the lab root, listens on a free loopback port and
-bootstraps to the node before it (a chain); the DHT fills in the rest of the
-mesh. mDNS is off: on loopback it would advertise on the machine's real network.
+bootstraps to every node before it, so that the mesh is whole from the start (with a
+chain, the DHT could take a whole run to connect the first node to the model host,
+which then never served it). mDNS is off: on loopback it would advertise on the machine's real network.
 A local forge, seeded with a sample repository, gives each node an account and
 the nodes their tasks; the lab model server (ollama's API, answering from the sample
 repository's playbook) is their model, unless the lab is given a real one: a GGUF model
@@ -149,7 +150,7 @@ class Lab:
             with os.fdopen(fd, "w") as out:
                 out.write(tokens[node.name])
             node.init(
-                bootstrap=previous[-1:],
+                bootstrap=list(previous),  # every earlier node: a mesh from the start
                 forge={
                     "api_url": self.forge.api_url,
                     "token_file": "forge.token",
