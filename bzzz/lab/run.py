@@ -3,7 +3,8 @@
 Each node gets a home under the lab root, listens on a free loopback port and
 bootstraps to every node before it, so that the mesh is whole from the start (with a
 chain, the DHT could take a whole run to connect the first node to the model host,
-which then never served it). mDNS is off: on loopback it would advertise on the machine's real network.
+which then never served it). mDNS is off: on loopback it would advertise on the
+machine's real network.
 A local forge, seeded with a sample repository, gives each node an account and
 the nodes their tasks; the lab model server (ollama's API, answering from the sample
 repository's playbook) is their model, unless the lab is given a real one: a GGUF model
