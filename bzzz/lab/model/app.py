@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bzzz.lab.model.agentic import for_agent
 from bzzz.lab.model.answers import (
     chunks,
     counts,
@@ -219,7 +220,7 @@ class LabModelApp:
         self, exchange: Exchange, request: ChatRequest, responder: Responder, received: int
     ) -> None:
         try:
-            reply = responder(request)
+            reply = for_agent(request, responder(request))
         except Exception as exc:
             log.exception("lab model %r failed", request.model)
             self.log_request(exchange, 500, request, "error")

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bzzz.lab.model import compat, responses
+from bzzz.lab.model.agentic import for_agent
 from bzzz.lab.model.answers import counts, kind_of, status_of, within_num_predict
 from bzzz.lab.model.chat import BadRequest, ChatRequest
 from bzzz.lab.model.generative import Generative
@@ -59,7 +60,7 @@ def _reply(app: LabModelApp, exchange: Exchange, api: compat.Api) -> None:
         return
     app.models.mark_used(info)
     try:
-        reply = responder(request)
+        reply = for_agent(request, responder(request))
     except Exception as exc:
         log.exception("lab model %r failed", request.model)
         app.log_request(exchange, 500, request, "error")
