@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from bzzz.agents import offered
 from bzzz.protocol import Capabilities, GpuDevice
 
 log = logging.getLogger(__name__)
@@ -189,16 +189,15 @@ class ModelProbe:
 
 
 class CliProbe:
-    """Agent command-line tools found on PATH."""
+    """Command-line tools found in `search_path` or on PATH; of the agent CLIs, only those
+    Bzzz can drive (bzzz.agents)."""
 
-    def __init__(
-        self, names: Sequence[str], which: Callable[[str], str | None] = shutil.which
-    ) -> None:
+    def __init__(self, names: Sequence[str], search_path: Sequence[str] = ()) -> None:
         self._names = tuple(names)
-        self._which = which
+        self._search_path = tuple(search_path)
 
     def __call__(self) -> tuple[str, ...]:
-        return tuple(name for name in self._names if self._which(name))
+        return offered(self._names, self._search_path)
 
 
 class CapabilityDetector:
@@ -218,14 +217,18 @@ class CapabilityDetector:
 
     @classmethod
     def for_machine(
-        cls, ollama_host: str, ollama_timeout: float, agent_clis: Sequence[str]
+        cls,
+        ollama_host: str,
+        ollama_timeout: float,
+        agent_clis: Sequence[str],
+        agent_path: Sequence[str] = (),
     ) -> CapabilityDetector:
         gpu_probe = GpuProbe()
         return cls(
             load=LoadProbe(),
             gpus=gpu_probe,
             models=ModelProbe(ollama_host, ollama_timeout),
-            clis=CliProbe(agent_clis),
+            clis=CliProbe(agent_clis, agent_path),
             close=gpu_probe.close,
         )
 

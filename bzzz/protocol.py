@@ -147,6 +147,9 @@ class TaskBroadcast(Message):
     # comments, so a receiver reads the claims of a task with comments (or of unknown
     # count) on the forge before it claims the task itself.
     comments: NonNegativeInt | None = None
+    # Addition to the brief: the agent CLI the task asks to be run by (its `agent:NAME`
+    # label: aider, claude, codex, ...); absent: Bzzz's own reasoning loop.
+    agent: Name | None = None
 
 
 class TaskClaim(Message):

@@ -55,6 +55,7 @@ class TaskSpec:
     handed_by: str = ""
     handed_reason: str = ""
     continue_from: str = ""
+    agent: str = ""  # the agent CLI to run it ("": Bzzz's reasoning loop)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -242,7 +242,13 @@ def test_agent_clis_are_found_on_path(tmp_path: Path, monkeypatch: pytest.Monkey
         tool.chmod(0o755)
     (tmp_path / "codex").write_text("not executable")
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert CliProbe(["ollama", "gemini", "claude", "codex"])() == ("gemini", "claude")
+    # gemini is found but not offered: Bzzz cannot drive it on the mesh's models
+    assert CliProbe(["ollama", "gemini", "claude", "codex"])() == ("claude",)
+    elsewhere = tmp_path / "tools"
+    elsewhere.mkdir()
+    (tmp_path / "codex").rename(elsewhere / "codex")
+    (elsewhere / "codex").chmod(0o755)
+    assert CliProbe(["claude", "codex"], [str(elsewhere)])() == ("claude", "codex")
 
 
 # ---- the detector and the message -----------------------------------------------------------

@@ -448,7 +448,9 @@ def test_a_repeating_command_is_pointed_out_before_the_loop_gives_up(tmp_path: P
 
 def test_endings_say_whose_doing_they_were() -> None:
     model = {Ending.UNPARSABLE, Ending.RUNAWAY, Ending.MODEL_SLOW, Ending.CONTEXT}
+    model |= {Ending.AGENT_FAILED}  # an agent CLI that asked the model, then failed
     node = {Ending.MODEL_UNREACHABLE, Ending.MODEL_FAILED, Ending.SANDBOX_BROKE}
+    node |= {Ending.AGENT_BROKE}  # an agent CLI that never reached the model
     assert {e for e in Ending if e.cause is Cause.MODEL} == model | {Ending.REPEATING}
     assert {e for e in Ending if e.cause is Cause.NODE} == node
 

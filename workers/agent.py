@@ -6,6 +6,7 @@ Configure it with `workers.executor = "workers.agent:run"`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -20,6 +21,8 @@ from bzzz.forge.api import ForgeError, Issue
 from bzzz.forge.token import Token
 from bzzz.work import TaskSpec
 from workers.asking import NodeHelp
+from workers.clis.executor import AgentCli, audit_entries, extras, find_cli, solve
+from workers.clis.relay import ModelRelay
 from workers.executors import Context, Outcome, declined
 from workers.git_access import WorkspaceError, node_identity
 from workers.handover import continued, hand_off
@@ -27,6 +30,7 @@ from workers.loop import (
     Budget,
     Cause,
     CommandResult,
+    Ending,
     LoopResult,
     ModelFailed,
     ModelUnreachable,
@@ -45,7 +49,7 @@ from workers.planning import (
     wanted,
 )
 from workers.results import RunFacts, deliver, report_failure
-from workers.sandbox import Sandbox, SandboxError, open_sandbox
+from workers.sandbox import NO_EXTRAS, Sandbox, SandboxError, open_sandbox
 from workers.workspace import Workspace, prepare
 
 log = logging.getLogger(__name__)
@@ -71,6 +75,14 @@ class SandboxRunner:
 
 
 def run(spec: TaskSpec, context: Context) -> Outcome:
+    """The task solved by the reasoning loop, or by the agent CLI it asks for."""
+    cli = find_cli(spec.agent, context.settings) if spec.agent else None
+    if isinstance(cli, str):  # the node offered an agent it cannot drive now
+        return declined(spec, f"cannot run the agent CLI {spec.agent}: {cli}")
+    return _run(spec, context, cli)
+
+
+def _run(spec: TaskSpec, context: Context, cli: AgentCli | None) -> Outcome:
     settings, forge = context.settings, context.forge
     started = time.monotonic()
     host = settings.model_url
@@ -111,7 +123,8 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
     model = choice.name
     log.info("%s: model %s", spec.task_id, choice.describe())
     context.progress(f"model {choice.describe()}")
-    facts = RunFacts(settings.node.name, model, 0.0, choice.why())
+    run_by = f"; run by the agent CLI {cli.name}" if cli else ""
+    facts = RunFacts(settings.node.name, model, 0.0, choice.why() + run_by)
     try:
         token = _token(context)
         issue = forge.get_issue(spec.repo, spec.number)
@@ -127,31 +140,18 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
     except (ForgeError, WorkspaceError) as exc:
         return let_go(f"could not set up the repository: {exc}")
     with workspace:
-        problem = None  # of this node: the task is declined
         try:
-            with open_sandbox(settings.sandbox, workspace.path) as sandbox:
-                task, reviewed = _task(spec, context, issue, workspace, choice.name)
-                if reviewed.held:  # escalated by the node: a person looks first
-                    return declined(spec, f"held for a person: {reviewed.held}")
-                facts = replace(facts, review=transcript_markdown(reviewed))
-                helper = NodeHelp(
-                    settings.control_socket,
-                    spec.task_id,
-                    repo=spec.repo,
-                    number=spec.number,
-                    title=issue.title,
-                    body=issue.body,
-                )
-                loop, served_by = _reason(task, context, choice, sandbox, workspace, helper=helper)
-        except SandboxError as exc:
-            problem = f"the sandbox failed: {exc}"
-        else:
-            if loop.cause is Cause.NODE:  # the model server or the sandbox
-                problem = loop.reason
-        if problem is not None:
-            return let_go(problem, workspace)
+            loop, served_by, reviewed = _work(spec, context, issue, workspace, choice, cli=cli)
+        except SandboxError as exc:  # a problem of this node, as the loop's are
+            broke = LoopResult(Ending.SANDBOX_BROKE, f"the sandbox failed: {exc}")
+            loop, served_by, reviewed = broke, {}, Reviewed()
+        if loop is None:  # escalated by the node: a person looks first
+            return declined(spec, f"held for a person: {reviewed.held}")
+        if loop.cause is Cause.NODE:  # the model server, the sandbox, the agent CLI
+            return let_go(loop.reason, workspace)
         facts = replace(
             facts,
+            review=transcript_markdown(reviewed),
             seconds=time.monotonic() - started,
             served_by=served_by,
             provenance=_provenance(settings, spec.task_id),
@@ -178,6 +178,54 @@ def run(spec: TaskSpec, context: Context) -> Outcome:
             problem = f"could not deliver the result: {exc}"
             handed = unable(problem, workspace) if loop.done else problem
             return handed if isinstance(handed, Outcome) else failed(problem, loop.steps)
+
+
+def _work(
+    spec: TaskSpec,
+    context: Context,
+    issue: Issue,
+    workspace: Workspace,
+    choice: ModelChoice,
+    *,
+    cli: AgentCli | None,
+) -> tuple[LoopResult | None, dict[str, int], Reviewed]:
+    """The task solved in a sandbox, by the loop or by the agent CLI it asks for: the
+    result (None when its plan is held for a person), the answers each node's model gave
+    (behind a gateway), and the plan's review."""
+    settings = context.settings
+    with contextlib.ExitStack() as stack:
+        relay = stack.enter_context(ModelRelay(settings.model_url)) if cli else None
+        room = extras(cli, relay) if cli and relay else NO_EXTRAS
+        sandbox = stack.enter_context(open_sandbox(settings.sandbox, workspace.path, room))
+        task, reviewed = _task(spec, context, issue, workspace, choice.name)
+        if reviewed.held:
+            return None, {}, reviewed
+        if cli and relay:
+            context.progress(f"{cli.name} at work")
+            loop = solve(
+                cli,
+                task,
+                model=choice.name,
+                settings=settings,
+                sandbox=sandbox,
+                relay=relay,
+                still_holds=context.still_holds,
+                check_every=HOLD_CHECK_INTERVAL,
+            )
+            for entry in audit_entries(loop, cli.name, choice.name):
+                context.audit(entry)
+            _audit_diff(context, workspace)
+            return loop, {}, reviewed
+        helper = NodeHelp(
+            settings.control_socket,
+            spec.task_id,
+            repo=spec.repo,
+            number=spec.number,
+            title=issue.title,
+            body=issue.body,
+        )
+        loop, served_by = _reason(task, context, choice, sandbox, workspace, helper=helper)
+        return loop, served_by, reviewed
 
 
 def _token(context: Context) -> Token:
@@ -290,9 +338,13 @@ def _reason(
             "served_by": dict(chat.served_by) or {context.settings.node.name: loop.model_calls},
         }
     )
+    _audit_diff(context, workspace)
+    return loop, dict(chat.served_by)
+
+
+def _audit_diff(context: Context, workspace: Workspace) -> None:
     diff = workspace.diff().encode("utf-8", "replace")
     context.audit({"type": "diff", "sha256": hashlib.sha256(diff).hexdigest(), "bytes": len(diff)})
-    return loop, dict(chat.served_by)
 
 
 def _provenance(settings: Settings, task_id: str) -> str:

@@ -48,6 +48,8 @@ class Ending(StrEnum):
     MODEL_UNREACHABLE = "the model server did not answer"
     MODEL_FAILED = "the model server failed"
     SANDBOX_BROKE = "the sandbox failed"
+    AGENT_FAILED = "the agent CLI failed"
+    AGENT_BROKE = "the agent CLI could not start"
     STOPPED = "stopped: the claim is no longer held"
 
     @property
@@ -69,6 +71,8 @@ _CAUSES = {
     Ending.MODEL_UNREACHABLE: Cause.NODE,
     Ending.MODEL_FAILED: Cause.NODE,
     Ending.SANDBOX_BROKE: Cause.NODE,
+    Ending.AGENT_FAILED: Cause.MODEL,
+    Ending.AGENT_BROKE: Cause.NODE,
     Ending.STOPPED: Cause.CLAIM,
 }
 

@@ -327,6 +327,7 @@ class ClaimDriver(Handing):
             number=number,
             issue_url=record.issue_url if record else "",
             model=record.model if record else "",
+            agent=record.agent if record else "",
             input=record.title if record else "",
             branch_prefix=record.branch_prefix if record else "",
             node=self.node,

@@ -8,6 +8,10 @@ order differs from task to task (so work spreads), and a peer with more free slo
 is proportionally more likely to rank first. The best-ranked peer claims at once;
 the others wait their rank's delay, so that normally only one peer ever claims.
 
+A task may also ask for an agent CLI to run it (its `agent:NAME` label): then a peer
+must offer that agent (it lists only the agents it can drive) as well as the model.
+The claim machine carries both as one requirement string, `requirement(model, agent)`.
+
 A model that a peer does not have but can reach through its model gateway (another
 live node has it) makes the peer eligible too, ranked after every peer that has the
 model itself (`claims.remote_models` switches this off).
@@ -59,7 +63,37 @@ def closed_market(peer_id: str = "", node_id: str = "") -> Market:
     return Market(Offer(peer_id, (), (), 0, node_id))
 
 
-def can_run(model: str, offer: Offer) -> bool:
+AGENT_PREFIX = "agent:"
+
+
+def requirement(model: str, agent: str | None = None) -> str:
+    """What a task asks of a peer, as the claim machine carries it: the model, or
+    `agent:NAME MODEL` for a task that asks for an agent CLI too."""
+    return f"{AGENT_PREFIX}{agent} {model}" if agent else model
+
+
+def split_requirement(wanted: str) -> tuple[str, str]:
+    """The model and the agent CLI ("" for none) of a `requirement`."""
+    if not wanted.startswith(AGENT_PREFIX):
+        return wanted, ""
+    agent, _, model = wanted[len(AGENT_PREFIX) :].partition(" ")
+    return model, agent
+
+
+def has_agent(wanted: str, offer: Offer) -> bool:
+    """Whether the peer offers the agent CLI the requirement names (if any)."""
+    _, agent = split_requirement(wanted)
+    return not agent or agent in offer.installed
+
+
+def can_run(wanted: str, offer: Offer) -> bool:
+    """Whether the peer has what the requirement asks for: its agent CLI, if any, and
+    the model itself."""
+    model, _ = split_requirement(wanted)
+    return has_agent(wanted, offer) and _has_model(model, offer)
+
+
+def _has_model(model: str, offer: Offer) -> bool:
     wanted = _canonical(model)
     if wanted in ANY_MODEL:
         return "ollama" in offer.installed or bool(offer.models)
@@ -78,7 +112,10 @@ def rank(
     remote = {
         o.peer_id: min(o.free_slots, MAX_WEIGHT)
         for o in offers
-        if o.peer_id not in local and o.gateway and _on_mesh(model, mesh_models)
+        if o.peer_id not in local
+        and o.gateway
+        and has_agent(model, o)
+        and _on_mesh(split_requirement(model)[0], mesh_models)
     }
     return ordered(task_id, local) + ordered(task_id, remote)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bzzz.claims.actions import Phase, TaskClaim
-from bzzz.claims.matching import ANY_MODEL, Market, can_run
+from bzzz.claims.matching import ANY_MODEL, Market, can_run, has_agent, split_requirement
 
 MAX_TASKS = 500  # tasks with a record; the oldest record goes first
 MAX_STEPS = 12  # moves kept per task
@@ -83,7 +83,9 @@ _BY_PHASE[Phase.QUEUED] = _BY_PHASE[Phase.RUNNING] = _BY_PHASE[Phase.CLAIMED]
 def why_not(task: TaskClaim, situation: Situation) -> str:
     """Why an open task (seen, or failed here) is not being claimed by this node."""
     own = situation.market.own
-    wanted = "a model" if task.model.strip().lower() in ANY_MODEL else f"`{task.model}`"
+    model, agent = split_requirement(task.model)
+    wanted = "a model" if model.strip().lower() in ANY_MODEL else f"`{model}`"
+    drivable = ", ".join(a for a in own.installed if a != "ollama") or "none"
     free = max(0, own.free_slots - situation.used_slots)
     reasons = (
         (
@@ -97,6 +99,11 @@ def why_not(task: TaskClaim, situation: Situation) -> str:
         (
             bool(situation.readiness),
             f"this node cannot run tasks: {'; '.join(situation.readiness)}",
+        ),
+        (
+            not has_agent(task.model, own),
+            f"this node does not offer the agent CLI `{agent}` (it drives: {drivable};"
+            " `bzzz doctor` says why one is missing)",
         ),
         (
             not can_run(task.model, own) and (not own.gateway or situation.place is None),

@@ -47,9 +47,21 @@ class AgentSettings:
         "Characters of a command's output shown to the model (head and tail).", default=8000
     )
     draft: bool = doc("Open pull requests as drafts.", default=True)
+    max_turns: int = doc(
+        "Turns an agent CLI may take on a task, where it can be told (Claude Code's"
+        " --max-turns); every CLI is bound by wall_time.",
+        default=50,
+    )
 
     def check(self) -> None:
-        for key in ("max_steps", "max_tokens", "max_timeouts", "max_repeats", "output_chars"):
+        for key in (
+            "max_steps",
+            "max_turns",
+            "max_tokens",
+            "max_timeouts",
+            "max_repeats",
+            "output_chars",
+        ):
             if getattr(self, key) < 1:
                 raise Invalid(f"agent.{key}", f"is {getattr(self, key)}", "use 1 or more")
         if self.max_bad_replies < 0:

@@ -177,6 +177,12 @@ class CapabilitySettings:
         "Agent command-line tools to look for on PATH.",
         default=("ollama", "gemini", "claude", "codex", "aider", "opencode", "goose", "qwen"),
     )
+    agent_path: tuple[str, ...] = doc(
+        "Directories searched for agent CLIs before PATH. scripts/setup installs them in"
+        " the checkout's .tools/npm/bin and .tools/aider/bin. An agent CLI is offered only"
+        " when Bzzz can drive it (`bzzz doctor` says why another is not).",
+        default=(),
+    )
 
     def check(self) -> None:
         for key in (

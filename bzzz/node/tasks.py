@@ -20,6 +20,7 @@ import trio
 
 from bzzz.claims.arbiter import Checked
 from bzzz.claims.driver import ClaimDriver
+from bzzz.claims.matching import requirement
 from bzzz.protocol import Message, TaskBroadcast, utc_now
 from bzzz.tasks.poller import Found
 from bzzz.tasks.sync import SyncedTask, hints
@@ -79,7 +80,7 @@ class Tasks:
         log.info("announcing task %s (%s)", task.task_id, task.issue_url)
         await self._publish(task)
         if self.claims is not None:  # vetted above if it may carry claims
-            self.claims.learn(task.task_id, task.model)
+            self.claims.learn(task.task_id, requirement(task.model, task.agent))
 
     def _finished(self, task: TaskBroadcast, checked: Checked) -> bool:
         """Record a task the forge says is finished or no longer a task; True if so."""
@@ -118,7 +119,7 @@ class Tasks:
         self._dirty.set()
         log.info("task %s is a task again", task.task_id)
         if self.claims is not None:
-            self.claims.reopen(task.task_id, task.model)
+            self.claims.reopen(task.task_id, requirement(task.model, task.agent))
 
     def heard(self, announced_by: str, task: TaskBroadcast) -> None:
         """A task_broadcast from a peer."""
@@ -149,6 +150,7 @@ class Tasks:
                     repo=task.repo,
                     issue_url=task.issue_url,
                     model=task.model,
+                    agent=task.agent,
                     title=task.title,
                     branch_prefix=task.branch_prefix,
                     announced_by=task.announced_by,
@@ -159,7 +161,9 @@ class Tasks:
                     self._dirty.set()
                     log.info("task %s learnt from a peer's table", task.task_id)
                 if self.claims is not None:  # read on the forge before it is claimed
-                    self.claims.learn(task.task_id, task.model, verify=True)
+                    self.claims.learn(
+                        task.task_id, requirement(task.model, task.agent), verify=True
+                    )
             if self.claims is None:  # no claim machine: the table shows the peer's view
                 changes = {"state": hint.state.value, "holder": task.holder}
                 if self.table.update(task.task_id, self._wall(), **changes):
@@ -177,7 +181,9 @@ class Tasks:
             return
         for record in self.table.records():
             if not record.finished:
-                self.claims.learn(record.task_id, record.model, check_first=True)
+                self.claims.learn(
+                    record.task_id, requirement(record.model, record.agent), check_first=True
+                )
 
     def _to_claims(self, task: TaskBroadcast) -> None:
         """A task heard from a peer goes to the claim machine. One the machine does not
@@ -191,7 +197,7 @@ class Tasks:
             return
         age = (self._wall() - task.timestamp).total_seconds()
         fresh = task.comments == 0 and age <= self._fresh_for
-        self.claims.learn(task.task_id, task.model, verify=not fresh)
+        self.claims.learn(task.task_id, requirement(task.model, task.agent), verify=not fresh)
 
     def sync(self) -> None:
         if self.claims is None:

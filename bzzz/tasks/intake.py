@@ -17,6 +17,7 @@ from bzzz.rendezvous import ordered
 
 MAX_INPUT_CHARS = 32_000  # keeps a broadcast well under the 64 KiB message limit
 MODEL_LABEL = "model:"
+AGENT_LABEL = "agent:"  # the agent CLI to run the task (none: the reasoning loop)
 
 QUOTA_RESERVE = 10  # requests left for writes when a poller stops polling until the reset
 SECONDARY_LIMIT_WAIT = 60.0  # GitHub: without Retry-After, wait at least a minute
@@ -69,6 +70,13 @@ def requested_model(issue: Issue, default: str) -> str:
     return default
 
 
+def requested_agent(issue: Issue) -> str | None:
+    for label in issue.labels:
+        if label.startswith(AGENT_LABEL) and label[len(AGENT_LABEL) :].strip():
+            return label[len(AGENT_LABEL) :].strip().lower()
+    return None
+
+
 def to_broadcast(issue: Issue, settings: TaskSettings, timestamp: datetime) -> TaskBroadcast:
     text = issue.title if not issue.body else f"{issue.title}\n\n{issue.body}"
     return TaskBroadcast(
@@ -81,6 +89,7 @@ def to_broadcast(issue: Issue, settings: TaskSettings, timestamp: datetime) -> T
             branch_prefix=settings.branch_prefix.replace("{number}", str(issue.number))
         ),
         comments=issue.comments,
+        agent=requested_agent(issue),
         timestamp=timestamp,
     )
 

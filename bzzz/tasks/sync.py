@@ -66,6 +66,7 @@ class SyncedTask(BaseModel):
     holder: Annotated[str, Field(max_length=64)] = ""
     lease_s: Annotated[float, Field(ge=0.0, le=86_400.0)] = 0.0
     result_url: Url = ""
+    agent: Annotated[str, Field(max_length=64)] = ""
 
 
 class SyncReply(BaseModel):
@@ -106,6 +107,7 @@ def to_synced(record: TaskRecord) -> SyncedTask:
         holder=record.holder if state is not Shared.OPEN else "",
         lease_s=record.lease_s if state is Shared.HELD else 0.0,
         result_url=record.result_url,
+        agent=record.agent,
     )
 
 

@@ -38,12 +38,19 @@ class TaskRecord:
     attempts: int = 0  # nodes it failed on
     result_url: str = ""  # its pull request, follow-up issue or failure report, once finished
     finished_at: str = ""  # when this node learnt it was finished (UTC, ISO 8601)
+    agent: str = ""  # the agent CLI it asks for ("": Bzzz's reasoning loop)
+
+    @property
+    def executor(self) -> str:
+        """What runs it: the agent CLI it asks for, or Bzzz's own reasoning loop."""
+        return self.agent or LOOP
 
     @property
     def finished(self) -> bool:
         return self.state in FINISHED
 
 
+LOOP = "loop"  # the executor of a task that asks for no agent CLI
 FINISHED = frozenset({"done", "quarantined", "closed"})
 DEFAULT_HISTORY = 1000
 
@@ -71,6 +78,7 @@ class TaskTable:
             repo=broadcast.repo,
             issue_url=broadcast.issue_url,
             model=broadcast.model,
+            agent=broadcast.agent or "",
             title=broadcast.input.split("\n", 1)[0][:200],
             branch_prefix=broadcast.params.branch_prefix,
             announced_by=announced_by,

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from bzzz.config import SandboxSettings
 from workers.sandbox.core import (
+    NO_EXTRAS,
     ExecResult,
+    Extras,
     Sandbox,
     SandboxError,
     SandboxUnavailable,
@@ -21,7 +23,9 @@ from workers.sandbox.core import (
 
 __all__ = [
     "BACKENDS",
+    "NO_EXTRAS",
     "ExecResult",
+    "Extras",
     "Sandbox",
     "SandboxError",
     "SandboxUnavailable",
@@ -55,13 +59,14 @@ def choose_backend(settings: SandboxSettings) -> str:
     )
 
 
-def open_sandbox(settings: SandboxSettings, workspace: Path) -> Sandbox:
-    """A new sandbox with `workspace` at /workspace; close it (or use `with`) to destroy it."""
+def open_sandbox(settings: SandboxSettings, workspace: Path, extras: Extras = NO_EXTRAS) -> Sandbox:
+    """A new sandbox with `workspace` at /workspace (and `extras` bound in and set); close
+    it (or use `with`) to destroy it."""
     backend = choose_backend(settings)
     if backend == "docker":
         from workers.sandbox.docker_backend import DockerSandbox  # noqa: PLC0415
 
-        return DockerSandbox(settings, workspace)
+        return DockerSandbox(settings, workspace, extras)
     from workers.sandbox.bubblewrap_backend import BubblewrapSandbox  # noqa: PLC0415
 
-    return BubblewrapSandbox(settings, workspace)
+    return BubblewrapSandbox(settings, workspace, extras)

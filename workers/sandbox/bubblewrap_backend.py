@@ -28,6 +28,7 @@ from bzzz.config import SandboxSettings
 from workers.sandbox.cgroups import Cgroup, create_cgroup
 from workers.sandbox.core import (
     GROUP,
+    NO_EXTRAS,
     PASSWD,
     SANDBOX_ENV,
     SANDBOX_GID,
@@ -37,6 +38,7 @@ from workers.sandbox.core import (
     WORKSPACE,
     BaseSandbox,
     ExecResult,
+    Extras,
     OutputCapture,
     SandboxError,
     SandboxUnavailable,
@@ -62,7 +64,7 @@ def bwrap_path() -> str:
     return path
 
 
-def bwrap_args(workspace: Path, state: Path) -> list[str]:
+def bwrap_args(workspace: Path, state: Path, extras: Extras = NO_EXTRAS) -> list[str]:
     """bwrap's options: `state` holds the sandbox's /tmp and its passwd and group files."""
     args = [
         "--unshare-all",
@@ -76,7 +78,7 @@ def bwrap_args(workspace: Path, state: Path) -> list[str]:
         "--cap-drop", "ALL",
         "--clearenv",
     ]  # fmt: skip
-    for name, value in SANDBOX_ENV.items():
+    for name, value in extras.environment().items():
         args += ["--setenv", name, value]
     args += ["--ro-bind", "/usr", "/usr"]
     for name in ROOT_LINKS:
@@ -94,10 +96,12 @@ def bwrap_args(workspace: Path, state: Path) -> list[str]:
         "--bind", str(state / "tmp"), SANDBOX_TMP,
         "--proc", "/proc",
         "--dev", "/dev",
-        "--chdir", WORKSPACE,
-        "--remount-ro", "/",
     ]  # fmt: skip
-    return args
+    for source, target in extras.bound():
+        args += ["--ro-bind", source, target]
+    for source, target in extras.writable:
+        args += ["--bind", source, target]
+    return [*args, "--chdir", WORKSPACE, "--remount-ro", "/"]
 
 
 def make_state_dir() -> Path:
@@ -147,9 +151,14 @@ class BubblewrapSandbox(BaseSandbox):
     backend = "bubblewrap"
 
     def __init__(
-        self, settings: SandboxSettings, workspace: Path, *, use_cgroups: bool = True
+        self,
+        settings: SandboxSettings,
+        workspace: Path,
+        extras: Extras = NO_EXTRAS,
+        *,
+        use_cgroups: bool = True,
     ) -> None:
-        super().__init__(settings, workspace)
+        super().__init__(settings, workspace, extras)
         owner = self.workspace.stat().st_uid
         if owner != os.geteuid():
             raise SandboxError(
@@ -176,7 +185,7 @@ class BubblewrapSandbox(BaseSandbox):
     def _argv(self, command: str, marker: str) -> list[str]:
         sandboxed = [
             self._bwrap,
-            *bwrap_args(self.workspace, self._state),
+            *bwrap_args(self.workspace, self._state, self.extras),
             "--",
             "/bin/sh",
             "-c",

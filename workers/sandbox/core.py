@@ -34,6 +34,30 @@ KILLED_EXIT = 137  # 128 + SIGKILL: what the out-of-memory killer leaves
 
 
 @dataclass(frozen=True)
+class Extras:
+    """What a sandbox adds for a program that is not the loop's commands (an agent CLI):
+    host paths bound read-only at the same path (its installation, its interpreter), files
+    bound read-only elsewhere, a private host directory bound writable (the model relay's
+    socket and the CLI's transcript), and variables set over SANDBOX_ENV. Nothing here
+    is a secret of the node's."""
+
+    read_only: tuple[str, ...] = ()
+    mounts: tuple[tuple[str, str], ...] = ()  # (host path, path inside), read-only
+    writable: tuple[tuple[str, str], ...] = ()  # (host directory, path inside)
+    env: tuple[tuple[str, str], ...] = ()
+
+    def environment(self) -> dict[str, str]:
+        return {**SANDBOX_ENV, **dict(self.env)}
+
+    def bound(self) -> list[tuple[str, str]]:
+        """Every (host path, path inside) pair to bind read-only."""
+        return [(path, path) for path in self.read_only] + list(self.mounts)
+
+
+NO_EXTRAS = Extras()
+
+
+@dataclass(frozen=True)
 class ExecResult:
     exit_code: int  # the command's; 124 when it timed out, 137 when killed (OOM)
     stdout: str
@@ -84,9 +108,12 @@ class BaseSandbox:
 
     backend: str
 
-    def __init__(self, settings: SandboxSettings, workspace: Path) -> None:
+    def __init__(
+        self, settings: SandboxSettings, workspace: Path, extras: Extras = NO_EXTRAS
+    ) -> None:
         self.settings = settings
         self.workspace = checked_workspace(workspace)
+        self.extras = extras
         self._lock = threading.Lock()
         self._closed = False
 

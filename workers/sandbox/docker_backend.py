@@ -29,7 +29,7 @@ from docker.models.containers import Container
 from bzzz.config import SandboxSettings
 from workers.sandbox.core import (
     KILLED_EXIT,
-    SANDBOX_ENV,
+    NO_EXTRAS,
     SANDBOX_GID,
     SANDBOX_TMP,
     SANDBOX_UID,
@@ -37,6 +37,7 @@ from workers.sandbox.core import (
     WORKSPACE,
     BaseSandbox,
     ExecResult,
+    Extras,
     OutputCapture,
     SandboxError,
     SandboxUnavailable,
@@ -95,8 +96,10 @@ class DockerSandbox(BaseSandbox):
     backend = "docker"
     limits = "the container's cgroup (memory, pids, CPU)"
 
-    def __init__(self, settings: SandboxSettings, workspace: Path) -> None:
-        super().__init__(settings, workspace)
+    def __init__(
+        self, settings: SandboxSettings, workspace: Path, extras: Extras = NO_EXTRAS
+    ) -> None:
+        super().__init__(settings, workspace, extras)
         self._client = docker_client(settings)
         self._user, self._owner = _command_user(self.workspace)
         if self._owner is not None:
@@ -122,9 +125,13 @@ class DockerSandbox(BaseSandbox):
             "detach": True,
             "init": True,  # docker-init reaps what the commands orphan
             "user": NOBODY,
-            "environment": dict(SANDBOX_ENV),
+            "environment": self.extras.environment(),
             "working_dir": WORKSPACE,
-            "volumes": {str(self.workspace): {"bind": WORKSPACE, "mode": "rw"}},
+            "volumes": {
+                str(self.workspace): {"bind": WORKSPACE, "mode": "rw"},
+                **{host: {"bind": inside, "mode": "ro"} for host, inside in self.extras.bound()},
+                **{host: {"bind": inside, "mode": "rw"} for host, inside in self.extras.writable},
+            },
             "network_mode": "none",
             "read_only": True,
             "tmpfs": {SANDBOX_TMP: f"rw,exec,nosuid,nodev,size={memory},mode=1777"},

@@ -1,0 +1,68 @@
+"""The agent CLIs Bzzz knows, where a node finds them, and which it can drive.
+
+A node offers an agent (lists it among its capabilities' installed tools, so tasks
+labelled `agent:NAME` come to it) only when the CLI is found and Bzzz can drive it
+headless against the mesh's models; `bzzz doctor` says why any other is not offered.
+The drivers themselves are in `workers.clis`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class AgentCli:
+    name: str  # as `agent:NAME` labels and capabilities name it
+    executable: str
+    package: str  # where scripts/setup installs it from
+    unable: str = ""  # why Bzzz cannot drive it against the mesh's models ("": it can)
+
+
+CATALOGUE: dict[str, AgentCli] = {
+    cli.name: cli
+    for cli in (
+        AgentCli("claude", "claude", "npm @anthropic-ai/claude-code"),
+        AgentCli("codex", "codex", "npm @openai/codex"),
+        AgentCli(
+            "gemini",
+            "gemini",
+            "npm @google/gemini-cli",
+            "Gemini CLI speaks only Google's genai API (generateContent), which neither"
+            " ollama nor the Bzzz gateway serves, so it cannot run on the mesh's models",
+        ),
+        AgentCli(
+            "opencode",
+            "opencode",
+            "npm opencode-ai",
+            "opencode installs the provider package for a custom endpoint from npm when it"
+            " starts, and the sandbox reaches nothing but the model endpoint",
+        ),
+        AgentCli("aider", "aider", "PyPI aider-chat", "Bzzz has no driver for aider yet"),
+        AgentCli("goose", "goose", "", "Bzzz has no driver for goose yet"),
+        AgentCli("qwen", "qwen", "", "Bzzz has no driver for qwen yet"),
+    )
+}
+
+
+def locate(executable: str, search_path: Sequence[str]) -> str | None:
+    """The executable's path: in `search_path` first, then on PATH."""
+    dirs = [str(Path(d).expanduser()) for d in search_path]
+    path = os.pathsep.join([*dirs, os.environ.get("PATH", os.defpath)])
+    return shutil.which(executable, path=path)
+
+
+def offered(names: Iterable[str], search_path: Sequence[str]) -> tuple[str, ...]:
+    """The tools among `names` this node has and, for agent CLIs, can drive."""
+    found = []
+    for name in names:
+        cli = CATALOGUE.get(name)
+        if cli is not None and cli.unable:
+            continue
+        if locate(cli.executable if cli else name, search_path):
+            found.append(name)
+    return tuple(found)

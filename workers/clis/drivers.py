@@ -1,0 +1,208 @@
+"""How each agent CLI is driven headless: its command line and environment for one task
+against one model endpoint, and how its output reads back as a transcript. Pure.
+
+Every CLI runs inside the sandbox, where its only way out is the model endpoint on the
+sandbox's loopback (`MODEL_PORT`, relayed to the node's gateway or ollama). The key a
+CLI insists on is a placeholder: the endpoint takes none, and no secret of the node's
+enters the sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+MODEL_PORT = 11434  # ollama's own port: what CLIs that speak ollama's API try first
+INSIDE_URL = f"http://127.0.0.1:{MODEL_PORT}"
+PLACEHOLDER_KEY = "bzzz-no-key"  # the endpoint checks no key; CLIs refuse to start without
+QUIET = {  # no update checks, telemetry or error reports: they would only time out
+    "DISABLE_AUTOUPDATER": "1",
+    "DISABLE_TELEMETRY": "1",
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    "NO_COLOR": "1",
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    executable: str  # the CLI's path (the same inside the sandbox as on the host)
+    prompt: str
+    model: str
+    max_turns: int
+
+
+@dataclass(frozen=True)
+class Invocation:
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    setup: str = ""  # shell run first, in the sandbox (a config directory to make)
+
+    def command(self, launcher: Iterable[str]) -> str:
+        """The `sh -c` command: the setup, then the CLI behind `launcher`, with its
+        environment."""
+        variables = [f"{name}={value}" for name, value in sorted(self.env.items())]
+        run = shlex.join(["env", *variables, *launcher, *self.argv])
+        return f"{self.setup} && exec {run}" if self.setup else f"exec {run}"
+
+
+@dataclass(frozen=True)
+class Command:
+    command: str
+    exit_code: int
+    output: str
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What a CLI's output says it did: the commands it ran, its last words, its turns."""
+
+    commands: list[Command] = field(default_factory=list)
+    summary: str = ""
+    turns: int = 0
+    failed: str = ""  # the CLI's own error, if it ended on one
+    tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Driver:
+    name: str  # as a task's `agent:NAME` label names it
+    build: Callable[[Request], Invocation]
+    read: Callable[[str], Transcript]  # its output (as `build` asks for it) as a transcript
+    budget: str = "agent.wall_time"  # what bounds a run besides the time limit, in words
+
+
+def claude_code(request: Request) -> Invocation:
+    argv = (
+        request.executable,
+        "-p",
+        request.prompt,
+        "--model", request.model,
+        "--output-format", "stream-json",
+        "--verbose",
+        "--permission-mode", "bypassPermissions",  # the sandbox is the boundary
+        "--max-turns", str(request.max_turns),
+    )  # fmt: skip
+    env = {
+        **QUIET,
+        "ANTHROPIC_BASE_URL": INSIDE_URL,
+        "ANTHROPIC_API_KEY": PLACEHOLDER_KEY,
+        # Its background calls (titles, summaries) go to the task's model too.
+        "ANTHROPIC_SMALL_FAST_MODEL": request.model,
+        "ANTHROPIC_DEFAULT_HAIKU_MODEL": request.model,
+        "IS_SANDBOX": "1",
+    }
+    return Invocation(argv, env)
+
+
+def read_claude(output: str) -> Transcript:
+    """Claude Code's stream-json: tool uses, their results, then a `result` line."""
+    uses: dict[str, str] = {}
+    commands: list[Command] = []
+    summary, failed, turns, tokens = "", "", 0, 0
+    for event in _json_lines(output):
+        content = (event.get("message") or {}).get("content")
+        for block in content if isinstance(content, list) else ():
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "tool_use":
+                uses[str(block.get("id"))] = _tool_text(block)
+            elif block.get("type") == "tool_result" and str(block.get("tool_use_id")) in uses:
+                result = block.get("content")
+                text = result if isinstance(result, str) else _blocks_text(result)
+                code = 1 if block.get("is_error") else 0
+                commands.append(Command(uses.pop(str(block["tool_use_id"])), code, text))
+        if event.get("type") == "result":
+            summary = str(event.get("result") or "")
+            turns = int(event.get("num_turns") or 0)
+            usage = event.get("usage") or {}
+            tokens = int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0)
+            if event.get("is_error") or event.get("subtype") != "success":
+                failed = f"Claude Code ended with {event.get('subtype')}: {summary}"[:500]
+    return Transcript(commands, summary, turns, failed, tokens)
+
+
+CODEX_HOME = "/tmp/codex"  # noqa: S108 - the sandbox's own /tmp
+
+
+def codex(request: Request) -> Invocation:
+    provider = (
+        f'model_providers.bzzz={{name="bzzz",base_url="{INSIDE_URL}/v1",'
+        'wire_api="responses",env_key="BZZZ_MODEL_KEY"}'
+    )
+    argv = (
+        request.executable,
+        "exec",
+        "--json",
+        "--skip-git-repo-check",
+        "--dangerously-bypass-approvals-and-sandbox",  # the sandbox is the boundary
+        "-c", "model_provider=bzzz",
+        "-c", provider,
+        "-m", request.model,
+        request.prompt,
+    )  # fmt: skip
+    env = {**QUIET, "CODEX_HOME": CODEX_HOME, "BZZZ_MODEL_KEY": PLACEHOLDER_KEY}
+    return Invocation(argv, env, setup=f"mkdir -p {CODEX_HOME}")
+
+
+def read_codex(output: str) -> Transcript:
+    """`codex exec --json`: items (commands, messages), turns, errors."""
+    commands: list[Command] = []
+    summary, failed, turns, tokens = "", "", 0, 0
+    for event in _json_lines(output):
+        kind, item = event.get("type"), event.get("item") or {}
+        if kind == "item.completed" and item.get("type") == "command_execution":
+            code = item.get("exit_code")
+            commands.append(
+                Command(
+                    str(item.get("command", "")),
+                    code if isinstance(code, int) else -1,
+                    str(item.get("aggregated_output", "")),
+                )
+            )
+        elif kind == "item.completed" and item.get("type") == "agent_message":
+            summary = str(item.get("text", ""))
+        elif kind == "turn.completed":
+            turns += 1
+            usage = event.get("usage") or {}
+            tokens += int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0)
+        elif kind in ("turn.failed", "error"):
+            error = event.get("error") or {}
+            failed = str(error.get("message") if isinstance(error, dict) else error)
+            failed = failed or str(event.get("message", "codex failed"))
+    return Transcript(commands, summary, turns, failed[:500], tokens)
+
+
+# The CLIs Bzzz drives (bzzz.agents.CATALOGUE says which it cannot, and why).
+DRIVERS: dict[str, Driver] = {
+    "claude": Driver("claude", claude_code, read_claude, budget="--max-turns (agent.max_turns)"),
+    "codex": Driver("codex", codex, read_codex),
+}
+
+
+def _json_lines(output: str) -> Iterable[dict[str, Any]]:
+    for raw in output.splitlines():
+        line = raw.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            yield event
+
+
+def _tool_text(block: Mapping[str, Any]) -> str:
+    arguments = block.get("input") or {}
+    if isinstance(arguments, dict) and isinstance(arguments.get("command"), str):
+        return str(arguments["command"])
+    return f"{block.get('name')} {json.dumps(arguments)[:300]}"
+
+
+def _blocks_text(blocks: Any) -> str:
+    if not isinstance(blocks, list):
+        return str(blocks or "")
+    return "\n".join(str(b.get("text", "")) for b in blocks if isinstance(b, dict))

@@ -1,0 +1,114 @@
+"""The host's end of an agent CLI's only way out of its sandbox: a unix socket, bound
+into the sandbox, whose every connection is passed to the one model endpoint (the
+node's gateway, or its ollama). `workers/clis/inside.py` is the other end, on the
+sandbox's loopback.
+
+    with ModelRelay("http://127.0.0.1:11435") as relay:
+        ...  # bind relay.directory into the sandbox; connect to relay.socket_path
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import tempfile
+import threading
+import urllib.parse
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+SOCKET_NAME = "model.sock"
+CONNECT_TIMEOUT = 10.0
+
+
+def endpoint_address(url: str) -> tuple[str, int]:
+    """HOST and PORT of an http:// model endpoint."""
+    parts = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"the model endpoint {url!r} is not an http:// URL")
+    return parts.hostname, parts.port or 80
+
+
+class ModelRelay:
+    """Passes connections from `socket_path` to the model endpoint at `url`."""
+
+    def __init__(self, url: str) -> None:
+        self.address = endpoint_address(url)
+        self.directory = Path(tempfile.mkdtemp(prefix="bzzz-relay-"))  # mode 0700
+        self.socket_path = self.directory / SOCKET_NAME
+        self.connections = 0
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(str(self.socket_path))
+        # A Docker sandbox's user is not this process's: it must reach the socket and
+        # write its transcript. Sticky: nobody else can remove what is in here.
+        self.directory.chmod(0o1777)
+        self.socket_path.chmod(0o666)
+        self._listener.listen(64)
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="bzzz-model-relay", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            client, _ = self._listener.accept()
+            if self._closing.is_set():
+                client.close()
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(self.address, timeout=CONNECT_TIMEOUT)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        with self._lock:
+            self.connections += 1
+            self._open |= {client, upstream}
+        back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
+        back.start()
+        _pump(client, upstream)
+        back.join()
+        with self._lock:
+            self._open -= {client, upstream}
+        client.close()
+        upstream.close()
+
+    def close(self) -> None:
+        if self._closing.is_set():
+            return
+        self._closing.set()
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as waker:
+            waker.connect(str(self.socket_path))  # ends the accept() of _serve
+        self._thread.join(timeout=5.0)
+        self._listener.close()
+        with self._lock:
+            for connection in self._open:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    """Copy until `source` ends, then end `sink`'s writing side."""
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
