@@ -25,18 +25,16 @@ is left of them and removes the homes.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 
 from bzzz import lifeline
+from bzzz.agents import locate
 from bzzz.forge.api import ForgeError
 from bzzz.forge.github import GitHubForge
 from bzzz.forge.token import Token
@@ -54,6 +52,7 @@ from bzzz.lab.n8n import LabWebhook
 from bzzz.lab.processes import NodeProcess, WorkerPool, free_port
 from bzzz.lab.progress import Progress, say
 from bzzz.lab.sample import (
+    AGENT_ISSUE,
     EXPECTED_TASKS,
     LENT_MODEL,
     SAMPLE_NAME,
@@ -61,11 +60,13 @@ from bzzz.lab.sample import (
     SAMPLE_REPO,
     sample_world,
 )
+from bzzz.lab.stopping import Stopping, stop_signals
 from bzzz.node.status import NodeStatus
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 STOP_TIMEOUT = 20.0  # seconds the nodes and pools get to stop before they are killed
 LAB_MODEL_TIMEOUT = 30.0  # the scripted model answers at once; a real one gets agent's default
+LAB_AGENT = "claude"  # the agent CLI of the sample's AGENT_ISSUE
+AGENT_PATH = (str(Path(__file__).resolve().parents[2] / ".tools" / "npm" / "bin"),)  # setup's
 
 
 class Lab:
@@ -114,6 +115,10 @@ class Lab:
         # hears claims and status; n8n's webhook hears escalations.
         self.hive = LabHive()
         self.webhook = LabWebhook()
+        # The agent CLI that solves the sample's AGENT_ISSUE, where scripts/setup installed it
+        # (and the model is the lab's scripted one, which plays to it).
+        found = locate(LAB_AGENT, AGENT_PATH) if self.model_name in (LAB_MODEL, "") else None
+        self.agent = LAB_AGENT if found and self.model is not None else None
 
     @property
     def model_host(self) -> NodeProcess | None:
@@ -133,7 +138,8 @@ class Lab:
     def init(self) -> None:
         """Seed the forge (one account per node) and write every node's home."""
         task_model = LENT_MODEL if self.lender is not None else "ollama"
-        made = self.forge.seed(sample_world([node.name for node in self.nodes], task_model))
+        accounts = [node.name for node in self.nodes]
+        made = self.forge.seed(sample_world(accounts, task_model, self.agent))
         tokens = {user["login"]: user["token"] for user in made["users"]}
         self.owner_token = tokens[SAMPLE_OWNER]  # for benchmarks that open issues
         self.forge.start()
@@ -176,7 +182,7 @@ class Lab:
                 "workers": {"executor": "workers.executors:decline"},
             }
         return {
-            "capabilities": {"ollama_host": self.model_url},
+            "capabilities": {"ollama_host": self.model_url, "agent_path": list(AGENT_PATH)},
             "workers": {"executor": "workers.agent:run", "heartbeat": 5.0},
         }
 
@@ -331,6 +337,12 @@ def run_lab(
                 f"lab homes in {lab_root}; model {lab.model_name or '(the first listed)'} at"
                 f" {lab.model_url}"
             )
+            say(
+                f"issue #{AGENT_ISSUE} is solved by the agent CLI {lab.agent}"
+                if lab.agent
+                else f"issue #{AGENT_ISSUE} is solved by Bzzz's loop ({LAB_AGENT} is not"
+                " installed: scripts/setup installs the agent CLIs)"
+            )
             progress.started = time.monotonic()
             lab.start()
             say("dashboards: " + ", ".join(f"{n.name} {n.dashboard_url}" for n in lab.nodes))
@@ -363,38 +375,3 @@ def run_lab(
     else:
         reached = progress.ready()
     return 0 if clean == count and reached else 1
-
-
-class Stopping(BaseException):
-    """A stop signal came (a BaseException, as KeyboardInterrupt: nothing swallows it)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.name = signal.Signals(signum).name
-
-
-@contextlib.contextmanager
-def stop_signals() -> Iterator[list[int]]:
-    """SIGINT, SIGTERM and SIGHUP raise Stopping in the main thread, the first one only
-    and only until the list yielded has an entry (the lab is stopping): a second signal
-    does not cut the cleanup short. A hangup ignored from the start (`nohup`) stays
-    ignored. The previous handlers come back after."""
-    received: list[int] = []
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        first = not received
-        received.append(signum)
-        if first:
-            raise Stopping(signum)
-
-    wanted = [
-        signum
-        for signum in STOP_SIGNALS
-        if signum != signal.SIGHUP or signal.getsignal(signum) != signal.SIG_IGN
-    ]
-    previous = {signum: signal.signal(signum, on_signal) for signum in wanted}
-    try:
-        yield received
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
