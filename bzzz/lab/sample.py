@@ -62,23 +62,30 @@ ISSUES: list[dict[str, Any]] = [
 EXPECTED_TASKS = frozenset(f"{SAMPLE_REPO}#{n}" for n in (1, 2, 3))
 
 
-def sample_issues(task_model: str = "ollama") -> list[dict[str, Any]]:
-    """The sample issues, issue 3 asking for `task_model` ("ollama": any model)."""
+AGENT_ISSUE = 3  # the issue an agent CLI solves in the lab, where one is installed
+
+
+def sample_issues(task_model: str = "ollama", agent: str | None = None) -> list[dict[str, Any]]:
+    """The sample issues, issue 3 asking for `task_model` ("ollama": any model) and, with
+    `agent`, for that agent CLI to solve it."""
     return [
         {
             **issue,
             "labels": [
                 f"model:{task_model}" if "model:" in label else label for label in issue["labels"]
-            ],
+            ]
+            + ([f"agent:{agent}"] if agent and issue["number"] == AGENT_ISSUE else []),
         }
         for issue in ISSUES
     ]
 
 
-def sample_world(node_accounts: Sequence[str], task_model: str = "ollama") -> dict[str, Any]:
+def sample_world(
+    node_accounts: Sequence[str], task_model: str = "ollama", agent: str | None = None
+) -> dict[str, Any]:
     """A forge seed: the sample repository, its owner, a passer-by, one account per node.
     The node accounts are collaborators: only trusted accounts' claim comments count.
-    Issue 3 asks for `task_model`."""
+    Issue 3 asks for `task_model`, and for the agent CLI `agent` if given."""
     users = [SAMPLE_OWNER, "passer-by", *node_accounts]
     return {
         "users": [{"login": login} for login in users],
@@ -87,9 +94,10 @@ def sample_world(node_accounts: Sequence[str], task_model: str = "ollama") -> di
                 "owner": SAMPLE_OWNER,
                 "name": SAMPLE_NAME,
                 "files": FILES,
-                "labels": ["bzzz-task", f"model:{task_model}"],
+                "labels": ["bzzz-task", f"model:{task_model}"]
+                + ([f"agent:{agent}"] if agent else []),
                 "collaborators": list(node_accounts),
-                "issues": sample_issues(task_model),
+                "issues": sample_issues(task_model, agent),
             }
         ],
     }
