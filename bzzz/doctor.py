@@ -7,6 +7,7 @@ what an earlier one found missing is skipped, saying why.
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from bzzz.agents import CATALOGUE, locate
 from bzzz.config import ConfigError, Settings, load_settings
 from bzzz.control import ControlError, request
 from bzzz.errors import ExitCode
@@ -23,6 +25,8 @@ from bzzz.forge.token import Token, TokenError, load_token
 from bzzz.identity import IdentityError, load_identity, peer_id_of
 from bzzz.node.status import NodeStatus
 from bzzz.reports.outbox import Outbox, State
+
+AGENT_VERSION_TIMEOUT = 20.0  # seconds `CLI --version` may take (a cold start of node)
 
 
 class Verdict(StrEnum):
@@ -72,6 +76,7 @@ def diagnose(home: Path, environ: dict[str, str] | None = None) -> list[Check]:
     checks.append(_broker(settings))
     checks.append(_git_identity(settings, environ))
     checks.append(_executor(settings))
+    checks.extend(_agents(settings))
     checks.append(_reports(settings))
     checks.append(_node_running(settings))
     return checks
@@ -263,6 +268,47 @@ def _executor(settings: Settings) -> Check:
             'set workers.executor = "workers.agent:run" to run tasks',
         )
     return ok("executor", path)
+
+
+def _agents(settings: Settings) -> list[Check]:
+    """Each agent CLI the node looks for: offered (found, drivable, answers --version), or
+    why not."""
+    caps = settings.capabilities
+    checks = []
+    for name in caps.agent_clis:
+        cli = CATALOGUE.get(name)
+        if cli is None:
+            continue  # a plain tool (ollama): found or not, nothing to drive
+        check = f"agent {name}"
+        found = locate(cli.executable, caps.agent_path)
+        if found is None:
+            detail = f"not installed: not offered{f' ({cli.unable})' if cli.unable else ''}"
+            fix = f"run scripts/setup, which installs it from {cli.package}" if cli.package else ""
+            checks.append(Check(check, Verdict.SKIP, detail, "" if cli.unable else fix))
+        elif cli.unable:
+            checks.append(Check(check, Verdict.WARN, f"{found}: not offered: {cli.unable}"))
+        else:
+            checks.append(_agent_version(check, found))
+    return checks
+
+
+def _agent_version(check: str, found: str) -> Check:
+    try:
+        said = subprocess.run(
+            [found, "--version"],
+            capture_output=True,
+            text=True,
+            timeout=AGENT_VERSION_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return fail(check, f"{found} does not run: {exc}", "install it again (scripts/setup)")
+    version = (said.stdout.strip().splitlines() or ["?"])[0][:80]
+    if said.returncode != 0:
+        why = (said.stderr.strip() or version)[:200]
+        return fail(check, f"{found} --version failed: {why}", "install it again (scripts/setup)")
+    return ok(check, f"{version} at {found}: offered (tasks labelled agent:{check[6:]})")
 
 
 def _reports(settings: Settings) -> Check:

@@ -84,7 +84,17 @@ def render_peers(report: NodeStatus) -> str:
     return table(PEER_HEADERS, peer_rows(report))
 
 
-TASK_HEADERS = ("TASK", "MODEL", "STATE", "HOLDER", "LEASE", "ATTEMPTS", "SEEN", "TITLE")
+TASK_HEADERS = (
+    "TASK",
+    "MODEL",
+    "EXECUTOR",
+    "STATE",
+    "HOLDER",
+    "LEASE",
+    "ATTEMPTS",
+    "SEEN",
+    "TITLE",
+)
 
 
 def render_tasks(report: NodeStatus) -> str:
@@ -94,6 +104,7 @@ def render_tasks(report: NodeStatus) -> str:
         [
             t.task_id,
             t.model,
+            t.executor,
             t.state,
             t.holder or "-",
             f"{t.lease_s:.0f} s" if t.lease_s else "-",

@@ -89,8 +89,9 @@ def test_every_task_runs_exactly_once_and_the_forge_agrees(
         env={**os.environ, **a.env},
     ).stdout
     header, _rule, *lines = shown.splitlines()
-    assert header.split()[:6] == ["TASK", "MODEL", "STATE", "HOLDER", "LEASE", "ATTEMPTS"]
+    headers = ["TASK", "MODEL", "EXECUTOR", "STATE", "HOLDER", "LEASE", "ATTEMPTS"]
+    assert header.split()[:7] == headers
     by_task = dict(runs)
     for line in lines:
-        task, _, state, holder, *_ = line.split()
-        assert (state, holder) == ("done", by_task[task])
+        task, _, executor, state, holder, *_ = line.split()
+        assert (executor, state, holder) == ("loop", "done", by_task[task])

@@ -64,12 +64,14 @@ def test_lab_turns_the_sample_issues_into_pull_requests_and_stops_cleanly() -> N
     for number in (1, 2, 3):
         # lab-node-3 is the model host: it lends lab-coder, and takes no tasks.
         assert re.search(rf"lab/hello#{number} +done +lab-node-[12] +http://\S+/pull/\d+", view)
-    # Issue 3 asks for lab-coder, which only lab-node-3 has: the task ran on another node
-    # with lab-node-3's model, through the model gateways.
+    # Issue 3 asks for lab-coder, which only lab-node-3 has, and for Claude Code (which
+    # scripts/setup installs): the CLI ran in another node's sandbox with lab-node-3's
+    # model, through that node's model gateway.
+    assert "issue #3 is solved by the agent CLI claude" in result.stdout
     made_by = result.stdout.rpartition("who made them:")[2]
     assert re.search(
-        r"Made by Bzzz node lab-node-[12] with model `lab-coder:latest` \(the task's model\),"
-        r" served by node lab-node-3 over the mesh",
+        r"Made by Bzzz node lab-node-[12] with model `lab-coder:latest` \(the task's model;"
+        r" run by the agent CLI claude\), served by node lab-node-3 over the mesh",
         made_by,
     ), made_by
     # Issue 2's model asks the mesh for lab-coder's advice: the model host gives it.

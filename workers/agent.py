@@ -212,10 +212,10 @@ def _work(
                 still_holds=context.still_holds,
                 check_every=HOLD_CHECK_INTERVAL,
             )
-            for entry in audit_entries(loop, cli.name, choice.name):
+            for entry in audit_entries(loop, cli.name, choice.name, dict(relay.served_by)):
                 context.audit(entry)
             _audit_diff(context, workspace)
-            return loop, {}, reviewed
+            return loop, dict(relay.served_by), reviewed
         helper = NodeHelp(
             settings.control_socket,
             spec.task_id,

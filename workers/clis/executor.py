@@ -210,7 +210,9 @@ def _interpreter(executable: Path) -> str | None:
     return Path(program).name
 
 
-def audit_entries(loop: LoopResult, name: str, model: str) -> list[dict[str, object]]:
+def audit_entries(
+    loop: LoopResult, name: str, model: str, served_by: dict[str, int]
+) -> list[dict[str, object]]:
     """The run's entries for the node's audit log: each command, then the model calls."""
     entries: list[dict[str, object]] = [
         {
@@ -224,6 +226,6 @@ def audit_entries(loop: LoopResult, name: str, model: str) -> list[dict[str, obj
     ]
     entries.append(
         {"type": "model_calls", "model": model, "calls": loop.model_calls,
-         "tokens": loop.tokens, "agent": name}
+         "tokens": loop.tokens, "served_by": served_by, "agent": name}
     )  # fmt: skip
     return entries

@@ -10,16 +10,25 @@ sandbox's loopback.
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import socket
 import tempfile
 import threading
 import urllib.parse
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from workers.models import SERVED_BY as MODEL_SERVED_BY
+
 SOCKET_NAME = "model.sock"
+# The gateway's header naming the node whose model answered (workers.models.SERVED_BY).
+SERVED_BY = re.compile(
+    rb"\r\n" + re.escape(MODEL_SERVED_BY.encode()) + rb": *([\w.-]{1,64})\r\n", re.I
+)
 CONNECT_TIMEOUT = 10.0
 
 
@@ -39,6 +48,7 @@ class ModelRelay:
         self.directory = Path(tempfile.mkdtemp(prefix="bzzz-relay-"))  # mode 0700
         self.socket_path = self.directory / SOCKET_NAME
         self.connections = 0
+        self.served_by: Counter[str] = Counter()  # answers by the node whose model gave them
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.bind(str(self.socket_path))
         # A Docker sandbox's user is not this process's: it must reach the socket and
@@ -70,7 +80,7 @@ class ModelRelay:
         with self._lock:
             self.connections += 1
             self._open |= {client, upstream}
-        back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
+        back = threading.Thread(target=_pump, args=(upstream, client, self._heard), daemon=True)
         back.start()
         _pump(client, upstream)
         back.join()
@@ -78,6 +88,14 @@ class ModelRelay:
             self._open -= {client, upstream}
         client.close()
         upstream.close()
+
+    def _heard(self, data: bytes) -> None:
+        """Count the answers by serving node: the gateway names it in a header of each
+        response (a header split between two reads is missed: the count is a floor)."""
+        for match in SERVED_BY.finditer(data):
+            node = match.group(1).decode("ascii", "replace")
+            with self._lock:
+                self.served_by[node] += 1
 
     def close(self) -> None:
         if self._closing.is_set():
@@ -105,10 +123,15 @@ class ModelRelay:
         self.close()
 
 
-def _pump(source: socket.socket, sink: socket.socket) -> None:
-    """Copy until `source` ends, then end `sink`'s writing side."""
+def _pump(
+    source: socket.socket,
+    sink: socket.socket,
+    heard: Callable[[bytes], None] = lambda data: None,
+) -> None:
+    """Copy until `source` ends, then end `sink`'s writing side; `heard` sees the data."""
     with contextlib.suppress(OSError):
         while data := source.recv(65536):
+            heard(data)
             sink.sendall(data)
     with contextlib.suppress(OSError):
         sink.shutdown(socket.SHUT_WR)
