@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from bench.gossip import write_section
+from bzzz.agents import SETUP_PATH
 from bzzz.config import SandboxSettings, load_settings
 from bzzz.home import init_home
 from bzzz.lab.model import ChatRequest, LabModelServer, Reply, sample_playbook
@@ -27,7 +28,7 @@ from workers.clis.executor import LAUNCHER, AgentCli, extras, find_cli
 from workers.clis.relay import SOCKET_NAME, ModelRelay
 from workers.sandbox import NO_EXTRAS, open_sandbox
 
-TOOLS = [str(Path(__file__).parents[1] / ".tools" / "npm" / "bin")]
+TOOLS = list(SETUP_PATH)
 PROMPT = f"Solve issue #1: {ISSUES[0]['title']}\n\n{ISSUES[0]['body']}"
 
 

@@ -14,6 +14,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+# Where scripts/setup installs the agent CLIs, in a checkout (the lab and the tests look
+# there): npm's prefix, and aider's own virtual environment.
+SETUP_PATH = tuple(
+    str(Path(__file__).resolve().parents[1] / ".tools" / part) for part in ("npm/bin", "aider/bin")
+)
+
 
 @dataclass(frozen=True)
 class AgentCli:
@@ -35,14 +41,8 @@ CATALOGUE: dict[str, AgentCli] = {
             "Gemini CLI speaks only Google's genai API (generateContent), which neither"
             " ollama nor the Bzzz gateway serves, so it cannot run on the mesh's models",
         ),
-        AgentCli(
-            "opencode",
-            "opencode",
-            "npm opencode-ai",
-            "opencode installs the provider package for a custom endpoint from npm when it"
-            " starts, and the sandbox reaches nothing but the model endpoint",
-        ),
-        AgentCli("aider", "aider", "PyPI aider-chat", "Bzzz has no driver for aider yet"),
+        AgentCli("opencode", "opencode", "npm opencode-ai"),
+        AgentCli("aider", "aider", "PyPI aider-chat"),
         AgentCli("goose", "goose", "", "Bzzz has no driver for goose yet"),
         AgentCli("qwen", "qwen", "", "Bzzz has no driver for qwen yet"),
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bzzz.agents import CATALOGUE, locate
+from bzzz.agents import CATALOGUE, SETUP_PATH, locate
 from bzzz.config import load_settings
 from bzzz.forge.github import GitHubForge
 from bzzz.forge.token import Token
@@ -44,7 +44,7 @@ from workers import agent
 from workers.clis import executor
 from workers.sandbox import SandboxUnavailable, choose_backend
 
-TOOLS = [str(Path(__file__).parents[1] / ".tools" / "npm" / "bin")]
+TOOLS = list(SETUP_PATH)
 HOST_ONLY = "host-only-0f3a"
 HANG = "import time; time.sleep(300)"
 SNOOP = Scripted(
@@ -117,7 +117,7 @@ def make_context(
     return Context(settings, GitHubForge(lab_forge.api_url, token, seconds_between_writes=0), token)
 
 
-@pytest.mark.parametrize("cli", ["claude", "codex"])
+@pytest.mark.parametrize("cli", ["claude", "codex", "opencode", "aider"])
 def test_an_agent_cli_solves_the_issue_in_the_sandbox_and_it_becomes_a_pull_request(
     cli: str,
     tmp_path: Path,
@@ -141,9 +141,10 @@ def test_an_agent_cli_solves_the_issue_in_the_sandbox_and_it_becomes_a_pull_requ
     assert "def test_farewell" in (checkout / "test_hello.py").read_text()
     # it spoke its own API to the lab model, through the relay (the worker chose the model)
     paths = {request.path for request in model.requests()} - {"/api/tags", "/api/show"}
-    assert paths == {"/v1/messages" if cli == "claude" else "/v1/responses"}
+    api = {"claude": "/v1/messages", "codex": "/v1/responses"}.get(cli, "/v1/chat/completions")
+    assert paths == {api}
     commands = [e for e in context.audited if e["type"] == "command"]
-    assert len(commands) >= 3
+    assert len(commands) >= (2 if cli == "aider" else 3)  # aider runs nothing: it edits
     assert context.audited[-2]["type"] == "model_calls"
     assert context.audited[-2]["agent"] == cli
 

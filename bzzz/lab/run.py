@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from bzzz import lifeline
-from bzzz.agents import locate
+from bzzz.agents import SETUP_PATH, locate
 from bzzz.forge.api import ForgeError
 from bzzz.forge.github import GitHubForge
 from bzzz.forge.token import Token
@@ -66,7 +66,6 @@ from bzzz.node.status import NodeStatus
 STOP_TIMEOUT = 20.0  # seconds the nodes and pools get to stop before they are killed
 LAB_MODEL_TIMEOUT = 30.0  # the scripted model answers at once; a real one gets agent's default
 LAB_AGENT = "claude"  # the agent CLI of the sample's AGENT_ISSUE
-AGENT_PATH = (str(Path(__file__).resolve().parents[2] / ".tools" / "npm" / "bin"),)  # setup's
 
 
 class Lab:
@@ -117,7 +116,7 @@ class Lab:
         self.webhook = LabWebhook()
         # The agent CLI that solves the sample's AGENT_ISSUE, where scripts/setup installed it
         # (and the model is the lab's scripted one, which plays to it).
-        found = locate(LAB_AGENT, AGENT_PATH) if self.model_name in (LAB_MODEL, "") else None
+        found = locate(LAB_AGENT, SETUP_PATH) if self.model_name in (LAB_MODEL, "") else None
         self.agent = LAB_AGENT if found and self.model is not None else None
 
     @property
@@ -182,7 +181,7 @@ class Lab:
                 "workers": {"executor": "workers.executors:decline"},
             }
         return {
-            "capabilities": {"ollama_host": self.model_url, "agent_path": list(AGENT_PATH)},
+            "capabilities": {"ollama_host": self.model_url, "agent_path": list(SETUP_PATH)},
             "workers": {"executor": "workers.agent:run", "heartbeat": 5.0},
         }
 

@@ -147,6 +147,16 @@ SAMPLE_PLAYBOOK: dict[int, dict[str, Any]] = {
         # CRASH in bzzz.lab.model.responders). The node hands the task on with its work
         # so far, and the successor's model plays `handed_steps` from that work.
         "keywords": ["farewell"],
+        # For an agent CLI that edits by whole files (aider): the files as the steps
+        # leave them (tests/test_lab_model.py checks they match).
+        "files": {
+            "hello.py": FILES["hello.py"]
+            + '\n\ndef farewell(name: str) -> str:\n    return f"Goodbye, {name}!"\n',
+            "test_hello.py": FILES["test_hello.py"].replace(
+                "from hello import greet", "from hello import farewell, greet"
+            )
+            + '\n\ndef test_farewell():\n    assert farewell("Bzzz") == "Goodbye, Bzzz!"\n',
+        },
         "steps": [
             {
                 "thought": "Read the code and its test before changing them.",

@@ -10,6 +10,7 @@ enters the sandbox.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ class Request:
     prompt: str
     model: str
     max_turns: int
+    files: tuple[str, ...] = ()  # the repository's files (for a CLI that is given them)
 
 
 @dataclass(frozen=True)
@@ -180,10 +182,136 @@ def read_codex(output: str) -> Transcript:
     return Transcript(commands, summary, turns, failed[:500], tokens)
 
 
+def opencode(request: Request) -> Invocation:
+    """opencode's `run`, with the endpoint as an OpenAI-compatible provider of its inline
+    config; `--pure`: no plugins, which it would fetch from npm at every start."""
+    config = {
+        "$schema": "https://opencode.ai/config.json",
+        "autoupdate": False,
+        "share": "disabled",
+        "provider": {
+            "bzzz": {
+                "npm": "@ai-sdk/openai-compatible",
+                "name": "Bzzz",
+                "options": {"baseURL": f"{INSIDE_URL}/v1", "apiKey": PLACEHOLDER_KEY},
+                "models": {request.model: {"name": request.model}},
+            }
+        },
+    }
+    argv = (
+        request.executable,
+        "run",
+        "--pure",
+        "--format", "json",
+        "--auto",  # approve its tools: the sandbox is the boundary
+        "-m", f"bzzz/{request.model}",
+        request.prompt,
+    )  # fmt: skip
+    env = {**QUIET, "OPENCODE_CONFIG_CONTENT": json.dumps(config)}
+    return Invocation(argv, env)
+
+
+def read_opencode(output: str) -> Transcript:
+    """`opencode run --format json`: tool uses with their output, texts, steps."""
+    commands: list[Command] = []
+    summary, failed, turns, tokens = "", "", 0, 0
+    for event in _json_lines(output):
+        kind, part = event.get("type"), event.get("part") or {}
+        if kind == "tool_use":
+            state = part.get("state") or {}
+            code = (state.get("metadata") or {}).get("exit")
+            commands.append(
+                Command(
+                    _tool_text({"name": part.get("tool"), "input": state.get("input")}),
+                    code
+                    if isinstance(code, int)
+                    else (0 if state.get("status") == "completed" else 1),
+                    str(state.get("output", "")),
+                )
+            )
+        elif kind == "text":
+            summary = str(part.get("text", ""))
+        elif kind == "step_finish":
+            turns += 1
+            used = part.get("tokens") or {}
+            tokens += int(used.get("input") or 0) + int(used.get("output") or 0)
+        elif kind == "error":
+            error = event.get("error") or {}
+            failed = str((error.get("data") or {}).get("message") or error.get("name") or error)
+    return Transcript(commands, summary, turns, failed[:500], tokens)
+
+
+AIDER_HOME = "/tmp/aider"  # noqa: S108 - the sandbox's own /tmp: its histories stay out of the tree
+MAX_AIDER_FILES = 30  # a small repository's files go into aider's chat; a larger one's do not
+
+
+def aider(request: Request) -> Invocation:
+    """aider's one-shot `--message`. It edits only through file listings in the model's
+    reply (it runs no shell command unasked, and never under --yes-always), touches no
+    git (Bzzz commits), and keeps its histories in the sandbox's /tmp."""
+    files = request.files if len(request.files) <= MAX_AIDER_FILES else ()
+    argv = (
+        request.executable,
+        "--message", request.prompt,
+        "--model", f"openai/{request.model}",
+        "--openai-api-base", f"{INSIDE_URL}/v1",
+        "--openai-api-key", PLACEHOLDER_KEY,
+        "--edit-format", "whole",
+        "--yes-always",
+        # Bzzz keeps the clone's git directory outside the sandbox: without --no-git,
+        # aider would make a repository of its own in the work tree.
+        "--no-git", "--no-gitignore",
+        "--no-auto-lint", "--no-auto-test",
+        "--map-tokens", "0",
+        "--no-check-update", "--no-show-release-notes", "--analytics-disable",
+        "--no-show-model-warnings", "--no-pretty", "--no-fancy-input", "--no-stream",
+        "--chat-history-file", f"{AIDER_HOME}/chat.md",
+        "--input-history-file", f"{AIDER_HOME}/input",
+        *files,
+    )  # fmt: skip
+    return Invocation(argv, QUIET, setup=f"mkdir -p {AIDER_HOME}")
+
+
+def read_aider(output: str) -> Transcript:
+    """aider's plain output: the files it edited, its errors, its token counts."""
+    edited = re.findall(r"^Applied edit to (.+)$", output, re.MULTILINE)
+    commands = [Command(f"edit {path.strip()}", 0, "") for path in edited]
+    failed = next(
+        (line for line in output.splitlines() if line.startswith(("litellm.", "Error:"))), ""
+    )
+    sent = [
+        _kilo(n) + _kilo(m)
+        for n, m in re.findall(r"Tokens: ([\d.]+k?) sent, ([\d.]+k?) received", output)
+    ]
+    return Transcript(commands, _aider_said(output, edited), len(sent), failed[:500], sum(sent))
+
+
+def _aider_said(output: str, edited: list[str]) -> str:
+    """The model's words before its first file listing: after aider's "Added FILE to the
+    chat." lines, up to the first line that names an edited file."""
+    lines = output.splitlines()
+    start = max(
+        (i + 1 for i, line in enumerate(lines) if line.endswith(" to the chat.")), default=0
+    )
+    names = {path.strip() for path in edited}
+    said = []
+    for line in lines[start:]:
+        if line.strip() in names or line.startswith("Tokens: "):
+            break
+        said.append(line.strip())
+    return " ".join(" ".join(said).split())
+
+
+def _kilo(count: str) -> int:
+    return int(float(count[:-1]) * 1000) if count.endswith("k") else int(float(count))
+
+
 # The CLIs Bzzz drives (bzzz.agents.CATALOGUE says which it cannot, and why).
 DRIVERS: dict[str, Driver] = {
     "claude": Driver("claude", claude_code, read_claude, budget="--max-turns (agent.max_turns)"),
     "codex": Driver("codex", codex, read_codex),
+    "opencode": Driver("opencode", opencode, read_opencode),
+    "aider": Driver("aider", aider, read_aider),
 }
 
 

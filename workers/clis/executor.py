@@ -65,10 +65,10 @@ def find_cli(name: str, settings: Settings) -> AgentCli | str:
     path: list[str] = []
     interpreter = _interpreter(executable)
     if interpreter is not None:
-        located = locate(interpreter, ())
-        if located is None:
+        located = interpreter if "/" in interpreter else locate(interpreter, ())
+        if located is None or not Path(located).exists():
             return f"{name} runs on {interpreter}, which is not installed"
-        real = Path(located).resolve()
+        real = Path(located).resolve()  # a virtual environment's python: the one it is of
         read_only.append(real.parent.parent)
         path.append(str(real.parent))
     kept = tuple(str(p) for p in read_only if not str(p).startswith(SYSTEM_PREFIXES))
@@ -115,7 +115,7 @@ def solve(
     check_every: float,
 ) -> LoopResult:
     """Run the CLI on the task once; its transcript as the loop's result."""
-    request = Request(cli.executable, prompt(task), model, settings.agent.max_turns)
+    request = Request(cli.executable, prompt(task), model, settings.agent.max_turns, task.files)
     invocation = cli.driver.build(request)
     launcher = ["python3", LAUNCHER, str(MODEL_PORT), f"{INSIDE_DIR}/{SOCKET_NAME}", "--"]
     command = invocation.command(launcher) + f" > {INSIDE_DIR}/{TRANSCRIPT}"
@@ -195,7 +195,8 @@ def _read_transcript(path: Path) -> str:
 
 
 def _interpreter(executable: Path) -> str | None:
-    """The program a script's `#!` line names (`node` for `#!/usr/bin/env node`)."""
+    """The program a script's `#!` line names: a path, or a name to look up on PATH
+    (`node` for `#!/usr/bin/env node`)."""
     try:
         with executable.open("rb") as file:
             first = file.readline(256)
@@ -206,8 +207,9 @@ def _interpreter(executable: Path) -> str | None:
     words = first[2:].decode("utf-8", "replace").split()
     if not words:
         return None
-    program = words[1] if Path(words[0]).name == "env" and len(words) > 1 else words[0]
-    return Path(program).name
+    if Path(words[0]).name == "env":
+        return words[1] if len(words) > 1 else None
+    return words[0]
 
 
 def audit_entries(

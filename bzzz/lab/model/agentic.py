@@ -5,7 +5,9 @@ command in that tool's own argument; `done` is the summary as the final text. So
 playbook drives the loop and every CLI alike, and the CLI itself runs each command in
 its sandbox. Pure.
 
-A request that offers no shell tool (the loop's own, aider's) gets the step unchanged.
+A request that offers no shell tool (the loop's own) gets the step unchanged. aider, which
+edits only through "file listings" in the model's text and runs no command, gets the
+files of the playbook entry whole (`file_listings`), where the entry has them.
 """
 
 from __future__ import annotations
@@ -66,3 +68,19 @@ def _loop_action(content: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return action if isinstance(action, dict) and "action" in action else None
+
+
+AIDER_MARKER = "*file listing*"  # in the system prompt of aider's whole-file edit format
+
+
+def wants_file_listings(request: ChatRequest) -> bool:
+    """Whether the request is aider's, asking for whole files in its listing format."""
+    return not request.tools and any(
+        AIDER_MARKER in message.content for message in request.messages if message.role == "system"
+    )
+
+
+def file_listings(files: Mapping[str, str], summary: str) -> Text:
+    """A reply in aider's whole-file format: the summary, then each file, whole."""
+    listings = "".join(f"{path}\n```\n{text}```\n\n" for path, text in files.items())
+    return Text(f"{summary or 'Changed the files.'}\n\n{listings}".rstrip() + "\n")

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from bzzz.antennae.prompts import PLAN_SYSTEM, REVIEW_SYSTEM
 from bzzz.help.consult import SYSTEM as CONSULT_SYSTEM
+from bzzz.lab.model.agentic import file_listings, wants_file_listings
 from bzzz.lab.model.chat import ChatRequest
 from bzzz.lab.model.steps import HttpError, Reply, Text, done_step
 from bzzz.lab.sample import ISSUES, SAMPLE_PLAYBOOK
@@ -77,6 +78,9 @@ class PlaybookEntry:
     # text says so: bzzz.work.HANDED_ON): the rest of the work; none: `steps` as for anyone.
     handed_steps: tuple[Reply, ...] = ()
     plan: str = ""  # what it answers when asked for its plan (antennae.review)
+    # The changed files, whole, as the steps leave them: the reply to an agent CLI that
+    # edits by whole files (aider's "file listings"); none: it gets `steps`.
+    files: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.steps:
@@ -106,10 +110,8 @@ class Playbook:
         entry = self.entry_for(request)
         if entry is None:
             return self.unknown
-        if _consulted(request):  # a peer's worker asks this model for advice
-            return Text(entry.advice or "Read the issue again and try the simplest change.")
-        if _asked(request, PLAN_SYSTEM):  # its plan, for peers to review
-            return Text(json.dumps({"plan": entry.plan or PLAN, "question_for_person": ""}))
+        if (other := _not_a_step(entry, request)) is not None:
+            return other
         if entry.handed_steps and HANDED_ON in request.first_user_message():
             return step_at(entry.handed_steps, request.assistant_turns)
         if entry.title in self._crashed:  # the server "restarted": the play without it
@@ -160,6 +162,7 @@ def sample_playbook(*, crash: bool = True) -> Playbook:
             keywords=tuple(play.get("keywords", ())),
             advice=play.get("advice", ""),
             handed_steps=tuple(_reply(action) for action in play.get("handed_steps", ())),
+            files=play.get("files", {}),
         )
         for number, play in SAMPLE_PLAYBOOK.items()
     )
@@ -168,6 +171,28 @@ def sample_playbook(*, crash: bool = True) -> Playbook:
 def _reply(action: dict[str, Any]) -> Reply:
     """A playbook's step: the loop's JSON action, or "crash" (the model server fails)."""
     return CRASH if action.get("action") == "crash" else Text(json.dumps(action))
+
+
+def _not_a_step(entry: PlaybookEntry, request: ChatRequest) -> Reply | None:
+    """The reply to a request that is not for the next step: advice for a peer, the plan
+    for review, or aider's whole files."""
+    if _consulted(request):  # a peer's worker asks this model for advice
+        return Text(entry.advice or "Read the issue again and try the simplest change.")
+    if _asked(request, PLAN_SYSTEM):  # its plan, for peers to review
+        return Text(json.dumps({"plan": entry.plan or PLAN, "question_for_person": ""}))
+    if entry.files and wants_file_listings(request):
+        return file_listings(entry.files, _summary(entry.steps))
+    return None
+
+
+def _summary(steps: Sequence[Reply]) -> str:
+    """The summary of the script's `done` step ("" if it has none)."""
+    for step in steps:
+        if isinstance(step, Text) and '"done"' in step.content:
+            action = json.loads(step.content)
+            if action.get("action") == "done":
+                return str(action.get("summary", ""))
+    return ""
 
 
 def _asked(request: ChatRequest, system: str) -> bool:
