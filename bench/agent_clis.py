@@ -1,8 +1,10 @@
 """What running a task through an agent CLI costs: each CLI Bzzz drives (as scripts/setup
-installs it) solves the lab's issue 1 in a bubblewrap sandbox through the model relay,
-answered by the lab model server's scripts (which answer at once, so what is measured is
-the CLI and the sandbox). For each: the time from the sandbox command's start to the
-CLI's first model request, and to its end; an empty sandbox command for reference.
+installs it) solves the lab's issue 1 in a bubblewrap sandbox through the model relay
+and a real node's gateway (the path a task takes; Gemini CLI's genai API needs the
+gateway), answered by the lab model server's scripts (which answer at once, so what is
+measured is the CLI, the sandbox and the gateway). For each: the time from the sandbox
+command's start to the CLI's first model request, and to its end; an empty sandbox
+command for reference.
 
     .venv/bin/python -m bench.agent_clis [--runs 5] [--out docs/benchmarks.md]
 """
@@ -22,6 +24,7 @@ from bzzz.agents import SETUP_PATH
 from bzzz.config import SandboxSettings, load_settings
 from bzzz.home import init_home
 from bzzz.lab.model import ChatRequest, LabModelServer, Reply, sample_playbook
+from bzzz.lab.processes import NodeProcess, free_port
 from bzzz.lab.sample import FILES, ISSUES
 from workers.clis.drivers import DRIVERS, MODEL_PORT, Request
 from workers.clis.executor import LAUNCHER, AgentCli, extras, find_cli
@@ -55,18 +58,27 @@ def workspace() -> Path:
     return path
 
 
-def one_run(cli: AgentCli | None, sandbox_settings: SandboxSettings) -> tuple[float, float]:
+class Timed:
+    """The sample playbook, noting when each request came."""
+
+    def __init__(self) -> None:
+        self.playbook = sample_playbook(crash=False)
+        self.times: list[float] = []
+
+    def __call__(self, request: ChatRequest) -> Reply:
+        self.times.append(time.monotonic())
+        return self.playbook(request)
+
+
+def one_run(
+    cli: AgentCli | None, sandbox_settings: SandboxSettings, gateway: str, model: Timed
+) -> tuple[float, float]:
     """Seconds to the first model request (0 for the empty command), and in all."""
-    first: list[float] = []
-    playbook = sample_playbook(crash=False)
-
-    def timed(request: ChatRequest) -> Reply:
-        first.append(time.monotonic())
-        return playbook(request)
-
+    model.times.clear()
+    first = model.times
     path = workspace()
     try:
-        with LabModelServer(models={"coder": timed}) as lab, ModelRelay(lab.url) as relay:
+        with ModelRelay(gateway) as relay:
             room = extras(cli, relay) if cli else NO_EXTRAS
             with open_sandbox(sandbox_settings, path, room) as box:
                 if cli is None:
@@ -94,6 +106,13 @@ def version(cli: AgentCli) -> str:
     return (said.stdout.strip().splitlines() or ["?"])[0]
 
 
+def row(cli: AgentCli | None, runs: list[tuple[float, float]]) -> str:
+    to_first = statistics.median(r[0] for r in runs)
+    total = statistics.median(r[1] for r in runs)
+    name = f"{cli.name} ({version(cli)})" if cli else "`true` (the sandbox alone)"
+    return f"| {name} | {'-' if cli is None else f'{to_first:.2f} s'} | {total:.2f} s |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -103,21 +122,29 @@ def main() -> None:
     args = parser.parse_args()
     settings = SandboxSettings(backend="bubblewrap", memory_mb=2048)
     rows = []
-    for cli in [None, *clis()]:
-        runs = [one_run(cli, settings) for _ in range(args.runs)]
-        to_first = statistics.median(r[0] for r in runs)
-        total = statistics.median(r[1] for r in runs)
-        name = f"{cli.name} ({version(cli)})" if cli else "`true` (the sandbox alone)"
-        rows.append(f"| {name} | {'-' if cli is None else f'{to_first:.2f} s'} | {total:.2f} s |")
-        print(rows[-1])
+    model = Timed()
+    root = Path(tempfile.mkdtemp(prefix="bzzz-bench-node-"))
+    with LabModelServer(models={"coder": model}) as lab:
+        node = NodeProcess(root / "node", "bench-node", free_port())
+        node.init(capabilities={"ollama_host": lab.url})
+        node.start()
+        try:
+            for cli in [None, *clis()]:
+                runs = [one_run(cli, settings, node.gateway_url, model) for _ in range(args.runs)]
+                rows.append(row(cli, runs))
+                print(rows[-1])
+        finally:
+            node.stop()
+            shutil.rmtree(root, ignore_errors=True)
     section = "\n".join(
         [
             "## Agent CLIs (`bench/agent_clis.py`)",
             "",
             f"Measured {time.strftime('%Y-%m-%d')} on 2 cores: each agent CLI Bzzz drives"
             " solves the lab's issue 1 (five scripted turns: commands run through the CLI's"
-            " own shell tool, then its summary) in a bubblewrap sandbox, through the model"
-            f" relay, answered at once by the lab model server; medians of {args.runs} runs."
+            " own shell tool, then its summary; aider's one reply of whole files) in a"
+            " bubblewrap sandbox, through the model relay and a node's gateway, answered at"
+            f" once by the lab model server; medians of {args.runs} runs."
             " An empty command in the same sandbox is the reference.",
             "",
             "| CLI | start to first model request | the whole task |",

@@ -27,6 +27,7 @@ class AgentCli:
     executable: str
     package: str  # where scripts/setup installs it from
     unable: str = ""  # why Bzzz cannot drive it against the mesh's models ("": it can)
+    needs_gateway: bool = False  # its API is one only the node's gateway speaks
 
 
 CATALOGUE: dict[str, AgentCli] = {
@@ -34,13 +35,9 @@ CATALOGUE: dict[str, AgentCli] = {
     for cli in (
         AgentCli("claude", "claude", "npm @anthropic-ai/claude-code"),
         AgentCli("codex", "codex", "npm @openai/codex"),
-        AgentCli(
-            "gemini",
-            "gemini",
-            "npm @google/gemini-cli",
-            "Gemini CLI speaks only Google's genai API (generateContent), which neither"
-            " ollama nor the Bzzz gateway serves, so it cannot run on the mesh's models",
-        ),
+        # Gemini CLI speaks only Google's genai API: the gateway carries it as ollama's
+        # chat, so it needs a gateway (gateway.listen) between it and the models.
+        AgentCli("gemini", "gemini", "npm @google/gemini-cli", needs_gateway=True),
         AgentCli("opencode", "opencode", "npm opencode-ai"),
         AgentCli("aider", "aider", "PyPI aider-chat"),
         AgentCli("goose", "goose", "", "Bzzz has no driver for goose yet"),
@@ -56,12 +53,21 @@ def locate(executable: str, search_path: Sequence[str]) -> str | None:
     return shutil.which(executable, path=path)
 
 
-def offered(names: Iterable[str], search_path: Sequence[str]) -> tuple[str, ...]:
-    """The tools among `names` this node has and, for agent CLIs, can drive."""
+NO_GATEWAY = (
+    "it speaks Google's genai API, which only the node's gateway translates for ollama,"
+    " and gateway.listen is empty"
+)
+
+
+def offered(
+    names: Iterable[str], search_path: Sequence[str], gateway: bool = True
+) -> tuple[str, ...]:
+    """The tools among `names` this node has and, for agent CLIs, can drive (`gateway`:
+    whether the node runs its model gateway)."""
     found = []
     for name in names:
         cli = CATALOGUE.get(name)
-        if cli is not None and cli.unable:
+        if cli is not None and (cli.unable or (cli.needs_gateway and not gateway)):
             continue
         if locate(cli.executable if cli else name, search_path):
             found.append(name)

@@ -192,12 +192,15 @@ class CliProbe:
     """Command-line tools found in `search_path` or on PATH; of the agent CLIs, only those
     Bzzz can drive (bzzz.agents)."""
 
-    def __init__(self, names: Sequence[str], search_path: Sequence[str] = ()) -> None:
+    def __init__(
+        self, names: Sequence[str], search_path: Sequence[str] = (), gateway: bool = True
+    ) -> None:
         self._names = tuple(names)
         self._search_path = tuple(search_path)
+        self._gateway = gateway
 
     def __call__(self) -> tuple[str, ...]:
-        return offered(self._names, self._search_path)
+        return offered(self._names, self._search_path, self._gateway)
 
 
 class CapabilityDetector:
@@ -222,13 +225,14 @@ class CapabilityDetector:
         ollama_timeout: float,
         agent_clis: Sequence[str],
         agent_path: Sequence[str] = (),
+        gateway: bool = True,
     ) -> CapabilityDetector:
         gpu_probe = GpuProbe()
         return cls(
             load=LoadProbe(),
             gpus=gpu_probe,
             models=ModelProbe(ollama_host, ollama_timeout),
-            clis=CliProbe(agent_clis, agent_path),
+            clis=CliProbe(agent_clis, agent_path, gateway),
             close=gpu_probe.close,
         )
 

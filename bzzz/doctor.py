@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from bzzz.agents import CATALOGUE, locate
+from bzzz.agents import CATALOGUE, NO_GATEWAY, locate
 from bzzz.config import ConfigError, Settings, load_settings
 from bzzz.control import ControlError, request
 from bzzz.errors import ExitCode
@@ -287,6 +287,9 @@ def _agents(settings: Settings) -> list[Check]:
             checks.append(Check(check, Verdict.SKIP, detail, "" if cli.unable else fix))
         elif cli.unable:
             checks.append(Check(check, Verdict.WARN, f"{found}: not offered: {cli.unable}"))
+        elif cli.needs_gateway and not settings.gateway.listen:
+            fix = 'set gateway.listen (default "127.0.0.1:11435")'
+            checks.append(Check(check, Verdict.WARN, f"{found}: not offered: {NO_GATEWAY}", fix))
         else:
             checks.append(_agent_version(check, found))
     return checks

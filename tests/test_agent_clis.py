@@ -92,8 +92,14 @@ def model() -> Iterator[LabModelServer]:
 
 
 def make_context(
-    tmp_path: Path, lab_forge: LocalForge, model: LabModelServer, **agent_settings: object
+    tmp_path: Path,
+    lab_forge: LocalForge,
+    model: LabModelServer,
+    gateway_listen: str = "",
+    **agent_settings: object,
 ) -> Context:
+    """A worker's context; its model endpoint the lab model server, or the gateway at
+    `gateway_listen` (a running node's)."""
     home = tmp_path / "home"
     init_home(
         home,
@@ -101,7 +107,7 @@ def make_context(
         extra={
             "forge": {"api_url": lab_forge.api_url, "seconds_between_writes": 0.0},
             "capabilities": {"ollama_host": model.url, "agent_path": TOOLS},
-            "gateway": {"listen": ""},
+            "gateway": {"listen": gateway_listen},
             "agent": {"model": "lab", "model_timeout": 10.0, **agent_settings},
             "sandbox": {"backend": "bubblewrap"},
             "git": {"author_name": "Node A", "author_email": "node-a@lab.invalid"},
@@ -207,15 +213,18 @@ def test_a_lost_claim_stops_the_cli_at_once(
     assert not sleeping()
 
 
-def test_a_node_without_the_cli_declines_the_task(
+def test_a_node_that_cannot_drive_the_cli_declines_the_task(
     tmp_path: Path,
     forge: LocalForge,  # noqa: F811
     model: LabModelServer,
 ) -> None:
     context = make_context(tmp_path, forge, model)
-    outcome = agent.run(replace(spec(1), agent="gemini"), context)
+    outcome = agent.run(replace(spec(1), agent="goose"), context)  # no driver
     assert outcome.result_type == "declined"
-    assert "genai API" in outcome.reason
+    assert "no driver for goose" in outcome.reason
+    outcome = agent.run(replace(spec(1), agent="nonesuch"), context)
+    assert outcome.result_type == "declined"
+    assert "no agent CLI is called 'nonesuch'" in outcome.reason
 
 
 def sleeping() -> bool:

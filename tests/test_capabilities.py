@@ -242,8 +242,9 @@ def test_agent_clis_are_found_on_path(tmp_path: Path, monkeypatch: pytest.Monkey
         tool.chmod(0o755)
     (tmp_path / "codex").write_text("not executable")
     monkeypatch.setenv("PATH", str(tmp_path))
-    # gemini is found but not offered: Bzzz cannot drive it on the mesh's models
-    assert CliProbe(["ollama", "gemini", "claude", "codex"])() == ("claude",)
+    # gemini is found, but needs the node's gateway (it speaks only Google's genai API)
+    assert CliProbe(["ollama", "gemini", "claude", "codex"])() == ("gemini", "claude")
+    assert CliProbe(["gemini", "claude"], gateway=False)() == ("claude",)
     elsewhere = tmp_path / "tools"
     elsewhere.mkdir()
     (tmp_path / "codex").rename(elsewhere / "codex")

@@ -167,7 +167,8 @@ def test_decode_raises_nothing_but_decode_error(topic: str, data: bytes) -> None
 def test_valid_messages_with_any_extra_fields_round_trip(
     topic: Topic, extra: dict[str, Any]
 ) -> None:
-    sample = {**extra, **BRIEF_SAMPLES[topic]}
+    declared = MODELS[topic].model_fields  # an optional field of ours is not an extra one
+    sample = {**{k: v for k, v in extra.items() if k not in declared}, **BRIEF_SAMPLES[topic]}
     message = decode(topic, json.dumps(sample).encode())
     assert decode(topic, encode(message)) == message
 

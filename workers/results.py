@@ -163,6 +163,8 @@ _BEHAVIOUR = {
     " {context_window} tokens (agent.num_ctx), even with old output shortened.",
     Ending.REPEATING: "The model kept running the same command with the same output, though"
     " it was told that this changed nothing.",
+    Ending.AGENT_FAILED: "The agent CLI ended on an error after it had asked the model (its"
+    " words are in the reason above).",
 }
 
 

@@ -23,7 +23,7 @@ import trio
 from libp2p.abc import IHost
 from libp2p.peer.id import ID
 
-from bzzz.gateway import api, mesh
+from bzzz.gateway import api, genai, mesh
 from bzzz.gateway.api import JSON, Route
 from bzzz.gateway.httpd import Request, Response
 from bzzz.gateway.routing import ModelPeer, candidates, has_model, known_anywhere
@@ -77,6 +77,9 @@ class Gateway:
         self.counts = GatewayCounts()
 
     async def handle(self, request: Request) -> Response:
+        call = genai.call_of(request.method, request.path)
+        if call is not None:
+            return await self._genai(call, request)
         match api.route(request.method, request.path):
             case Route.HERE:
                 return self._here(request)
@@ -98,6 +101,25 @@ class Gateway:
             body = api.shaped(request.path, response.status, response.body)
             return Response(response.status, response.content_type, body)
         return response
+
+    async def _genai(self, call: genai.Call, request: Request) -> Response:
+        """Google's genai API (Gemini CLI's), carried as ollama's chat."""
+        if call.method == "countTokens":
+            return Response(200, JSON, genai.count_tokens(request.body))
+        try:
+            body = genai.to_chat(call, request.body)
+        except genai.BadCall as exc:
+            return Response(400, JSON, genai.error(400, str(exc)))
+        answer = await self._model_call(Request("POST", "/api/chat", body))
+        if answer.status != 200 or not call.stream:
+            whole = await _whole(answer.body)
+            if answer.status != 200:
+                said = genai.error(answer.status, genai.ollama_error(whole))
+                return Response(answer.status, JSON, said, answer.headers)
+            translated = genai.from_chat(json.loads(whole), call.model)
+            return Response(200, JSON, json.dumps(translated).encode(), answer.headers)
+        events = _genai_events(answer.body, call.model)
+        return Response(200, genai.SSE, events, answer.headers)
 
     def _here(self, request: Request) -> Response:
         if request.path == "/":
@@ -240,3 +262,48 @@ class Gateway:
         async with aclosing(reply.chunks) as chunks:
             async for chunk in chunks:
                 yield chunk
+
+
+async def _whole(body: bytes | AsyncGenerator[bytes, None]) -> bytes:
+    if isinstance(body, bytes):
+        return body
+    whole = bytearray()
+    async with aclosing(body) as chunks:
+        async for chunk in chunks:
+            whole += chunk
+    return bytes(whole)
+
+
+async def _genai_events(
+    body: bytes | AsyncGenerator[bytes, None], model: str
+) -> AsyncGenerator[bytes, None]:
+    """ollama's streamed chat (NDJSON lines) as genai's server-sent events."""
+    pending = b""
+    chunks = body if not isinstance(body, bytes) else _once(body)
+    async with aclosing(chunks) as lines:
+        async for chunk in lines:
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                if line.strip():
+                    yield _genai_event(line, model)
+    if pending.strip():
+        yield _genai_event(pending, model)
+
+
+async def _once(body: bytes) -> AsyncGenerator[bytes, None]:
+    yield body
+
+
+def _genai_event(line: bytes, model: str) -> bytes:
+    try:
+        chunk = json.loads(line)
+    except ValueError:
+        return genai.event(
+            {"error": {"code": 502, "message": "a malformed answer", "status": "INTERNAL"}}
+        )
+    if isinstance(chunk, dict) and "error" in chunk:  # ollama's error line, mid-stream
+        return genai.event(
+            {"error": {"code": 500, "message": str(chunk["error"]), "status": "INTERNAL"}}
+        )
+    return genai.event(genai.from_chat(chunk if isinstance(chunk, dict) else {}, model))

@@ -136,7 +136,11 @@ def build_node(
     name = settings.node.name
     peer_id = peer_id_of(key_pair)
     detector = detector or CapabilityDetector.for_machine(
-        caps.ollama_host, caps.ollama_timeout, caps.agent_clis, caps.agent_path
+        caps.ollama_host,
+        caps.ollama_timeout,
+        caps.agent_clis,
+        caps.agent_path,
+        gateway=bool(settings.gateway.listen),
     )
     forge = forge if forge is not None else forge_for(settings, token)
     broker = broker if broker is not None or forge is None else open_broker(settings)

@@ -306,12 +306,76 @@ def _kilo(count: str) -> int:
     return int(float(count[:-1]) * 1000) if count.endswith("k") else int(float(count))
 
 
+GEMINI_SETTINGS = "/tmp/.gemini/settings.json"  # noqa: S108 - under the sandbox's HOME
+
+
+def gemini(request: Request) -> Invocation:
+    """Gemini CLI's `-p`, on the endpoint as Google's genai API (the gateway translates it
+    to ollama's chat). Its settings pick the API key as its way in, trust the work tree
+    (else --yolo is overridden), and turn off statistics and updates."""
+    settings = {
+        "security": {"auth": {"selectedType": "gemini-api-key"}, "folderTrust": {"enabled": False}},
+        "privacy": {"usageStatisticsEnabled": False},
+        "telemetry": {"enabled": False},
+        "general": {"disableAutoUpdate": True},
+        "model": {"maxSessionTurns": request.max_turns},
+    }
+    argv = (
+        request.executable,
+        "-p", request.prompt,
+        "-m", request.model,
+        "--yolo",  # approve its tools: the sandbox is the boundary
+        "--output-format", "stream-json",
+    )  # fmt: skip
+    env = {
+        **QUIET,
+        "GEMINI_API_KEY": PLACEHOLDER_KEY,
+        "GOOGLE_GEMINI_BASE_URL": INSIDE_URL,
+        "GEMINI_CLI_NO_RELAUNCH": "true",  # one process: no child with more memory
+    }
+    written = shlex.quote(json.dumps(settings))
+    setup = f"mkdir -p /tmp/.gemini && printf %s {written} > {GEMINI_SETTINGS}"
+    return Invocation(argv, env, setup=setup)
+
+
+def read_gemini(output: str) -> Transcript:
+    """Gemini CLI's stream-json: assistant messages (in deltas), tool uses and results,
+    then a `result` line."""
+    uses: dict[str, str] = {}
+    commands: list[Command] = []
+    said: list[str] = []
+    failed, tokens = "", 0
+    for event in _json_lines(output):
+        kind = event.get("type")
+        if kind == "message" and event.get("role") == "assistant":
+            said.append(str(event.get("content", "")))
+        elif kind == "tool_use":
+            said = []  # the summary is what it says after its last tool
+            uses[str(event.get("tool_id"))] = _tool_text(
+                {"name": event.get("tool_name"), "input": event.get("parameters")}
+            )
+        elif kind == "tool_result" and str(event.get("tool_id")) in uses:
+            code = 0 if event.get("status") == "success" else 1
+            output_text = event.get("output")
+            commands.append(Command(uses.pop(str(event["tool_id"])), code, str(output_text or "")))
+        elif kind == "result":
+            stats = event.get("stats") or {}
+            tokens = int(stats.get("total_tokens") or 0)
+            if event.get("status") != "success":
+                failed = f"Gemini CLI ended with {event.get('status')}: {event.get('error')}"
+        elif kind == "error":
+            failed = str(event.get("message") or event)
+    turns = len(commands) + 1 if said or commands else 0
+    return Transcript(commands, "".join(said).strip(), turns, failed[:500], tokens)
+
+
 # The CLIs Bzzz drives (bzzz.agents.CATALOGUE says which it cannot, and why).
 DRIVERS: dict[str, Driver] = {
     "claude": Driver("claude", claude_code, read_claude, budget="--max-turns (agent.max_turns)"),
     "codex": Driver("codex", codex, read_codex),
     "opencode": Driver("opencode", opencode, read_opencode),
     "aider": Driver("aider", aider, read_aider),
+    "gemini": Driver("gemini", gemini, read_gemini, budget="model.maxSessionTurns"),
 }
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bzzz.agents import CATALOGUE, locate
+from bzzz.agents import CATALOGUE, NO_GATEWAY, locate
 from bzzz.config import Settings
 from workers.clis.drivers import DRIVERS, INSIDE_URL, MODEL_PORT, Driver, Request, Transcript
 from workers.clis.relay import SOCKET_NAME, ModelRelay
@@ -54,6 +54,8 @@ def find_cli(name: str, settings: Settings) -> AgentCli | str:
         return f"no agent CLI is called {name!r} (known: {', '.join(sorted(CATALOGUE))})"
     if known.unable or driver is None:
         return known.unable or f"Bzzz has no driver for {name}"
+    if known.needs_gateway and not settings.gateway.listen:
+        return NO_GATEWAY
     found = locate(known.executable, settings.capabilities.agent_path)
     if found is None:
         return (
