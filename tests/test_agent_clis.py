@@ -31,6 +31,7 @@ from bzzz.lab.model import (
 )
 from bzzz.lab.model import sample_playbook as playbook
 from bzzz.lab.sample import SAMPLE_REPO
+from tests.conftest import NodeFactory, start_all
 from tests.test_agent import (
     NODE,
     SHOWN,
@@ -123,15 +124,31 @@ def make_context(
     return Context(settings, GitHubForge(lab_forge.api_url, token, seconds_between_writes=0), token)
 
 
-@pytest.mark.parametrize("cli", ["claude", "codex", "opencode", "aider"])
-def test_an_agent_cli_solves_the_issue_in_the_sandbox_and_it_becomes_a_pull_request(
+# The API each CLI speaks, as the model server behind the gateway is asked: Gemini CLI's
+# genai API is translated to ollama's chat by the gateway.
+APIS = {
+    "claude": "/v1/messages",
+    "codex": "/v1/responses",
+    "opencode": "/v1/chat/completions",
+    "aider": "/v1/chat/completions",
+    "gemini": "/api/chat",
+}
+
+
+@pytest.mark.parametrize("cli", list(APIS))
+def test_an_agent_cli_solves_the_issue_in_the_sandbox_through_the_gateway(
     cli: str,
+    make_node: NodeFactory,
     tmp_path: Path,
     forge: LocalForge,  # noqa: F811
     model: LabModelServer,
 ) -> None:
     installed(cli)
-    context = make_context(tmp_path, forge, model)
+    node = make_node("a", capabilities={"ollama_host": model.url})
+    start_all(node)
+    context = make_context(
+        tmp_path, forge, model, gateway_listen=node.gateway_url.removeprefix("http://")
+    )
     outcome = agent.run(replace(spec(1), agent=cli), context)
     assert outcome.succeeded, outcome.reason
     assert outcome.result_type == "pull_request"
@@ -142,17 +159,18 @@ def test_an_agent_cli_solves_the_issue_in_the_sandbox_and_it_becomes_a_pull_requ
     assert f"run by the agent CLI {cli}" in pull.body
     assert "farewell" in pull.body  # the CLI's commands, from its transcript
     assert "both tests pass" in pull.body  # its own summary
+    assert "served by node **a**" in pull.body  # the relay read the x-bzzz-node header
     checkout = clone_branch(forge, pull.head.partition(":")[2], tmp_path / "check")
     assert 'return f"Goodbye, {name}!"' in (checkout / "hello.py").read_text()
     assert "def test_farewell" in (checkout / "test_hello.py").read_text()
-    # it spoke its own API to the lab model, through the relay (the worker chose the model)
-    paths = {request.path for request in model.requests()} - {"/api/tags", "/api/show"}
-    api = {"claude": "/v1/messages", "codex": "/v1/responses"}.get(cli, "/v1/chat/completions")
-    assert paths == {api}
+    # it spoke its own API, carried by the gateway to the lab model
+    answered = {r.path for r in model.requests() if r.reply in ("text", "tool_call")}
+    assert answered == {APIS[cli]}
     commands = [e for e in context.audited if e["type"] == "command"]
     assert len(commands) >= (2 if cli == "aider" else 3)  # aider runs nothing: it edits
-    assert context.audited[-2]["type"] == "model_calls"
-    assert context.audited[-2]["agent"] == cli
+    (calls,) = [e for e in context.audited if e["type"] == "model_calls"]
+    assert calls["agent"] == cli
+    assert calls["served_by"]["a"] >= 1
 
 
 def test_the_cli_reaches_the_model_and_nothing_else_and_never_the_token(

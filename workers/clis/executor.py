@@ -19,8 +19,9 @@ from pathlib import Path
 
 from bzzz.agents import CATALOGUE, NO_GATEWAY, locate
 from bzzz.config import Settings
-from workers.clis.drivers import DRIVERS, INSIDE_URL, MODEL_PORT, Driver, Request, Transcript
+from workers.clis.drivers import DRIVERS, INSIDE_URL, MODEL_PORT, Driver, Request
 from workers.clis.relay import SOCKET_NAME, ModelRelay
+from workers.clis.transcripts import Transcript
 from workers.outcome import Ending, LoopResult, Step, TaskText
 from workers.sandbox import Extras, Sandbox
 
