@@ -87,6 +87,7 @@ class TaskView:
     model: str
     result_url: str
     finished: bool
+    executor: str = "loop"  # Bzzz's reasoning loop, or the agent CLI the task asks for
 
 
 def tasks(report: NodeStatus) -> tuple[list[TaskView], int]:
@@ -100,6 +101,7 @@ def tasks(report: NodeStatus) -> tuple[list[TaskView], int]:
             t.model,
             t.result_url,
             t.finished,
+            t.executor,
         )
         for t in report.tasks
     ]
