@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from bzzz.claims.actions import Phase, TaskClaim
-from bzzz.claims.matching import Market, Offer
+from bzzz.claims.matching import Market, Offer, can_run, rank, requirement, split_requirement
 from bzzz.claims.why import Decisions, Situation, explain
 
 OWN = Offer("peer-a", ("qwen2.5-coder:7b",), ("ollama",), 2, "node-a")
@@ -27,6 +27,12 @@ def task(**fields: object) -> TaskClaim:
             task(model="llama3:70b"),
             HERE,
             "this node lacks `llama3:70b` (it has qwen2.5-coder:7b)",
+        ),
+        (
+            task(model=requirement("qwen2.5-coder:7b", "codex")),
+            HERE,
+            "this node does not offer the agent CLI `codex` (it drives: none;"
+            " `bzzz doctor` says why one is missing)",
         ),
         (task(), replace(HERE, used_slots=2), "no free worker slot (2 in use of 2)"),
         (
@@ -104,3 +110,17 @@ def test_the_record_of_moves_is_short_and_bounded() -> None:
         decisions.moved(replace(moving, task_id=f"lab/app#{number}"), "2026-12-06T22:10:02")
     assert decisions.of("lab/app#7") == []  # the oldest records went first
     assert len(decisions.of("lab/app#599")) == 1
+
+
+def test_a_task_for_an_agent_cli_goes_to_a_node_that_offers_it() -> None:
+    """The requirement carries the agent and the model; a node needs both (the model
+    itself, or through its gateway)."""
+    wanted = requirement("lab-coder", "claude")
+    assert split_requirement(wanted) == ("lab-coder", "claude")
+    assert split_requirement("lab-coder") == ("lab-coder", "")
+    both = Offer("p1", ("lab-coder",), ("claude",), 1)
+    no_cli = Offer("p2", ("lab-coder",), ("ollama",), 1)
+    gateway_only = Offer("p3", (), ("claude",), 1, gateway=True)
+    assert can_run(wanted, both)
+    assert not can_run(wanted, no_cli)
+    assert rank("t#1", wanted, [no_cli, gateway_only, both], {"lab-coder"}) == ["p1", "p3"]
