@@ -227,8 +227,9 @@ def test_a_lost_claim_stops_the_cli_at_once(
     outcome = agent.run(replace(spec(2, model="sleeper"), agent="claude"), context)
     assert time.monotonic() - started < 20
     assert not outcome.succeeded
-    assert "claim" in outcome.reason
+    assert "claude was stopped: the claim was lost" in outcome.reason
     assert not sleeping()
+    assert not GitHubForge(forge.api_url, Token(TOKEN)).list_pull_requests(SAMPLE_REPO)
 
 
 def test_a_node_that_cannot_drive_the_cli_declines_the_task(

@@ -23,7 +23,7 @@ from workers.clis.drivers import DRIVERS, INSIDE_URL, MODEL_PORT, Driver, Reques
 from workers.clis.relay import SOCKET_NAME, ModelRelay
 from workers.clis.transcripts import Transcript
 from workers.outcome import Ending, LoopResult, Step, TaskText
-from workers.sandbox import Extras, Sandbox
+from workers.sandbox import Extras, Sandbox, SandboxError
 
 log = logging.getLogger(__name__)
 
@@ -135,15 +135,18 @@ def solve(
     watcher = threading.Thread(target=watch, name=f"bzzz-{cli.name}-claim", daemon=True)
     watcher.start()
     log.info("%s#%d: running %s (%s) on %s", task.repo, task.number, cli.name, model, INSIDE_URL)
+    stopped = LoopResult(Ending.STOPPED, f"{cli.name} was stopped: the claim was lost")
     try:
         ran = sandbox.exec(command, timeout=settings.agent.wall_time)
-    except Exception:
-        if lost.is_set():
-            return LoopResult(Ending.STOPPED, f"{cli.name} was stopped: the claim was lost")
+    except SandboxError:
+        if lost.is_set():  # closed under it
+            return stopped
         raise
     finally:
         finished.set()
         watcher.join()
+    if lost.is_set():  # killed with the sandbox: what it did is not to be delivered
+        return stopped
     transcript = cli.driver.read(_read_transcript(relay.directory / TRANSCRIPT))
     return _result(
         cli,
