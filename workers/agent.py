@@ -308,15 +308,7 @@ def _reason(
         nonlocal steps
         steps += 1
         context.progress(f"step {steps}: {step.command[:100]} -> {step.exit_code}")
-        context.audit(
-            {
-                "type": "command",
-                "step": steps,
-                "command": step.command[:300],
-                "exit_code": step.exit_code,
-                "output_sha256": hashlib.sha256(step.output.encode("utf-8", "replace")).hexdigest(),
-            }
-        )
+        context.audit(step.audit_entry(steps))
 
     loop = run_loop(
         task,

@@ -3,6 +3,7 @@ how it ended (and whose doing that was), its steps, model calls and asks for hel
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -83,6 +84,16 @@ class Step:
     exit_code: int
     output: str  # as shown to the model
     timed_out: bool
+
+    def audit_entry(self, number: int) -> dict[str, object]:
+        """The node's audit-log entry for the command: short fields, its output hashed."""
+        return {
+            "type": "command",
+            "step": number,
+            "command": self.command[:300],
+            "exit_code": self.exit_code,
+            "output_sha256": hashlib.sha256(self.output.encode("utf-8", "replace")).hexdigest(),
+        }
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,6 @@ class Driver:
     name: str  # as a task's `agent:NAME` label names it
     build: Callable[[Request], Invocation]
     read: Callable[[str], Transcript]  # its output (as `build` asks for it) as a transcript
-    budget: str = "agent.wall_time"  # what bounds a run besides the time limit, in words
 
 
 def claude_code(request: Request) -> Invocation:
@@ -210,9 +209,9 @@ def gemini(request: Request) -> Invocation:
 
 # The CLIs Bzzz drives (bzzz.agents.CATALOGUE says which it cannot, and why).
 DRIVERS: dict[str, Driver] = {
-    "claude": Driver("claude", claude_code, read_claude, budget="--max-turns (agent.max_turns)"),
+    "claude": Driver("claude", claude_code, read_claude),
     "codex": Driver("codex", codex, read_codex),
     "opencode": Driver("opencode", opencode, read_opencode),
     "aider": Driver("aider", aider, read_aider),
-    "gemini": Driver("gemini", gemini, read_gemini, budget="model.maxSessionTurns"),
+    "gemini": Driver("gemini", gemini, read_gemini),
 }

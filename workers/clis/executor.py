@@ -9,7 +9,6 @@ as the forge says the node no longer holds the task.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -222,16 +221,7 @@ def audit_entries(
     loop: LoopResult, name: str, model: str, served_by: dict[str, int]
 ) -> list[dict[str, object]]:
     """The run's entries for the node's audit log: each command, then the model calls."""
-    entries: list[dict[str, object]] = [
-        {
-            "type": "command",
-            "step": number,
-            "command": step.command[:300],
-            "exit_code": step.exit_code,
-            "output_sha256": hashlib.sha256(step.output.encode("utf-8", "replace")).hexdigest(),
-        }
-        for number, step in enumerate(loop.steps, 1)
-    ]
+    entries = [step.audit_entry(number) for number, step in enumerate(loop.steps, 1)]
     entries.append(
         {"type": "model_calls", "model": model, "calls": loop.model_calls,
          "tokens": loop.tokens, "served_by": served_by, "agent": name}

@@ -13,12 +13,18 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 
 
-def pump(source: socket.socket, sink: socket.socket) -> None:
-    """Copy until `source` ends, then end `sink`'s writing side."""
+def pump(
+    source: socket.socket,
+    sink: socket.socket,
+    heard: Callable[[bytes], None] = lambda data: None,
+) -> None:
+    """Copy until `source` ends, then end `sink`'s writing side; `heard` sees the data."""
     with contextlib.suppress(OSError):
         while data := source.recv(65536):
+            heard(data)
             sink.sendall(data)
     with contextlib.suppress(OSError):
         sink.shutdown(socket.SHUT_WR)

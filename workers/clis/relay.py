@@ -17,11 +17,11 @@ import tempfile
 import threading
 import urllib.parse
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from workers.clis.inside import pump
 from workers.models import SERVED_BY as MODEL_SERVED_BY
 
 SOCKET_NAME = "model.sock"
@@ -80,9 +80,9 @@ class ModelRelay:
         with self._lock:
             self.connections += 1
             self._open |= {client, upstream}
-        back = threading.Thread(target=_pump, args=(upstream, client, self._heard), daemon=True)
+        back = threading.Thread(target=pump, args=(upstream, client, self._heard), daemon=True)
         back.start()
-        _pump(client, upstream)
+        pump(client, upstream)
         back.join()
         with self._lock:
             self._open -= {client, upstream}
@@ -121,17 +121,3 @@ class ModelRelay:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _pump(
-    source: socket.socket,
-    sink: socket.socket,
-    heard: Callable[[bytes], None] = lambda data: None,
-) -> None:
-    """Copy until `source` ends, then end `sink`'s writing side; `heard` sees the data."""
-    with contextlib.suppress(OSError):
-        while data := source.recv(65536):
-            heard(data)
-            sink.sendall(data)
-    with contextlib.suppress(OSError):
-        sink.shutdown(socket.SHUT_WR)

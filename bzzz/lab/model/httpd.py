@@ -98,12 +98,10 @@ class Exchange(BaseExchange):
         self.end_headers()
 
     def stream_line(self, body: Mapping[str, Any]) -> None:
-        data = ndjson(body)
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-        self.wfile.flush()
+        self.stream_bytes(ndjson(body))
 
     def stream_bytes(self, data: bytes) -> None:
-        """One chunk of a stream as it is (a server-sent event)."""
+        """One chunk of a stream as it is (an NDJSON line, a server-sent event)."""
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
