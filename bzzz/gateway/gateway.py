@@ -116,7 +116,14 @@ class Gateway:
             if answer.status != 200:
                 said = genai.error(answer.status, genai.ollama_error(whole))
                 return Response(answer.status, JSON, said, answer.headers)
-            translated = genai.from_chat(json.loads(whole), call.model)
+            try:
+                chunk = json.loads(whole)
+            except ValueError:
+                chunk = None
+            if not isinstance(chunk, dict):  # a node's model server answered garbage
+                said = genai.error(502, "the model server's answer was not JSON")
+                return Response(502, JSON, said, answer.headers)
+            translated = genai.from_chat(chunk, call.model)
             return Response(200, JSON, json.dumps(translated).encode(), answer.headers)
         events = _genai_events(answer.body, call.model)
         return Response(200, genai.SSE, events, answer.headers)
