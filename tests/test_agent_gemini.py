@@ -8,6 +8,7 @@ import json
 
 import httpx
 
+from bzzz.gateway import genai
 from bzzz.lab.model import LabModelServer
 from tests.conftest import NodeFactory, start_all
 from tests.test_agent import forge as forge  # noqa: PLC0414 - a fixture
@@ -55,3 +56,11 @@ def test_the_gateway_answers_genai_whole_streamed_and_in_its_error_shape(
     assert bad.json()["error"]["status"] == "INVALID_ARGUMENT"
     counted = httpx.post(f"{base}/lab:countTokens", json=body, timeout=30).json()
     assert counted["totalTokens"] > 0
+
+
+def test_an_answer_of_the_wrong_shape_becomes_an_empty_turn_not_an_error() -> None:
+    hostile = {"message": "text", "done": True, "eval_count": "many"}
+    assert genai.from_chat(hostile, "lab")["candidates"][0]["content"]["parts"] == []
+    assert genai.from_chat(hostile, "lab")["usageMetadata"]["totalTokenCount"] == 0
+    calls = {"message": {"content": "hi", "tool_calls": ["x", {"function": "y"}, {}]}}
+    assert genai.from_chat(calls, "lab")["candidates"][0]["content"]["parts"] == [{"text": "hi"}]

@@ -81,12 +81,16 @@ def to_chat(call: Call, body: bytes) -> bytes:
 
 def from_chat(chunk: dict[str, Any], model: str) -> dict[str, Any]:
     """One ollama chat answer (or streamed chunk) as a GenerateContentResponse."""
-    message = chunk.get("message") or {}
+    message = chunk.get("message")
+    message = message if isinstance(message, dict) else {}  # a peer's answer: untrusted
     parts: list[dict[str, Any]] = []
     if message.get("content"):
         parts.append({"text": str(message["content"])})
-    for tool_call in message.get("tool_calls") or ():
-        function = tool_call.get("function") or {}
+    calls = message.get("tool_calls")
+    for tool_call in calls if isinstance(calls, list) else ():
+        function = tool_call.get("function") if isinstance(tool_call, dict) else None
+        if not isinstance(function, dict):
+            continue
         arguments = function.get("arguments")
         if isinstance(arguments, str):
             try:
@@ -99,7 +103,7 @@ def from_chat(chunk: dict[str, Any], model: str) -> dict[str, Any]:
         candidate["finishReason"] = "MAX_TOKENS" if chunk.get("done_reason") == "length" else "STOP"
     answer: dict[str, Any] = {"candidates": [candidate], "modelVersion": model}
     if chunk.get("done"):
-        prompt, reply = int(chunk.get("prompt_eval_count") or 0), int(chunk.get("eval_count") or 0)
+        prompt, reply = _count(chunk.get("prompt_eval_count")), _count(chunk.get("eval_count"))
         answer["usageMetadata"] = {
             "promptTokenCount": prompt,
             "candidatesTokenCount": reply,
@@ -166,6 +170,10 @@ def _messages(content: dict[str, Any]) -> list[dict[str, Any]]:
                 }
             )
     return messages
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
 
 
 def _texts(parts: Any) -> str:
